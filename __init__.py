@@ -1,0 +1,48 @@
+"""relplan: declare a feature once; compile, optimize and run it on DuckDB, Spark or Flink.
+
+    import relplan as rp
+
+    class Transactions(rp.Source):
+        account_id: rp.Int64
+        status: rp.String
+        ts: rp.Timestamp = rp.event_time()
+
+    @rp.transformation
+    def failed_count(tx: Transactions, wspec: rp.WindowSpec):
+        return tx[tx.status == "failed"].groupby("account_id").window(wspec).count()
+
+    plan = rp.compile([failed_count(window=rp.sliding("1d"))])
+    table = rp.execute(plan, engine="duckdb", tables={"Transactions": arrow_table})
+"""
+
+from __future__ import annotations
+
+from relplan.compiler.compile import compile  # noqa: A004 - the public name
+from relplan.compiler.dsl import DataFrame, Series
+from relplan.compiler.execute import execute, execute_all
+from relplan.compiler.plan import Plan
+from relplan.compiler.source import Source, event_time, key
+from relplan.compiler.transformation import Feature, transformation
+from relplan.compiler.windowspec import WindowSpec, hopping, lifetime, sliding, tumbling
+from relplan.ir.errors import (
+    DataError,
+    EngineError,
+    FeatureError,
+    OptimizerError,
+    RelplanError,
+    SchemaError,
+    TypeMismatchError,
+    UnsupportedError,
+    WindowError,
+)
+from relplan.ir.types import Bool, DataType, Date, Float64, Int64, String, Timestamp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bool", "DataError", "DataFrame", "DataType", "Date", "EngineError", "Feature", "FeatureError",
+    "Float64", "Int64", "OptimizerError", "Plan", "RelplanError", "SchemaError", "Series", "Source",
+    "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
+    "compile", "event_time", "execute", "execute_all", "hopping", "key", "lifetime", "sliding",
+    "transformation", "tumbling",
+]

@@ -1,0 +1,67 @@
+"""DuckDB: the embedded default engine, in-process, no set-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from relplan.backends.sql import SqlLowering
+from relplan.ir.errors import EngineError
+from relplan.ir.graph import walk
+from relplan.ir.nodes import Sink, Source
+
+
+class DuckDBLowering(SqlLowering):
+    dialect = "duckdb"
+    engine = "duckdb"
+
+
+def _naive(table: pa.Table) -> pa.Table:
+    """UTC timestamps as naive TIMESTAMP, so no DuckDB session time zone is involved."""
+    cols = []
+    for c in table.columns:
+        if pa.types.is_timestamp(c.type) and c.type.tz is not None:
+            c = c.cast(pa.timestamp(c.type.unit))
+        cols.append(c)
+    return pa.Table.from_arrays(cols, names=table.column_names)
+
+
+class DuckDBBackend:
+    """Runs plans on DuckDB; pass ``connection=`` to use your own (e.g. with tables loaded)."""
+
+    name = "duckdb"
+
+    def __init__(self, connection: Any | None = None, threads: int | None = None) -> None:
+        self._connection = connection
+        self._threads = threads
+        self.lowering = DuckDBLowering()
+
+    def to_sql(self, sinks: tuple[Sink, ...]) -> str:
+        return self.lowering.to_sql(sinks)
+
+    def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        import duckdb
+
+        con = self._connection if self._connection is not None else duckdb.connect()
+        if self._threads:
+            con.execute(f"SET threads = {int(self._threads)}")
+        registered = []
+        try:
+            for src in (n for n in walk(sinks) if isinstance(n, Source)):
+                con.register(src.name, _naive(tables[src.name]))
+                registered.append(src.name)
+            out = {}
+            for s in sinks:
+                sql = self.lowering.lower(s).sql(dialect="duckdb", identify=True)
+                try:
+                    result = con.sql(sql).to_arrow_table()
+                except duckdb.Error as e:
+                    raise EngineError(f"DuckDB failed on output {s.name!r}: {e}\nSQL:\n{sql}") from e
+                out[s.name] = result.cast(s.schema.to_arrow())
+            return out
+        finally:
+            for name in registered:
+                con.unregister(name)
+            if self._connection is None:
+                con.close()

@@ -1,0 +1,356 @@
+"""IR -> sqlglot AST, shared by the SQL backends; each engine overrides a few hooks.
+
+Every node becomes one CTE (``t0, t1, ...`` in topological order), so a shared
+subplan is computed in one place and the SQL reads top to bottom like the plan.
+Semantics the IR fixes are lowered explicitly here, never left to engine
+defaults: division by zero is NULL, ``//`` floors, ``%`` follows the divisor's
+sign, aggregates are cast to their IR result type, NULL keys are no entity,
+window frames are exact integer ranges over epoch microseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import ClassVar
+
+from sqlglot import exp
+
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import UnsupportedError
+from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, Unary
+from relplan.ir.graph import walk
+from relplan.ir.nodes import (
+    WINDOW_END,
+    WINDOW_START,
+    Aggregate,
+    Filter,
+    Join,
+    Node,
+    Project,
+    Sink,
+    Source,
+    TimeWindowAggregate,
+    Union,
+    WindowAggregate,
+)
+from relplan.ir.windows import Frame
+
+_WS = "__window_start_us"
+
+
+def ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=ident(name), table=ident(table) if table else None)
+
+
+def lit(n: int) -> exp.Literal:
+    return exp.Literal.number(n)
+
+
+def paren(e: exp.Expression) -> exp.Expression:
+    return e if isinstance(e, (exp.Column, exp.Literal, exp.Paren, exp.Null, exp.Boolean, exp.Func)) else exp.Paren(this=e)
+
+
+class SqlLowering:
+    """Lower a plan's sinks to sqlglot SELECTs; subclass per engine."""
+
+    dialect: ClassVar[str] = "duckdb"
+    engine: ClassVar[str] = "sql"
+    TYPES: ClassVar[dict[str, str]] = {
+        "Int64": "BIGINT", "Float64": "DOUBLE", "String": "VARCHAR", "Bool": "BOOLEAN",
+        "Timestamp": "TIMESTAMP", "Date": "DATE",
+    }
+    UNSUPPORTED: ClassVar[dict[type, str]] = {}
+
+    def __init__(self, table_names: dict[str, str] | None = None) -> None:
+        self.table_names = table_names or {}
+
+    # ---- engine hooks -------------------------------------------------------
+    def epoch_us(self, e: exp.Expression) -> exp.Expression:
+        """Microseconds since the epoch of a timestamp, as BIGINT."""
+        return exp.Anonymous(this="EPOCH_US", expressions=[e])
+
+    def from_epoch_us(self, e: exp.Expression) -> exp.Expression:
+        return exp.Anonymous(this="MAKE_TIMESTAMP", expressions=[e])
+
+    def timestamp_literal(self, v: dt.datetime) -> exp.Expression:
+        return exp.Cast(this=exp.Literal.string(v.strftime("%Y-%m-%d %H:%M:%S.%f")), to=self.dtype(T.Timestamp))
+
+    def arg_extreme(self, largest: bool, value: exp.Expression, key: exp.Expression) -> exp.Expression:
+        """The value at the smallest/largest key (rows with a NULL key ignored)."""
+        cls = exp.ArgMax if largest else exp.ArgMin
+        return cls(this=value, expression=key)
+
+    def struct(self, *parts: exp.Expression) -> exp.Expression:
+        return exp.Struct(
+            expressions=[exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=p) for i, p in enumerate(parts)]
+        )
+
+    def hop_starts(self, last: exp.Expression, first: exp.Expression, slide: int) -> exp.Expression:
+        """A set-returning expression of the window starts first, first+slide, ..., last."""
+        return exp.Explode(this=exp.Anonymous(this="GENERATE_SERIES", expressions=[first, last, lit(slide)]))
+
+    # ---- types and expressions ---------------------------------------------
+    def dtype(self, t: T.DataType) -> exp.DataType:
+        return exp.DataType.build(self.TYPES[t.name], dialect=self.dialect)
+
+    def cast(self, e: exp.Expression, t: T.DataType) -> exp.Expression:
+        return exp.Cast(this=e, to=self.dtype(t))
+
+    def literal(self, lit_: Literal) -> exp.Expression:
+        v = lit_.value
+        if v is None:
+            return exp.Null() if lit_.dtype == T.Null else self.cast(exp.Null(), lit_.dtype)
+        if isinstance(v, bool):
+            return exp.Boolean(this=v)
+        if isinstance(v, int):
+            return exp.Literal.number(v) if v >= 0 else exp.Neg(this=exp.Literal.number(-v))
+        if isinstance(v, float):
+            if math.isinf(v):
+                return self.cast(exp.Literal.string("inf" if v > 0 else "-inf"), T.Float64)
+            body = exp.Literal.number(repr(abs(v)))
+            return self.cast(body if v >= 0 else exp.Neg(this=body), T.Float64)
+        if isinstance(v, str):
+            return exp.Literal.string(v)
+        if isinstance(v, dt.datetime):
+            return self.timestamp_literal(v)
+        if isinstance(v, dt.date):
+            return self.cast(exp.Literal.string(v.isoformat()), T.Date)
+        raise UnsupportedError(f"literal {v!r} cannot be written in {self.engine} SQL")
+
+    def nonzero(self, e: exp.Expression) -> exp.Expression:
+        return exp.Nullif(this=e, expression=lit(0))
+
+    def pymod(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        """Python's a % b (sign of b), from SQL's truncating remainder."""
+        inner = exp.Add(this=paren(exp.Mod(this=paren(a), expression=paren(b))), expression=paren(b))
+        return exp.Mod(this=paren(inner), expression=paren(b))
+
+    def expr(self, e: Expr) -> exp.Expression:
+        if isinstance(e, Column):
+            return col(e.name)
+        if isinstance(e, Literal):
+            return self.literal(e)
+        if isinstance(e, Binary):
+            return self.binary(e)
+        if isinstance(e, Unary):
+            o = paren(self.expr(e.operand))
+            if e.op == "NOT":
+                return exp.Not(this=o)
+            if e.op == "NEG":
+                return exp.Neg(this=o)
+            is_null = exp.Is(this=o, expression=exp.Null())
+            return is_null if e.op == "IS NULL" else exp.Not(this=is_null)
+        if isinstance(e, InList):
+            return exp.In(this=paren(self.expr(e.operand)), expressions=[self.expr(v) for v in e.values])
+        if isinstance(e, Cast):
+            inner = self.expr(e.operand)
+            if e.operand.dtype == T.Float64 and e.dtype == T.Int64:
+                inner = exp.Anonymous(this="TRUNC", expressions=[inner])  # toward zero, as Python int()
+            return self.cast(inner, e.dtype)
+        if isinstance(e, Coalesce):
+            first, *rest = [self.expr(a) for a in e.args]
+            return exp.Coalesce(this=first, expressions=rest)
+        if isinstance(e, Case):
+            case = exp.Case()
+            for c, v in e.whens:
+                case = case.when(self.expr(c), self.expr(v))
+            return case.else_(self.expr(e.otherwise))
+        raise UnsupportedError(f"expression {type(e).__name__} is not supported by the {self.engine} backend")
+
+    def binary(self, e: Binary) -> exp.Expression:
+        a, b = paren(self.expr(e.left)), paren(self.expr(e.right))
+        op = e.op
+        if op == "/":
+            return exp.Div(this=self.cast(a, T.Float64), expression=self.nonzero(self.cast(b, T.Float64)))
+        if op == "%":
+            return self.pymod(a, self.nonzero(b))
+        if op == "//":
+            b = self.nonzero(b)
+            exact = exp.Sub(this=a, expression=paren(self.pymod(a, b)))  # a multiple of b
+            return self.cast(exp.Div(this=paren(exact), expression=b), T.Int64)
+        cls = {
+            "+": exp.Add, "-": exp.Sub, "*": exp.Mul, "=": exp.EQ, "!=": exp.NEQ, "<": exp.LT,
+            "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE, "AND": exp.And, "OR": exp.Or,
+        }[op]
+        if op in ("+", "-", "*") and e.dtype == T.Float64:
+            a, b = self.cast(a, T.Float64), self.cast(b, T.Float64)
+        return cls(this=a, expression=b)
+
+    # ---- aggregates ---------------------------------------------------------
+    def agg(self, a: AggCall) -> exp.Expression:
+        """The aggregate call (no OVER), filter folded in as CASE, cast to its IR type."""
+        cond = self.expr(a.filter) if a.filter is not None else None
+
+        def masked(v: exp.Expression) -> exp.Expression:
+            return v if cond is None else exp.Case().when(cond, v)
+
+        arg = self.expr(a.arg) if a.arg is not None else None
+        f = a.func
+        if f == "count":
+            out: exp.Expression = (
+                exp.Count(this=exp.Star()) if arg is None and cond is None
+                else exp.Count(this=masked(arg if arg is not None else lit(1)))
+            )
+        elif f == "count_distinct":
+            out = exp.Count(this=exp.Distinct(expressions=[masked(arg)]))  # type: ignore[arg-type]
+        elif f == "sum":
+            out = exp.Sum(this=masked(arg))  # type: ignore[arg-type]
+        elif f == "mean":
+            out = exp.Avg(this=masked(self.cast(arg, T.Float64)))  # type: ignore[arg-type]
+        elif f in ("min", "max"):
+            out = (exp.Min if f == "min" else exp.Max)(this=masked(arg))  # type: ignore[arg-type]
+        elif f in ("var", "std"):
+            name = "VAR_SAMP" if f == "var" else "STDDEV_SAMP"
+            out = exp.Anonymous(this=name, expressions=[masked(self.cast(arg, T.Float64))])  # type: ignore[arg-type]
+        elif f in ("first", "last"):
+            assert arg is not None and a.order is not None
+            present = exp.Not(this=exp.Is(this=paren(arg), expression=exp.Null()))
+            keep = present if cond is None else exp.And(this=paren(cond), expression=paren(present))
+            key = exp.Case().when(keep, self.struct(self.expr(a.order), arg))
+            out = self.arg_extreme(f == "last", arg, key)
+        else:
+            raise UnsupportedError(f"aggregate {f!r} is not supported by the {self.engine} backend")
+        return out
+
+    # ---- nodes ----------------------------------------------------------------
+    def lower(self, sink: Sink) -> exp.Select:
+        """One SELECT (with a CTE per node) computing ``sink``."""
+        names: dict[Node, str] = {}
+        ctes: list[tuple[str, exp.Expression]] = []
+        for n in walk(sink.input):
+            for kind, reason in self.UNSUPPORTED.items():
+                if isinstance(n, kind):
+                    raise UnsupportedError(f"{n.kind} ({n.details()}) is not supported by the {self.engine} backend: {reason}")
+            for name, query in self.node(n, [names[i] for i in n.inputs], len(ctes)):
+                ctes.append((name, query))
+            names[n] = ctes[-1][0]
+        query = exp.select(*[col(f.name) for f in sink.schema]).from_(ident(names[sink.input]))
+        for name, q in ctes:
+            query = query.with_(ident(name), as_=q)
+        return query
+
+    def node(self, n: Node, ins: list[str], k: int) -> list[tuple[str, exp.Expression]]:
+        """CTEs for ``n`` (its last one is its result); ``k`` numbers new CTE names."""
+        t = f"t{k}"
+        if isinstance(n, Source):
+            table = exp.Table(this=ident(self.table_names.get(n.name, n.name)))
+            return [(t, exp.select(*[col(f.name) for f in n.schema]).from_(table))]
+        if isinstance(n, Filter):
+            return [(t, exp.select("*").from_(ident(ins[0])).where(self.expr(n.predicate)))]
+        if isinstance(n, Project):
+            cols = [
+                col(nm) if isinstance(e, Column) and e.name == nm else exp.alias_(self.expr(e), ident(nm))
+                for nm, e in n.exprs
+            ]
+            return [(t, exp.select(*cols).from_(ident(ins[0])))]
+        if isinstance(n, WindowAggregate):
+            return [(t, self.window_aggregate(n, ins[0]))]
+        if isinstance(n, Aggregate):
+            q = exp.select(*[col(k_) for k_ in n.keys], *[exp.alias_(self.cast(self.agg(a), a.dtype), ident(a.name)) for a in n.aggs])
+            q = q.from_(ident(ins[0]))
+            if n.keys:
+                q = q.where(self.keys_present(n.keys)).group_by(*[col(k_) for k_ in n.keys])
+            return [(t, q)]
+        if isinstance(n, TimeWindowAggregate):
+            return self.time_window_aggregate(n, ins[0], k)
+        if isinstance(n, Join):
+            return [(t, self.join(n, ins[0], ins[1]))]
+        if isinstance(n, Union):
+            q: exp.Expression = exp.select("*").from_(ident(ins[0]))
+            for other in ins[1:]:
+                q = exp.union(q, exp.select("*").from_(ident(other)), distinct=False)
+            return [(t, q)]
+        raise UnsupportedError(f"{n.kind} is not supported by the {self.engine} backend")
+
+    def keys_present(self, keys: tuple[str, ...]) -> exp.Expression:
+        conds = [exp.Not(this=exp.Is(this=col(k), expression=exp.Null())) for k in keys]
+        out = conds[0]
+        for c in conds[1:]:
+            out = exp.And(this=out, expression=c)
+        return out
+
+    def frame(self, f: Frame) -> exp.WindowSpec:
+        """Integer RANGE bounds over epoch microseconds; exclusive edges move by 1us."""
+        if f.lower is None:
+            start: exp.Expression | str = "UNBOUNDED"
+        else:
+            start = lit(f.lower if f.lower_inclusive else f.lower - 1)
+        up = f.upper if f.upper_inclusive else f.upper + 1
+        if up == 0:
+            return exp.WindowSpec(kind="RANGE", start=start, start_side="PRECEDING", end="CURRENT ROW")
+        return exp.WindowSpec(kind="RANGE", start=start, start_side="PRECEDING", end=lit(up), end_side="PRECEDING")
+
+    def window_aggregate(self, n: WindowAggregate, src: str) -> exp.Select:
+        cols: list[exp.Expression] = [exp.Star()]
+        for a in n.aggs:
+            over = exp.Window(
+                this=self.agg(a),
+                partition_by=[col(k) for k in n.keys],
+                order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
+                spec=self.frame(n.frame),
+            )
+            value = self.cast(over, a.dtype)
+            if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
+                nulls = [exp.Is(this=col(k), expression=exp.Null()) for k in n.keys]
+                any_null = nulls[0]
+                for c in nulls[1:]:
+                    any_null = exp.Or(this=any_null, expression=c)
+                value = exp.Case().when(any_null, self.cast(exp.Null(), a.dtype)).else_(value)
+            cols.append(exp.alias_(value, ident(a.name)))
+        return exp.select(*cols).from_(ident(src))
+
+    def time_window_aggregate(self, n: TimeWindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
+        w = n.window
+        e = self.epoch_us(col(n.time))
+        last = exp.Sub(this=e, expression=paren(self.pymod(e, lit(w.slide))))
+        starts_name = f"t{k}"
+        base = exp.select("*").from_(ident(src))
+        if n.keys:
+            base = base.where(self.keys_present(n.keys))
+        ctes: list[tuple[str, exp.Expression]] = []
+        if w.is_tumbling:
+            ctes.append((starts_name, base.select(exp.alias_(last, ident(_WS)))))
+        else:
+            # Every start s = j * slide with e - size < s <= e; generate a superset, then trim.
+            span = -(-w.size // w.slide) * w.slide
+            first = exp.Sub(this=paren(last), expression=lit(span))
+            ctes.append((f"t{k}", base.select(exp.alias_(self.hop_starts(last, first, w.slide), ident(_WS)))))
+            starts_name = f"t{k + 1}"
+            trimmed = exp.select("*").from_(ident(f"t{k}")).where(
+                exp.GT(this=exp.Add(this=col(_WS), expression=lit(w.size)), expression=self.epoch_us(col(n.time)))
+            )
+            ctes.append((starts_name, trimmed))
+        ws = col(_WS)
+        q = exp.select(
+            *[col(key) for key in n.keys],
+            exp.alias_(self.from_epoch_us(ws), ident(WINDOW_START)),
+            exp.alias_(self.from_epoch_us(exp.Add(this=ws, expression=lit(w.size))), ident(WINDOW_END)),
+            *[exp.alias_(self.cast(self.agg(a), a.dtype), ident(a.name)) for a in n.aggs],
+        ).from_(ident(starts_name)).group_by(*[col(key) for key in n.keys], ws)
+        ctes.append((f"t{k + len(ctes)}", q))
+        return ctes
+
+    def join(self, n: Join, left: str, right: str) -> exp.Select:
+        cond: exp.Expression | None = None
+        for lk, rk in n.on:
+            eq = exp.EQ(this=col(lk, "l"), expression=col(rk, "r"))
+            cond = eq if cond is None else exp.And(this=cond, expression=eq)
+        kind = {"inner": "inner", "left": "left", "right": "right", "full": "full outer"}[n.how]
+        return (
+            exp.select(*[col(f.name, "l") for f in n.left.schema], *[col(f.name, "r") for f in n.right.schema])
+            .from_(exp.Table(this=ident(left)).as_(ident("l")))
+            .join(exp.Table(this=ident(right)).as_(ident("r")), on=cond, join_type=kind)
+        )
+
+    def to_sql(self, sinks: tuple[Sink, ...]) -> str:
+        parts = []
+        for s in sinks:
+            sql = self.lower(s).sql(dialect=self.dialect, identify=True, pretty=True)
+            parts.append(f"-- output: {s.name}\n{sql}" if len(sinks) > 1 else sql)
+        return ";\n\n".join(parts) + ";"

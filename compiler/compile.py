@@ -1,0 +1,147 @@
+"""compile(): features -> one IR plan.
+
+Per-event features of one source become one output whose rows are the source's
+events and which has one column per feature: a chain of WindowAggregate nodes
+(one per feature; the optimizer shares them) under a final Project. Per-window
+features with the same source, filter, keys and window share one
+TimeWindowAggregate output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from relplan.compiler.dsl import FeatureBody
+from relplan.compiler.plan import Plan
+from relplan.compiler.transformation import Feature, Transformation
+from relplan.ir import nodes
+from relplan.ir.errors import FeatureError, RelplanError
+from relplan.ir.aggregates import AggCall
+from relplan.ir.expr import Column, Expr
+
+
+def compile(features: Feature | Iterable[Feature]) -> Plan:  # noqa: A001 - the public name
+    """Compile features into one plan (several outputs if their row sets differ)."""
+    feats = _check_features(features)
+    per_event: dict[str, list[Feature]] = {}
+    per_window: dict[tuple[Any, ...], list[Feature]] = {}
+    for f in feats:
+        src = f.source.node()
+        if f.per_event:
+            per_event.setdefault(src.name, []).append(f)
+        else:
+            b = f.body
+            per_window.setdefault((src, b.mask, b.keys, b.spec), []).append(f)
+    sinks: list[nodes.Sink] = []
+    taken: set[str] = set()
+    for group in per_event.values():
+        sinks.append(_unique(_compile_per_event(group), taken))
+    for group in per_window.values():
+        sinks.append(_unique(_compile_per_window(group), taken))
+    return Plan(tuple(sinks), tuple(feats))
+
+
+def _unique(sink: nodes.Sink, taken: set[str]) -> nodes.Sink:
+    name, i = sink.name, 2
+    while name in taken:
+        name, i = f"{sink.name}_{i}", i + 1
+    taken.add(name)
+    return sink if name == sink.name else nodes.Sink(sink.input, name)
+
+
+def _check_features(features: Feature | Iterable[Feature]) -> list[Feature]:
+    items = [features] if isinstance(features, (Feature, Transformation)) else list(features)
+    if not items:
+        raise FeatureError("compile() needs at least one feature")
+    seen: dict[str, Feature] = {}
+    for f in items:
+        if isinstance(f, Transformation):
+            raise FeatureError(
+                f"{f.name} is a transformation, not a feature: call it with a window, "
+                f"e.g. {f.name}(window=rp.sliding('1h'))",
+                where=f.defined_at,
+            )
+        if not isinstance(f, Feature):
+            raise FeatureError(f"compile() takes features, got {type(f).__name__}: {f!r}")
+        for col in f.columns:
+            if col in seen:
+                other = seen[col]
+                raise FeatureError(
+                    f"two features are named {col!r}: one defined at {other.defined_at}, "
+                    f"the other at {f.defined_at}; pass name=... to tell them apart",
+                    where=f.defined_at,
+                )
+            if col in f.source.node().columns:
+                raise FeatureError(
+                    f"feature {col!r} has the name of a column of {f.source.source_name}; pass name=...",
+                    where=f.defined_at,
+                )
+            seen[col] = f
+    return items
+
+
+def _key_columns(node: nodes.Node, bodies: list[tuple[str, FeatureBody]]) -> tuple[nodes.Node, dict[str, tuple[str, ...]]]:
+    """Project derived groupby keys (assigned expressions) into columns.
+
+    Returns the (maybe projected) input and, per feature, its key column names.
+    """
+    derived: dict[Expr, str] = {}
+    keys_of: dict[str, tuple[str, ...]] = {}
+    for fname, body in bodies:
+        names = []
+        for k, e in body.keys:
+            if isinstance(e, Column) and e.name == k:
+                names.append(k)
+            else:
+                names.append(derived.setdefault(e, f"{fname}__key_{k}"))
+        keys_of[fname] = tuple(names)
+    if derived:
+        passthrough = tuple((f.name, Column(f.name, f.dtype)) for f in node.schema)
+        node = nodes.Project(node, passthrough + tuple((n, e) for e, n in derived.items()))
+    return node, keys_of
+
+
+def _calls(f: Feature, mask: Expr | None) -> tuple[AggCall, ...]:
+    """The feature's aggregates named by its columns; a per-event feature's row
+    mask becomes each aggregate's filter, since its rows are all the source's events."""
+    return tuple(replace(call, name=col, filter=mask) for col, (_, call) in zip(f.columns, f.body.aggs))
+
+
+def _compile_per_event(group: list[Feature]) -> nodes.Sink:
+    src = group[0].source.node()
+    assert src.event_time is not None
+    try:
+        node, keys_of = _key_columns(src, [(f.name, f.body) for f in group])
+        for f in group:
+            node = nodes.WindowAggregate(
+                node, keys_of[f.name], src.event_time, f.spec.frame(), _calls(f, f.body.mask)
+            )
+        out = [(c.name, Column(c.name, c.dtype)) for c in src.columns]
+        out += [(c, Column(c, node.schema.dtype(c))) for f in group for c in f.columns]
+        return nodes.Sink(nodes.Project(node, tuple(out)), src.name)
+    except RelplanError as e:
+        raise e.at(group[-1].defined_at) from None
+
+
+def _compile_per_window(group: list[Feature]) -> nodes.Sink:
+    first = group[0]
+    src = first.source.node()
+    assert src.event_time is not None
+    try:
+        node: nodes.Node = src if first.body.mask is None else nodes.Filter(src, first.body.mask)
+        node, keys_of = _key_columns(node, [(first.name, first.body)])
+        aggs = tuple(call for f in group for call in _calls(f, None))
+        twa = nodes.TimeWindowAggregate(node, keys_of[first.name], src.event_time, first.spec.time_window(), aggs)
+        # Name derived keys as the user did (the hidden column name is an internal detail).
+        keys = [(k, Column(n, twa.schema.dtype(n))) for (k, _), n in zip(first.body.keys, keys_of[first.name])]
+        rest = [(f.name, Column(f.name, f.dtype)) for f in twa.schema.fields[len(keys):]]
+        out: nodes.Node = twa
+        if any(k != n for (k, _), n in zip(first.body.keys, keys_of[first.name])):
+            out = nodes.Project(twa, tuple(keys + rest))
+        name = f"{src.name}_{first.spec.label}_by_{'_'.join(first.keys)}"
+        return nodes.Sink(out, name)
+    except RelplanError as e:
+        raise e.at(first.defined_at) from None
+

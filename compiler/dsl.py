@@ -1,0 +1,375 @@
+"""The pandas-like feature DSL: DataFrame, Series and GroupBy over a typed source.
+
+Nothing here runs on data: every operation builds IR expressions over the
+source's columns, checked and typed as they are written, so a mistake is
+reported at the user's line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from relplan.compiler.location import user_facing, user_location
+from relplan.compiler.windowspec import WindowSpec
+from relplan.ir import types as T
+from relplan.ir.aggregates import AGG_ALIASES, AGG_FUNCS, AggCall
+from relplan.ir.errors import FeatureError, SchemaError, TypeMismatchError, WindowError
+from relplan.ir.expr import (
+    Binary,
+    Cast,
+    Coalesce,
+    Column,
+    Expr,
+    InList,
+    Literal,
+    Unary,
+    and_all,
+)
+from relplan.ir.schema import unknown_column_message
+
+if TYPE_CHECKING:
+    from relplan.compiler.source import Source
+
+
+def _literal(value: Any, like: T.DataType | None = None) -> Literal:
+    """A Python value as a typed literal; strings against timestamps/dates are parsed."""
+    if hasattr(value, "to_pydatetime"):  # pandas.Timestamp
+        value = value.to_pydatetime()
+    elif hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
+        value = value.item()
+    if isinstance(value, str) and like in (T.Timestamp, T.Date):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise TypeMismatchError(f"cannot read {value!r} as a {like}; write e.g. '2024-01-31 12:00:00'") from None
+        return Literal(parsed.date() if like == T.Date else parsed)
+    if like == T.Timestamp and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return Literal(dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc))
+    if isinstance(value, float) and value != value:
+        return Literal(None, like or T.Float64)
+    return Literal(value)
+
+
+class Series:
+    """A column expression of a DataFrame (``tx.amt``, ``tx.amt * 2``, ``tx.status == "x"``)."""
+
+    __slots__ = ("expr", "source", "name")
+    __hash__ = None  # type: ignore[assignment]  # == builds an expression, as in pandas
+
+    def __init__(self, expr: Expr, source: str, name: str | None = None) -> None:
+        self.expr = expr
+        self.source = source
+        self.name = name
+
+    def _other(self, other: Any) -> Expr:
+        if isinstance(other, Series):
+            if other.source != self.source:
+                raise SchemaError(
+                    f"cannot combine a column of {self.source} with a column of {other.source}; "
+                    "a transformation's expressions must come from one source"
+                )
+            return other.expr
+        if isinstance(other, DataFrame):
+            raise TypeMismatchError("cannot combine a column with a whole DataFrame; select a column first")
+        return _literal(other, self.expr.dtype)
+
+    def _make(self, expr: Expr) -> Series:
+        return Series(expr, self.source)
+
+    @user_facing
+    def _binary(self, op: str, other: Any, reflected: bool = False) -> Series:
+        o = self._other(other)
+        return self._make(Binary(op, o, self.expr) if reflected else Binary(op, self.expr, o))
+
+    def __add__(self, o: Any) -> Series: return self._binary("+", o)
+    def __radd__(self, o: Any) -> Series: return self._binary("+", o, True)
+    def __sub__(self, o: Any) -> Series: return self._binary("-", o)
+    def __rsub__(self, o: Any) -> Series: return self._binary("-", o, True)
+    def __mul__(self, o: Any) -> Series: return self._binary("*", o)
+    def __rmul__(self, o: Any) -> Series: return self._binary("*", o, True)
+    def __truediv__(self, o: Any) -> Series: return self._binary("/", o)
+    def __rtruediv__(self, o: Any) -> Series: return self._binary("/", o, True)
+    def __floordiv__(self, o: Any) -> Series: return self._binary("//", o)
+    def __rfloordiv__(self, o: Any) -> Series: return self._binary("//", o, True)
+    def __mod__(self, o: Any) -> Series: return self._binary("%", o)
+    def __rmod__(self, o: Any) -> Series: return self._binary("%", o, True)
+    def __eq__(self, o: Any) -> Series: return self._binary("=", o)  # type: ignore[override]
+    def __ne__(self, o: Any) -> Series: return self._binary("!=", o)  # type: ignore[override]
+    def __lt__(self, o: Any) -> Series: return self._binary("<", o)
+    def __le__(self, o: Any) -> Series: return self._binary("<=", o)
+    def __gt__(self, o: Any) -> Series: return self._binary(">", o)
+    def __ge__(self, o: Any) -> Series: return self._binary(">=", o)
+    def __and__(self, o: Any) -> Series: return self._binary("AND", o)
+    def __rand__(self, o: Any) -> Series: return self._binary("AND", o, True)
+    def __or__(self, o: Any) -> Series: return self._binary("OR", o)
+    def __ror__(self, o: Any) -> Series: return self._binary("OR", o, True)
+
+    @user_facing
+    def __invert__(self) -> Series:
+        return self._make(Unary("NOT", self.expr))
+
+    @user_facing
+    def __neg__(self) -> Series:
+        return self._make(Unary("NEG", self.expr))
+
+    def __bool__(self) -> bool:
+        raise TypeMismatchError(
+            f"the truth value of the column expression {self.expr.sql()} is ambiguous: "
+            "use & | ~ instead of and / or / not, and parenthesize comparisons"
+        ).at(user_location())
+
+    @user_facing
+    def isin(self, values: Any) -> Series:
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeMismatchError(f"isin() takes a list of values, got {values!r}")
+        return self._make(InList(self.expr, tuple(_literal(v, self.expr.dtype) for v in values)))
+
+    @user_facing
+    def isnull(self) -> Series:
+        return self._make(Unary("IS NULL", self.expr))
+
+    @user_facing
+    def notnull(self) -> Series:
+        return self._make(Unary("IS NOT NULL", self.expr))
+
+    isna = isnull
+    notna = notnull
+
+    @user_facing
+    def between(self, left: Any, right: Any, inclusive: str = "both") -> Series:
+        """``left <= x <= right`` (pandas' ``inclusive``: both, neither, left, right)."""
+        if inclusive not in ("both", "neither", "left", "right"):
+            raise TypeMismatchError(f"between(inclusive={inclusive!r}): use both, neither, left or right")
+        lo = ">=" if inclusive in ("both", "left") else ">"
+        hi = "<=" if inclusive in ("both", "right") else "<"
+        return self._make(Binary("AND", Binary(lo, self.expr, self._other(left)), Binary(hi, self.expr, self._other(right))))
+
+    @user_facing
+    def fillna(self, value: Any) -> Series:
+        return self._make(Coalesce((self.expr, self._other(value))))
+
+    @user_facing
+    def astype(self, dtype: T.DataType) -> Series:
+        if not isinstance(dtype, T.DataType):
+            raise TypeMismatchError(f"astype() takes a relplan type such as rp.Float64, got {dtype!r}")
+        return self._make(Cast(self.expr, dtype))
+
+    def __repr__(self) -> str:
+        return f"<Series {self.expr.sql()} of {self.source}>"
+
+
+class DataFrame:
+    """A source's rows as the DSL sees them: columns (source or assigned) and a row mask."""
+
+    __slots__ = ("_source", "_columns", "_mask")
+
+    def __init__(self, source: type[Source], columns: dict[str, Expr] | None = None, mask: Expr | None = None):
+        self._source = source
+        node = source.node()
+        self._columns = columns if columns is not None else {f.name: Column(f.name, f.dtype) for f in node.columns}
+        self._mask = mask
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._columns)
+
+    @property
+    def source(self) -> type[Source]:
+        return self._source
+
+    def _col(self, name: str) -> Series:
+        if not isinstance(name, str):
+            raise SchemaError(f"column names are strings, got {name!r}")
+        if name not in self._columns:
+            raise SchemaError(unknown_column_message(name, self._columns, f"in {self._source.source_name}"))
+        return Series(self._columns[name], self._source.source_name, name)
+
+    def __getattr__(self, name: str) -> Series:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        with_loc = user_location()
+        try:
+            return self._col(name)
+        except SchemaError as e:
+            raise e.at(with_loc) from None
+
+    @user_facing
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self._col(key)
+        if isinstance(key, Series):
+            if key.source != self._source.source_name:
+                raise SchemaError(f"a mask over {key.source} cannot filter {self._source.source_name}")
+            if key.expr.dtype != T.Bool:
+                raise TypeMismatchError(
+                    f"a row filter must be boolean, but {key.expr.sql()} is {key.expr.dtype}; "
+                    "compare it, e.g. tx[tx.amt > 100]"
+                )
+            return DataFrame(self._source, self._columns, and_all([m for m in (self._mask, key.expr) if m is not None]))
+        if isinstance(key, (list, tuple)):
+            cols = {}
+            for k in key:
+                cols[k] = self._col(k).expr
+            return DataFrame(self._source, cols, self._mask)
+        raise SchemaError(f"cannot index a DataFrame with {key!r}; use a column name, a list of names or a mask")
+
+    @user_facing
+    def assign(self, **columns: Any) -> DataFrame:
+        """New or replaced columns: ``tx.assign(amt_usd=tx.amt * 1.1)``."""
+        cols = dict(self._columns)
+        for name, value in columns.items():
+            if callable(value) and not isinstance(value, Series):
+                value = value(DataFrame(self._source, cols, self._mask))
+            if isinstance(value, Series):
+                if value.source != self._source.source_name:
+                    raise SchemaError(f"assign({name}=...) uses a column of {value.source}, not {self._source.source_name}")
+                cols[name] = value.expr
+            else:
+                cols[name] = _literal(value)
+        return DataFrame(self._source, cols, self._mask)
+
+    @user_facing
+    def groupby(self, by: str | list[str] | tuple[str, ...]) -> GroupBy:
+        keys = (by,) if isinstance(by, str) else tuple(by)
+        if not keys:
+            raise SchemaError("groupby() needs at least one key column")
+        for k in keys:
+            self._col(k)
+        return GroupBy(self, keys)
+
+    def __repr__(self) -> str:
+        return f"<DataFrame {self._source.source_name} [{', '.join(self._columns)}]>"
+
+
+@dataclass(frozen=True)
+class FeatureBody:
+    """What a transformation returns: a windowed aggregate of one source, still unnamed."""
+
+    source: type[Source]
+    keys: tuple[tuple[str, Expr], ...]
+    spec: WindowSpec
+    mask: Expr | None
+    aggs: tuple[tuple[str | None, AggCall], ...]  # (suffix for .agg names, call)
+    location: str | None
+
+
+class GroupBy:
+    """``df.groupby(keys)[col].window(spec).<agg>()``; window and column may come in either order."""
+
+    __slots__ = ("_frame", "_keys", "_column", "_spec")
+
+    def __init__(self, frame: DataFrame, keys: tuple[str, ...], column: str | None = None, spec: WindowSpec | None = None):
+        self._frame = frame
+        self._keys = keys
+        self._column = column
+        self._spec = spec
+
+    @user_facing
+    def __getitem__(self, column: str) -> GroupBy:
+        if isinstance(column, (list, tuple)):
+            raise SchemaError("select one column to aggregate, or use .agg(name=(column, 'func'), ...)")
+        self._frame._col(column)
+        return GroupBy(self._frame, self._keys, column, self._spec)
+
+    def __getattr__(self, name: str) -> GroupBy:
+        if name.startswith("_") or name in AGG_FUNCS or name in AGG_ALIASES:
+            raise AttributeError(name)
+        return self[name]
+
+    @user_facing
+    def window(self, spec: WindowSpec) -> GroupBy:
+        if not isinstance(spec, WindowSpec):
+            raise WindowError(
+                f"window() takes rp.sliding(...), rp.tumbling(...), rp.hopping(...) or rp.lifetime(), got {spec!r}"
+            )
+        src = self._frame.source.node()
+        if src.event_time is None:
+            raise WindowError(
+                f"source {src.name} has no event-time column, so it cannot be windowed; "
+                "declare one with `ts: rp.Timestamp = rp.event_time()`"
+            )
+        return GroupBy(self._frame, self._keys, self._column, spec)
+
+    def _call(self, func: str, column: str | None) -> AggCall:
+        func = AGG_ALIASES.get(func, func)
+        if func not in AGG_FUNCS:
+            raise FeatureError(f"unknown aggregate {func!r}; use one of {', '.join(AGG_FUNCS)}")
+        frame = self._frame
+        arg = frame._col(column).expr if column is not None else None
+        if arg is None and func != "count":
+            raise FeatureError(f"{func}() needs a column: write .groupby(...)[column].{func}()")
+        src = frame.source.node()
+        order = Column(src.event_time, T.Timestamp) if func in ("first", "last") and src.event_time else None
+        try:
+            return AggCall(func, arg, "_", order=order)
+        except TypeMismatchError as e:
+            raise TypeMismatchError(f"{e.message} (column {column!r} of {src.name})") from None
+
+    def _body(self, aggs: tuple[tuple[str | None, AggCall], ...]) -> FeatureBody:
+        if self._spec is None:
+            raise WindowError(
+                "call .window(spec) before aggregating, e.g. .window(rp.sliding('1h')) or .window(rp.lifetime())"
+            )
+        frame = self._frame
+        keys = tuple((k, frame._col(k).expr) for k in self._keys)
+        for k, e in keys:
+            if not e.dtype.is_orderable and e.dtype != T.Bool:
+                raise TypeMismatchError(f"groupby key {k!r} has type {e.dtype}, which cannot be grouped")
+        return FeatureBody(frame.source, keys, self._spec, frame._mask, aggs, user_location())
+
+    @user_facing
+    def agg(self, **named: tuple[str, str] | str) -> FeatureBody:
+        """Several aggregates at once: ``.agg(total=("amt", "sum"), n="count")``."""
+        if not named:
+            raise FeatureError("agg() needs at least one name=(column, 'func')")
+        calls = []
+        for name, spec in named.items():
+            if isinstance(spec, str):
+                col, func = (self._column, spec)
+            elif isinstance(spec, tuple) and len(spec) == 2:
+                col, func = spec
+            else:
+                raise FeatureError(f"agg({name}=...) takes (column, 'func') or 'func', got {spec!r}")
+            calls.append((name, self._call(func, col)))
+        return self._body(tuple(calls))
+
+    def _single(self, func: str) -> FeatureBody:
+        return self._body(((None, self._call(func, self._column)),))
+
+    @user_facing
+    def count(self) -> FeatureBody:
+        """Rows in the window (non-null values of the selected column, if one is selected)."""
+        return self._single("count")
+
+    @user_facing
+    def sum(self) -> FeatureBody: return self._single("sum")
+
+    @user_facing
+    def mean(self) -> FeatureBody: return self._single("mean")
+
+    @user_facing
+    def min(self) -> FeatureBody: return self._single("min")
+
+    @user_facing
+    def max(self) -> FeatureBody: return self._single("max")
+
+    @user_facing
+    def count_distinct(self) -> FeatureBody: return self._single("count_distinct")
+
+    @user_facing
+    def nunique(self) -> FeatureBody: return self._single("count_distinct")
+
+    @user_facing
+    def std(self) -> FeatureBody: return self._single("std")
+
+    @user_facing
+    def var(self) -> FeatureBody: return self._single("var")
+
+    @user_facing
+    def first(self) -> FeatureBody: return self._single("first")
+
+    @user_facing
+    def last(self) -> FeatureBody: return self._single("last")
+

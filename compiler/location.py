@@ -1,0 +1,54 @@
+"""Finding the user's line: errors name the line of the @transformation they come from."""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar
+
+from relplan.ir.errors import RelplanError
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INTERNAL = tuple(os.path.join(_ROOT, d) + os.sep for d in ("compiler", "ir", "rules", "backends")) + (
+    os.path.join(_ROOT, "__init__.py"),
+)
+
+
+def user_location() -> str | None:
+    """``file:line in function: source`` of the innermost caller outside relplan."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        fname = os.path.abspath(frame.f_code.co_filename)
+        if not fname.startswith(_INTERNAL) and fname != _INTERNAL[-1]:
+            text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+            where = f"{os.path.basename(fname)}:{frame.f_lineno} in {frame.f_code.co_name}"
+            return f"{where}: {text}" if text else where
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+@contextmanager
+def located() -> Iterator[None]:
+    """Attach the user's line to any RelplanError raised inside."""
+    try:
+        yield
+    except RelplanError as e:
+        raise e.at(user_location()) from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_facing(fn: F) -> F:
+    """Decorator form of :func:`located` for DSL methods."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with located():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

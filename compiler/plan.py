@@ -1,0 +1,62 @@
+"""Plan: the compiled (and later optimized and placed) IR with its outputs and history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from relplan.ir.errors import RelplanError
+from relplan.ir.nodes import Sink
+from relplan.ir.printer import explain as explain_nodes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from relplan.compiler.transformation import Feature
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan of named outputs (Sink nodes) over the IR; immutable."""
+
+    outputs: tuple[Sink, ...]
+    features: tuple[Feature, ...] = ()
+    trace: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.outputs)
+
+    def output(self, name: str) -> Sink:
+        for s in self.outputs:
+            if s.name == name:
+                return s
+        raise RelplanError(f"plan has no output {name!r}; its outputs are {list(self.output_names)}")
+
+    def explain(self, *, verbose: bool = False, schema: bool = False) -> str:
+        """Deterministic plan text; ``verbose`` adds the features and the optimizer trace."""
+        text = explain_nodes(self.outputs, schema=schema or verbose)
+        if not verbose:
+            return text
+        lines = ["features:"]
+        for f in self.features:
+            lines.append(f"  {', '.join(f.columns)}: {f.transformation} window={f.spec!r} (defined at {f.defined_at})")
+        lines.append("plan:")
+        lines += ["  " + ln for ln in text.splitlines()]
+        lines.append("optimizer trace:")
+        lines += [f"  {t}" for t in self.trace] or ["  (not optimized)"]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.explain()
+
+    def to_sql(self, engine: str = "duckdb", **options: Any) -> str:
+        """The SQL ``engine`` runs for this plan, one statement per output."""
+        from relplan.backends import get_backend
+
+        return get_backend(engine, **options).to_sql(self.outputs)
+
+    def execute(self, engine: str = "duckdb", tables: dict[str, Any] | None = None, **kw: Any) -> pa.Table:
+        from relplan.compiler.execute import execute
+
+        return execute(self, engine=engine, tables=tables, **kw)

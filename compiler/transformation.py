@@ -1,0 +1,164 @@
+"""``@rp.transformation``: a feature written once as a function of typed sources.
+
+    @rp.transformation
+    def transaction_count(tx: Transactions, wspec: rp.WindowSpec):
+        return tx[tx.status == "failed"].groupby("account_id").window(wspec).count()
+
+    f = transaction_count(window=rp.sliding("1d"))   # Feature 'transaction_count_1d'
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from relplan.compiler.dsl import DataFrame, FeatureBody
+from relplan.compiler.location import user_location
+from relplan.compiler.source import Source
+from relplan.compiler.windowspec import WindowSpec
+from relplan.ir.errors import FeatureError, RelplanError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, eq=False)
+class Feature:
+    """A named, windowed feature: what rp.compile() takes."""
+
+    name: str
+    transformation: str
+    body: FeatureBody
+    defined_at: str | None
+
+    @property
+    def spec(self) -> WindowSpec:
+        return self.body.spec
+
+    @property
+    def source(self) -> type[Source]:
+        return self.body.source
+
+    @property
+    def per_event(self) -> bool:
+        return self.body.spec.per_event
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Output column names: the feature's name, or name_<agg name> for .agg(...)."""
+        return tuple(self.name if suffix is None else f"{self.name}_{suffix}" for suffix, _ in self.body.aggs)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.body.keys)
+
+    def __repr__(self) -> str:
+        return f"Feature({self.name!r}, source={self.source.source_name}, window={self.spec!r})"
+
+
+class Transformation:
+    """A decorated feature function; call it with a window to get a Feature."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None, scope: dict[str, Any]) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self._scope = scope
+        code = fn.__code__
+        self.defined_at = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno} in {fn.__name__}"
+        self._params: list[tuple[str, Any]] | None = None
+
+    def _resolve(self) -> list[tuple[str, Any]]:
+        if self._params is not None:
+            return self._params
+        out = []
+        for p in inspect.signature(self.fn).parameters.values():
+            ann = p.annotation
+            if isinstance(ann, str):
+                try:
+                    ann = eval(ann, dict(self.fn.__globals__), dict(self._scope))  # noqa: S307
+                except Exception:  # noqa: BLE001 - unresolved annotations are reported below
+                    ann = inspect.Parameter.empty
+            out.append((p.name, ann))
+        self._params = out
+        return out
+
+    def __call__(self, window: WindowSpec | None = None, *, name: str | None = None, **options: Any) -> Feature:
+        where = user_location()
+        kwargs: dict[str, Any] = {}
+        window_param = None
+        for pname, ann in self._resolve():
+            if isinstance(ann, type) and issubclass(ann, Source):
+                kwargs[pname] = DataFrame(ann)
+            elif ann is WindowSpec or pname in ("wspec", "window"):
+                window_param = pname
+                if window is None:
+                    raise FeatureError(
+                        f"transformation {self.name} takes a window: call it as "
+                        f"{self.name}(window=rp.sliding('1h'))",
+                        where=where,
+                    )
+                if not isinstance(window, WindowSpec):
+                    raise FeatureError(
+                        f"window of {self.name} must be rp.sliding(...), rp.tumbling(...), "
+                        f"rp.hopping(...) or rp.lifetime(), got {window!r}",
+                        where=where,
+                    )
+                kwargs[pname] = window
+            elif pname in options:
+                kwargs[pname] = options.pop(pname)
+        if options:
+            raise FeatureError(f"transformation {self.name} has no parameter(s) {sorted(options)}", where=where)
+        if window is not None and window_param is None:
+            raise FeatureError(
+                f"transformation {self.name} has no WindowSpec parameter, so it takes no window", where=where
+            )
+        if not any(isinstance(v, DataFrame) for v in kwargs.values()):
+            raise FeatureError(
+                f"transformation {self.name} has no source parameter: annotate one, e.g. (tx: Transactions)",
+                where=self.defined_at,
+            )
+        try:
+            body = self.fn(**kwargs)
+        except RelplanError:
+            raise
+        except (AttributeError, TypeError, KeyError) as e:
+            raise FeatureError(
+                f"transformation {self.name} failed: {type(e).__name__}: {e}", where=_innermost_user_line(e)
+            ) from e
+        if not isinstance(body, FeatureBody):
+            raise FeatureError(
+                f"transformation {self.name} must return a windowed aggregate such as "
+                f"tx.groupby('key').window(wspec).count(), but returned {type(body).__name__}",
+                where=self.defined_at,
+            )
+        fname = name if name is not None else f"{self.name}_{body.spec.label}"
+        if not _NAME.match(fname):
+            raise FeatureError(f"feature name {fname!r} must be an identifier (letters, digits, _)", where=where)
+        return Feature(fname, self.name, body, body.location or self.defined_at)
+
+    def __repr__(self) -> str:
+        return f"<transformation {self.name} ({self.defined_at})>"
+
+
+def _innermost_user_line(e: BaseException) -> str | None:
+    tb = e.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return None
+    return f"{os.path.basename(last.tb_frame.f_code.co_filename)}:{last.tb_lineno} in {last.tb_frame.f_code.co_name}"
+
+
+def transformation(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Decorate a feature function; ``@rp.transformation`` or ``@rp.transformation(name=...)``."""
+    scope = dict(sys._getframe(1).f_locals)
+
+    def wrap(f: Callable[..., Any]) -> Transformation:
+        return Transformation(f, name, scope)
+
+    return wrap(fn) if fn is not None else wrap

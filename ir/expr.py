@@ -1,0 +1,366 @@
+"""Scalar expressions: immutable, hashable, typed at construction.
+
+Semantics every backend must lower explicitly (never left to engine defaults):
+
+- ``/`` is true division: the result is Float64 even for Int64 operands, and a
+  division by zero is NULL.
+- ``//`` and ``%`` take Int64 operands and follow Python: ``//`` floors and ``%``
+  has the sign of the divisor; by zero they are NULL.
+- Comparisons and arithmetic with NULL give NULL; AND/OR use three-valued logic;
+  a filter keeps a row only where its predicate is TRUE.
+- Strings compare by code point (binary collation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from relplan.ir import types as T
+from relplan.ir.errors import SchemaError, TypeMismatchError
+from relplan.ir.schema import Schema
+from relplan.ir.types import DataType
+
+
+class Expr:
+    """Base of scalar expressions. Subclasses are frozen slotted dataclasses."""
+
+    __slots__ = ()
+    dtype: DataType
+
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return self
+
+    def walk(self) -> Iterator[Expr]:
+        """Pre-order traversal of this expression and its sub-expressions."""
+        yield self
+        for c in self.children():
+            yield from c.walk()
+
+    def columns(self) -> frozenset[str]:
+        """Names of the columns this expression reads."""
+        return frozenset(e.name for e in self.walk() if isinstance(e, Column))
+
+    def replace(self, fn: Callable[[Expr], Expr | None]) -> Expr:
+        """Rebuild bottom-up; ``fn`` returns a replacement or None to keep a node."""
+        kids = self.children()
+        node: Expr = self
+        if kids:
+            new = tuple(k.replace(fn) for k in kids)
+            if any(a is not b for a, b in zip(new, kids)):
+                node = self.with_children(new)
+        out = fn(node)
+        return node if out is None else out
+
+    def __str__(self) -> str:
+        return self.sql()
+
+    def sql(self) -> str:
+        raise NotImplementedError
+
+
+def _check_bound(expr: Expr, schema: Schema, context: str) -> None:
+    for e in expr.walk():
+        if isinstance(e, Column):
+            f = schema.field(e.name, context=context)
+            if f.dtype != e.dtype:
+                raise SchemaError(
+                    f"column {e.name!r} {context} is {f.dtype}, but the expression expects {e.dtype}"
+                )
+
+
+def check_bound(expr: Expr, schema: Schema, context: str = "") -> None:
+    """Raise if ``expr`` reads a column the schema lacks or types it differently."""
+    _check_bound(expr, schema, context)
+
+
+@dataclass(frozen=True, slots=True)
+class Column(Expr):
+    name: str
+    dtype: DataType
+
+    def sql(self) -> str:
+        return self.name if self.name.isidentifier() else '"' + self.name.replace('"', '""') + '"'
+
+
+def _literal_type(value: Any) -> DataType:
+    if value is None:
+        return T.Null
+    if isinstance(value, bool):
+        return T.Bool
+    if isinstance(value, int):
+        return T.Int64
+    if isinstance(value, float):
+        return T.Float64
+    if isinstance(value, str):
+        return T.String
+    if isinstance(value, dt.datetime):
+        return T.Timestamp
+    if isinstance(value, dt.date):
+        return T.Date
+    raise TypeMismatchError(f"literal {value!r} of type {type(value).__name__} is not supported")
+
+
+@dataclass(frozen=True, slots=True)
+class Literal(Expr):
+    value: Any
+    dtype: DataType = field(default=T.Null)
+
+    def __post_init__(self) -> None:
+        if self.dtype == T.Null and self.value is not None:
+            object.__setattr__(self, "dtype", _literal_type(self.value))
+        if isinstance(self.value, float) and self.value != self.value:
+            raise TypeMismatchError("NaN literals are not supported; use None for a missing value")
+        if isinstance(self.value, dt.datetime):
+            v = self.value
+            v = v.replace(tzinfo=dt.timezone.utc) if v.tzinfo is None else v.astimezone(dt.timezone.utc)
+            object.__setattr__(self, "value", v)
+
+    def sql(self) -> str:
+        v = self.value
+        if v is None:
+            return "NULL"
+        if isinstance(v, bool):
+            return "TRUE" if v else "FALSE"
+        if isinstance(v, str):
+            return "'" + v.replace("'", "''") + "'"
+        if isinstance(v, dt.datetime):
+            return f"TIMESTAMP '{v.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+        if isinstance(v, dt.date):
+            return f"DATE '{v.isoformat()}'"
+        return repr(v)
+
+
+ARITHMETIC = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod"}
+COMPARISON = {"=", "!=", "<", "<=", ">", ">="}
+LOGICAL = {"AND", "OR"}
+
+
+@dataclass(frozen=True, slots=True)
+class Binary(Expr):
+    """``left op right`` for arithmetic, comparison and logical operators."""
+
+    op: str
+    left: Expr
+    right: Expr
+    dtype: DataType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", _binary_type(self.op, self.left, self.right))
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return Binary(self.op, children[0], children[1])
+
+    def sql(self) -> str:
+        return f"{_paren(self.left)} {self.op} {_paren(self.right)}"
+
+
+def _paren(e: Expr) -> str:
+    return f"({e.sql()})" if isinstance(e, (Binary, InList)) else e.sql()
+
+
+def _binary_type(op: str, left: Expr, right: Expr) -> DataType:
+    lt, rt = left.dtype, right.dtype
+    desc = f"{left.sql()} {op} {right.sql()}"
+    if op in LOGICAL:
+        for side in (left, right):
+            if side.dtype not in (T.Bool, T.Null):
+                raise TypeMismatchError(f"{op} needs boolean operands, but {side.sql()} is {side.dtype} in {desc}")
+        return T.Bool
+    if op in COMPARISON:
+        if T.common_type(lt, rt) is None:
+            raise TypeMismatchError(f"cannot compare {lt} with {rt} in {desc}")
+        if op not in ("=", "!=") and not T.common_type(lt, rt).is_orderable:  # type: ignore[union-attr]
+            raise TypeMismatchError(f"{T.common_type(lt, rt)} values are not ordered in {desc}")
+        return T.Bool
+    if op in ARITHMETIC:
+        for side in (left, right):
+            if not (side.dtype.is_numeric or side.dtype == T.Null):
+                raise TypeMismatchError(
+                    f"arithmetic {op!r} needs numbers, but {side.sql()} is {side.dtype} in {desc}"
+                )
+        if op == "/":
+            return T.Float64
+        if op in ("//", "%"):
+            for side in (left, right):
+                if side.dtype == T.Float64:
+                    raise TypeMismatchError(f"{op!r} takes Int64 operands, but {side.sql()} is Float64 in {desc}")
+            return T.Int64
+        return T.common_type(lt, rt) if T.Null not in (lt, rt) else (rt if lt == T.Null else lt)  # type: ignore[return-value]
+    raise TypeMismatchError(f"unknown operator {op!r}")
+
+
+UNARY_OPS = ("NOT", "NEG", "IS NULL", "IS NOT NULL")
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Expr):
+    op: str
+    operand: Expr
+    dtype: DataType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        o = self.operand
+        if self.op == "NOT":
+            if o.dtype not in (T.Bool, T.Null):
+                raise TypeMismatchError(f"NOT (~) needs a boolean, but {o.sql()} is {o.dtype}")
+            t = T.Bool
+        elif self.op == "NEG":
+            if not o.dtype.is_numeric:
+                raise TypeMismatchError(f"negation needs a number, but {o.sql()} is {o.dtype}")
+            t = o.dtype
+        elif self.op in ("IS NULL", "IS NOT NULL"):
+            t = T.Bool
+        else:
+            raise TypeMismatchError(f"unknown unary operator {self.op!r}")
+        object.__setattr__(self, "dtype", t)
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.operand,)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return Unary(self.op, children[0])
+
+    def sql(self) -> str:
+        if self.op == "NOT":
+            return f"NOT {_paren(self.operand)}"
+        if self.op == "NEG":
+            return f"-{_paren(self.operand)}"
+        return f"{_paren(self.operand)} {self.op}"
+
+
+@dataclass(frozen=True, slots=True)
+class InList(Expr):
+    """``operand IN (values)``; NULL operand gives NULL, as in SQL."""
+
+    operand: Expr
+    values: tuple[Literal, ...]
+    dtype: DataType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise TypeMismatchError(f"isin() of {self.operand.sql()} needs at least one value")
+        for v in self.values:
+            if T.common_type(self.operand.dtype, v.dtype) is None:
+                raise TypeMismatchError(
+                    f"isin() value {v.sql()} is {v.dtype}, but {self.operand.sql()} is {self.operand.dtype}"
+                )
+        object.__setattr__(self, "dtype", T.Bool)
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.operand, *self.values)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return InList(children[0], tuple(children[1:]))  # type: ignore[arg-type]
+
+    def sql(self) -> str:
+        return f"{_paren(self.operand)} IN ({', '.join(v.sql() for v in self.values)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Cast(Expr):
+    operand: Expr
+    dtype: DataType
+
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        # Only casts every engine performs alike: float -> int truncates toward zero;
+        # float/timestamp -> string is left out (each engine formats differently).
+        ("Int64", "Float64"), ("Float64", "Int64"), ("Bool", "Int64"), ("Int64", "String"),
+        ("Date", "Timestamp"), ("Timestamp", "Date"), ("Null", "Int64"), ("Null", "Float64"),
+        ("Null", "String"), ("Null", "Bool"), ("Null", "Timestamp"), ("Null", "Date"),
+    }
+
+    def __post_init__(self) -> None:
+        src = self.operand.dtype
+        if src != self.dtype and (src.name, self.dtype.name) not in self._ALLOWED:
+            raise TypeMismatchError(f"cannot cast {self.operand.sql()} from {src} to {self.dtype}")
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.operand,)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return Cast(children[0], self.dtype)
+
+    def sql(self) -> str:
+        return f"CAST({self.operand.sql()} AS {self.dtype})"
+
+
+@dataclass(frozen=True, slots=True)
+class Coalesce(Expr):
+    """The first non-NULL argument (``fillna``)."""
+
+    args: tuple[Expr, ...]
+    dtype: DataType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        t: DataType | None = T.Null
+        for a in self.args:
+            t = T.common_type(t, a.dtype) if t is not None else None
+            if t is None:
+                raise TypeMismatchError(
+                    "fillna/coalesce arguments have incompatible types: "
+                    + ", ".join(f"{a.sql()} is {a.dtype}" for a in self.args)
+                )
+        object.__setattr__(self, "dtype", t)
+
+    def children(self) -> tuple[Expr, ...]:
+        return self.args
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return Coalesce(children)
+
+    def sql(self) -> str:
+        return f"COALESCE({', '.join(a.sql() for a in self.args)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Case(Expr):
+    """``CASE WHEN c1 THEN v1 ... ELSE otherwise END``."""
+
+    whens: tuple[tuple[Expr, Expr], ...]
+    otherwise: Expr = Literal(None)
+    dtype: DataType = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        t: DataType | None = self.otherwise.dtype
+        for cond, value in self.whens:
+            if cond.dtype not in (T.Bool, T.Null):
+                raise TypeMismatchError(f"CASE condition {cond.sql()} is {cond.dtype}, not Bool")
+            t = T.common_type(t, value.dtype) if t is not None else None
+            if t is None:
+                raise TypeMismatchError(f"CASE branches have incompatible types at {value.sql()}")
+        object.__setattr__(self, "dtype", t)
+
+    def children(self) -> tuple[Expr, ...]:
+        return (*[x for pair in self.whens for x in pair], self.otherwise)
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        pairs = tuple((children[i], children[i + 1]) for i in range(0, len(children) - 1, 2))
+        return Case(pairs, children[-1])
+
+    def sql(self) -> str:
+        body = " ".join(f"WHEN {c.sql()} THEN {v.sql()}" for c, v in self.whens)
+        return f"CASE {body} ELSE {self.otherwise.sql()} END"
+
+
+def and_all(preds: list[Expr]) -> Expr | None:
+    """Conjunction of ``preds`` (None when empty)."""
+    out: Expr | None = None
+    for p in preds:
+        out = p if out is None else Binary("AND", out, p)
+    return out
+
+
+def conjuncts(pred: Expr) -> list[Expr]:
+    """Split a predicate at its top-level ANDs."""
+    if isinstance(pred, Binary) and pred.op == "AND":
+        return conjuncts(pred.left) + conjuncts(pred.right)
+    return [pred]

@@ -1,0 +1,70 @@
+"""Plan traversal and rewriting, written once for every rule, printer and backend.
+
+Traversals are iterative (plans of a thousand stacked features are deeper than
+Python's recursion limit) and visit each distinct subplan once, so a DAG is
+never expanded into a tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import networkx as nx
+
+from relplan.ir.nodes import Node
+
+
+def walk(roots: Node | Iterable[Node]) -> list[Node]:
+    """Every distinct node reachable from ``roots``, inputs before their users."""
+    roots = (roots,) if isinstance(roots, Node) else tuple(roots)
+    order: list[Node] = []
+    done: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        n, expanded = stack.pop()
+        if n in done:
+            continue
+        if expanded:
+            done.add(n)
+            order.append(n)
+            continue
+        stack.append((n, True))
+        for child in reversed(n.inputs):
+            if child not in done:
+                stack.append((child, False))
+    return order
+
+
+def transform(roots: tuple[Node, ...], fn: Callable[[Node], Node | None]) -> tuple[Node, ...]:
+    """Rebuild bottom-up; ``fn`` sees each node with already-rewritten inputs and
+    returns a replacement or None. Unchanged subplans keep their identity."""
+    done: dict[Node, Node] = {}
+    for n in walk(roots):
+        new_inputs = tuple(done[i] for i in n.inputs)
+        cur = n
+        if any(a is not b for a, b in zip(new_inputs, n.inputs)):
+            cur = n.with_inputs(new_inputs)
+        out = fn(cur)
+        done[n] = cur if out is None else out
+    return tuple(done[r] for r in roots)
+
+
+def use_counts(roots: Iterable[Node]) -> dict[Node, int]:
+    """How many references (input edges and roots) point at each node."""
+    counts: dict[Node, int] = {}
+    for n in walk(roots):
+        for child in n.inputs:
+            counts[child] = counts.get(child, 0) + 1
+    for r in roots:
+        counts[r] = counts.get(r, 0) + 1
+    return counts
+
+
+def to_digraph(roots: Iterable[Node]) -> nx.DiGraph:
+    """The plan as a networkx DiGraph with edges from input to user."""
+    g = nx.DiGraph()
+    for n in walk(roots):
+        g.add_node(n)
+        for child in n.inputs:
+            g.add_edge(child, n)
+    return g

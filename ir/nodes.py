@@ -1,0 +1,372 @@
+"""Plan nodes: immutable, hashable, typed; each validates itself and knows its schema.
+
+Nodes compare by value, so equal subplans are equal keys in a dict (common
+subplans and window sharing are look-ups). A node's hash is computed once at
+construction from its already-hashed inputs, so deep plans hash in O(1).
+
+Null keys are no entity: ``Aggregate`` and ``TimeWindowAggregate`` drop rows with
+a NULL grouping key, and ``WindowAggregate`` gives every aggregate NULL on rows
+whose partition key is NULL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import SchemaError, TypeMismatchError
+from relplan.ir.expr import Expr, check_bound
+from relplan.ir.schema import Field, Schema
+from relplan.ir.windows import Frame, TimeWindow, format_duration
+
+
+class Node:
+    """Base of plan nodes. Subclasses are frozen slotted dataclasses built with ``eq=False``."""
+
+    __slots__ = ("_hash", "schema")
+    schema: Schema
+    kind: ClassVar[str] = "Node"
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return ()
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return self
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def _finish(self, schema: Schema) -> None:
+        object.__setattr__(self, "schema", schema)
+        object.__setattr__(self, "_hash", hash((type(self).__name__, self._values())))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(self) is not type(other) or self._hash != other._hash:  # type: ignore[attr-defined]
+            return False
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def details(self) -> str:
+        """One-line description used by explain()."""
+        return ""
+
+    def replace_fields(self, **changes: Any) -> Node:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def node(cls: type) -> type:
+    return dataclass(frozen=True, slots=True, eq=False, repr=True)(cls)
+
+
+def _check_keys(keys: tuple[str, ...], schema: Schema, what: str) -> None:
+    for k in keys:
+        schema.field(k, context=f"in {what} keys")
+
+
+def _agg_fields(aggs: tuple[AggCall, ...], schema: Schema, what: str) -> list[Field]:
+    out = []
+    for a in aggs:
+        for e in a.expressions():
+            check_bound(e, schema, context=f"in aggregate {a.name!r} of {what}")
+        out.append(Field(a.name, a.dtype))
+    return out
+
+
+@node
+class Source(Node):
+    """A named input: a table (bounded) or a stream (unbounded) with event time."""
+
+    kind: ClassVar[str] = "Source"
+    name: str
+    columns: Schema
+    event_time: str | None = None
+    lateness: int = 0  # allowed lateness of events, microseconds
+    bounded: bool = True
+    keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.event_time is not None:
+            f = self.columns.field(self.event_time, context=f"(event time of source {self.name!r})")
+            if f.dtype != T.Timestamp:
+                raise SchemaError(
+                    f"event-time column {self.event_time!r} of source {self.name!r} is {f.dtype}, not Timestamp"
+                )
+        _check_keys(self.keys, self.columns, f"source {self.name!r} entity")
+        if self.lateness < 0:
+            raise SchemaError(f"allowed lateness of source {self.name!r} must not be negative")
+        self._finish(self.columns)
+
+    def details(self) -> str:
+        parts = [self.name]
+        if self.event_time:
+            parts.append(f"event_time={self.event_time}")
+            if self.lateness:
+                parts.append(f"lateness={format_duration(self.lateness)}")
+        if self.keys:
+            parts.append(f"keys=[{', '.join(self.keys)}]")
+        parts.append("bounded" if self.bounded else "unbounded")
+        return " ".join(parts)
+
+
+@node
+class Filter(Node):
+    kind: ClassVar[str] = "Filter"
+    input: Node
+    predicate: Expr
+
+    def __post_init__(self) -> None:
+        check_bound(self.predicate, self.input.schema, context="in filter")
+        if self.predicate.dtype != T.Bool:
+            raise TypeMismatchError(
+                f"filter must be boolean, but {self.predicate.sql()} is {self.predicate.dtype}"
+            )
+        self._finish(self.input.schema)
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return Filter(inputs[0], self.predicate)
+
+    def details(self) -> str:
+        return self.predicate.sql()
+
+
+@node
+class Project(Node):
+    """Computes named expressions; the output has exactly these columns, in order."""
+
+    kind: ClassVar[str] = "Project"
+    input: Node
+    exprs: tuple[tuple[str, Expr], ...]
+
+    def __post_init__(self) -> None:
+        for name, e in self.exprs:
+            check_bound(e, self.input.schema, context=f"in projection of {name!r}")
+        self._finish(Schema(tuple(Field(n, e.dtype) for n, e in self.exprs)))
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return Project(inputs[0], self.exprs)
+
+    def details(self) -> str:
+        from relplan.ir.expr import Column
+
+        return ", ".join(
+            n if isinstance(e, Column) and e.name == n else f"{n} := {e.sql()}" for n, e in self.exprs
+        )
+
+
+@node
+class Aggregate(Node):
+    """GROUP BY keys; rows with a NULL key are dropped. Output: keys, then aggregates."""
+
+    kind: ClassVar[str] = "Aggregate"
+    input: Node
+    keys: tuple[str, ...]
+    aggs: tuple[AggCall, ...]
+
+    def __post_init__(self) -> None:
+        s = self.input.schema
+        _check_keys(self.keys, s, "aggregate")
+        fields = [s.field(k) for k in self.keys] + _agg_fields(self.aggs, s, "aggregate")
+        self._finish(Schema(tuple(fields)))
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return Aggregate(inputs[0], self.keys, self.aggs)
+
+    def details(self) -> str:
+        return f"keys=[{', '.join(self.keys)}] " + _aggs_text(self.aggs)
+
+
+@node
+class WindowAggregate(Node):
+    """Per-row aggregates over a frame of event time (the OVER form).
+
+    Output: every input row and column, plus one column per aggregate holding the
+    aggregate over the rows of the same partition whose ``order`` lies in the
+    row's frame. Rows tied on ``order`` are peers: they see each other.
+    """
+
+    kind: ClassVar[str] = "WindowAggregate"
+    input: Node
+    keys: tuple[str, ...]
+    order: str
+    frame: Frame
+    aggs: tuple[AggCall, ...]
+
+    def __post_init__(self) -> None:
+        s = self.input.schema
+        _check_keys(self.keys, s, "window partition")
+        if s.field(self.order, context="(window order)").dtype != T.Timestamp:
+            raise TypeMismatchError(f"window order column {self.order!r} must be a Timestamp")
+        if not self.aggs:
+            raise SchemaError("a window aggregate needs at least one aggregate")
+        self._finish(Schema(s.fields + tuple(_agg_fields(self.aggs, s, "window"))))
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return WindowAggregate(inputs[0], self.keys, self.order, self.frame, self.aggs)
+
+    def details(self) -> str:
+        return (
+            f"partition=[{', '.join(self.keys)}] order={self.order} frame={self.frame.describe()} "
+            + _aggs_text(self.aggs)
+        )
+
+
+WINDOW_START = "window_start"
+WINDOW_END = "window_end"
+
+
+@node
+class TimeWindowAggregate(Node):
+    """One row per key and window (tumble or hop), the window-TVF form.
+
+    Output: keys, window_start, window_end, then aggregates. A window exists for
+    a key only if at least one input row of that key falls in it.
+    """
+
+    kind: ClassVar[str] = "TimeWindowAggregate"
+    input: Node
+    keys: tuple[str, ...]
+    time: str
+    window: TimeWindow
+    aggs: tuple[AggCall, ...]
+
+    def __post_init__(self) -> None:
+        s = self.input.schema
+        _check_keys(self.keys, s, "window group")
+        if s.field(self.time, context="(window time)").dtype != T.Timestamp:
+            raise TypeMismatchError(f"window time column {self.time!r} must be a Timestamp")
+        fields = (
+            [s.field(k) for k in self.keys]
+            + [Field(WINDOW_START, T.Timestamp), Field(WINDOW_END, T.Timestamp)]
+            + _agg_fields(self.aggs, s, "time window")
+        )
+        self._finish(Schema(tuple(fields)))
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return TimeWindowAggregate(inputs[0], self.keys, self.time, self.window, self.aggs)
+
+    def details(self) -> str:
+        return (
+            f"keys=[{', '.join(self.keys)}] time={self.time} {self.window.describe()} "
+            + _aggs_text(self.aggs)
+        )
+
+
+JOIN_KINDS = ("inner", "left", "right", "full")
+
+
+@node
+class Join(Node):
+    """Equi-join; output is the left columns then the right ones (names must differ).
+
+    NULL keys never match, as in SQL.
+    """
+
+    kind: ClassVar[str] = "Join"
+    left: Node
+    right: Node
+    how: str
+    on: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        if self.how not in JOIN_KINDS:
+            raise SchemaError(f"unknown join kind {self.how!r}; use one of {', '.join(JOIN_KINDS)}")
+        ls, rs = self.left.schema, self.right.schema
+        if not self.on:
+            raise SchemaError("a join needs at least one pair of key columns")
+        for lk, rk in self.on:
+            lt = ls.field(lk, context="(left join key)").dtype
+            rt = rs.field(rk, context="(right join key)").dtype
+            if T.common_type(lt, rt) is None:
+                raise TypeMismatchError(f"join keys {lk!r} ({lt}) and {rk!r} ({rt}) have incompatible types")
+        clash = set(ls.names) & set(rs.names)
+        if clash:
+            raise SchemaError(f"join sides share column names {sorted(clash)}; rename one side first")
+        self._finish(Schema(ls.fields + rs.fields))
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.left, self.right)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return Join(inputs[0], inputs[1], self.how, self.on)
+
+    def details(self) -> str:
+        return f"{self.how} on " + ", ".join(f"{l} = {r}" for l, r in self.on)
+
+
+@node
+class Union(Node):
+    """UNION ALL of inputs with identical schemas."""
+
+    kind: ClassVar[str] = "Union"
+    members: tuple[Node, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.members) < 2:
+            raise SchemaError("a union needs at least two inputs")
+        first = self.members[0].schema
+        for m in self.members[1:]:
+            if m.schema != first:
+                raise SchemaError(f"union inputs differ: {first!r} vs {m.schema!r}")
+        self._finish(first)
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return self.members
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return Union(tuple(inputs))
+
+
+@node
+class Sink(Node):
+    """A named output of a plan."""
+
+    kind: ClassVar[str] = "Sink"
+    input: Node
+    name: str
+
+    def __post_init__(self) -> None:
+        self._finish(self.input.schema)
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return Sink(inputs[0], self.name)
+
+    def details(self) -> str:
+        return self.name
+
+
+def _aggs_text(aggs: tuple[AggCall, ...]) -> str:
+    return "aggs=[" + ", ".join(f"{a.name} := {a.sql()}" for a in aggs) + "]"
