@@ -5,8 +5,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -31,13 +30,20 @@ def user_location() -> str | None:
     return None
 
 
-@contextmanager
-def located() -> Iterator[None]:
-    """Attach the user's line to any RelplanError raised inside."""
-    try:
-        yield
-    except RelplanError as e:
-        raise e.at(user_location()) from None
+class located:
+    """Attach the user's line to any RelplanError raised inside.
+
+    A class, not a ``@contextmanager`` generator: a generator's exit runs under
+    ``contextlib.__exit__``, which is outside relplan, so the user's line would be
+    found in contextlib instead of in the caller of the ``with`` block.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, RelplanError) and exc.where is None:
+            raise exc.at(user_location()) from None
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -60,8 +60,8 @@ def parse_duration(value: str | dt.timedelta | int, *, what: str = "window size"
 
 
 def format_duration(us: int) -> str:
-    """The shortest exact label: 3_600_000_000 -> '1h', 5_400_000_000 -> '90m'."""
-    for unit in ("w", "d", "h", "m", "s", "ms", "us"):
+    """The shortest exact label in units up to days: 3_600_000_000 -> '1h', 5_400_000_000 -> '90m'."""
+    for unit in ("d", "h", "m", "s", "ms", "us"):
         if us % US[unit] == 0:
             return f"{us // US[unit]}{unit}"
     return f"{us}us"
