@@ -20,7 +20,11 @@ def as_arrow(value: Any, name: str) -> pa.Table:
     if hasattr(value, "to_arrow_table"):  # a DuckDB relation or RecordBatchReader
         return value.to_arrow_table()
     if type(value).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(value, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(value, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            # e.g. an object column mixing ints and strings: name the source and column.
+            raise DataError(f"table for source {name!r} cannot be read by pyarrow: {e}") from None
     raise DataError(f"table for source {name!r} must be a pyarrow Table or pandas DataFrame, got {type(value).__name__}")
 
 

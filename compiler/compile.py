@@ -52,7 +52,14 @@ def _unique(sink: nodes.Sink, taken: set[str]) -> nodes.Sink:
 
 
 def _check_features(features: Feature | Iterable[Feature]) -> list[Feature]:
-    items = [features] if isinstance(features, (Feature, Transformation)) else list(features)
+    if isinstance(features, (Feature, Transformation)):
+        items: list[Any] = [features]
+    elif isinstance(features, Iterable) and not isinstance(features, (str, bytes)):
+        items = list(features)
+    else:
+        raise FeatureError(
+            f"compile() takes a feature or a list of features, got {type(features).__name__}: {features!r}"
+        )
     if not items:
         raise FeatureError("compile() needs at least one feature")
     seen: dict[str, Feature] = {}
@@ -69,8 +76,8 @@ def _check_features(features: Feature | Iterable[Feature]) -> list[Feature]:
             if col in seen:
                 other = seen[col]
                 raise FeatureError(
-                    f"two features are named {col!r}: one defined at {other.defined_at}, "
-                    f"the other at {f.defined_at}; pass name=... to tell them apart",
+                    f"two features are named {col!r}: one defined at {_origin(other)}, "
+                    f"the other at {_origin(f)}; pass name=... to tell them apart",
                     where=f.defined_at,
                 )
             if col in f.source.node().columns:
@@ -80,6 +87,14 @@ def _check_features(features: Feature | Iterable[Feature]) -> list[Feature]:
                 )
             seen[col] = f
     return items
+
+
+def _origin(f: Feature) -> str:
+    """Where a feature comes from: its definition line and, since one transformation
+    called twice gives two features of the same definition line, the call."""
+    if f.called_at is None:
+        return str(f.defined_at)
+    return f"{f.defined_at} (made at {f.called_at})"
 
 
 def _key_columns(node: nodes.Node, bodies: list[tuple[str, FeatureBody]]) -> tuple[nodes.Node, dict[str, tuple[str, ...]]]:

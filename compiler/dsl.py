@@ -232,7 +232,12 @@ class DataFrame:
 
     @user_facing
     def groupby(self, by: str | list[str] | tuple[str, ...]) -> GroupBy:
-        keys = (by,) if isinstance(by, str) else tuple(by)
+        if isinstance(by, str):
+            keys: tuple[str, ...] = (by,)
+        elif isinstance(by, (list, tuple)):
+            keys = tuple(by)
+        else:
+            raise SchemaError(f"groupby() takes a column name or a list of names, got {by!r}")
         if not keys:
             raise SchemaError("groupby() needs at least one key column")
         for k in keys:

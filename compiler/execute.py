@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +21,11 @@ def _check_plan(plan: Any) -> Plan:
 
 
 def _inputs(plan: Plan, tables: dict[str, Any] | None) -> dict[str, pa.Table]:
+    if tables is not None and not isinstance(tables, Mapping):
+        raise DataError(
+            f"tables= takes a dict of source name to table, e.g. {{'Transactions': arrow_table}}, "
+            f"got {type(tables).__name__}"
+        )
     tables = dict(tables or {})
     out = {}
     for src in sources(plan.outputs):

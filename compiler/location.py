@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from types import FrameType
 from typing import Any, TypeVar
 
 from relplan.ir.errors import RelplanError
@@ -17,20 +18,30 @@ _INTERNAL = tuple(os.path.join(_ROOT, d) + os.sep for d in ("compiler", "ir", "r
 )
 
 
+def is_internal(filename: str) -> bool:
+    """Whether ``filename`` is relplan's own code (not the user's)."""
+    fname = os.path.abspath(filename)
+    return fname.startswith(_INTERNAL) or fname == _INTERNAL[-1]
+
+
+def describe_frame(frame: FrameType, lineno: int) -> str:
+    """``file:line in function: source`` of a frame at ``lineno``."""
+    text = linecache.getline(frame.f_code.co_filename, lineno).strip()
+    where = f"{os.path.basename(frame.f_code.co_filename)}:{lineno} in {frame.f_code.co_name}"
+    return f"{where}: {text}" if text else where
+
+
 def user_location() -> str | None:
     """``file:line in function: source`` of the innermost caller outside relplan."""
     frame = sys._getframe(1)
     while frame is not None:
-        fname = os.path.abspath(frame.f_code.co_filename)
-        if not fname.startswith(_INTERNAL) and fname != _INTERNAL[-1]:
-            text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-            where = f"{os.path.basename(fname)}:{frame.f_lineno} in {frame.f_code.co_name}"
-            return f"{where}: {text}" if text else where
+        if not is_internal(frame.f_code.co_filename):
+            return describe_frame(frame, frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None
 
 
-class located:
+class located:  # noqa: N801 - used like a function: ``with located():``
     """Attach the user's line to any RelplanError raised inside.
 
     A class, not a ``@contextmanager`` generator: a generator's exit runs under

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from relplan.compiler.dsl import DataFrame, FeatureBody
-from relplan.compiler.location import user_location
+from relplan.compiler.location import describe_frame, is_internal, user_location
 from relplan.compiler.source import Source
 from relplan.compiler.windowspec import WindowSpec
 from relplan.ir.errors import FeatureError, RelplanError
@@ -33,6 +33,7 @@ class Feature:
     transformation: str
     body: FeatureBody
     defined_at: str | None
+    called_at: str | None = None  # where the transformation was called to make this feature
 
     @property
     def spec(self) -> WindowSpec:
@@ -137,21 +138,24 @@ class Transformation:
         fname = name if name is not None else f"{self.name}_{body.spec.label}"
         if not _NAME.match(fname):
             raise FeatureError(f"feature name {fname!r} must be an identifier (letters, digits, _)", where=where)
-        return Feature(fname, self.name, body, body.location or self.defined_at)
+        return Feature(fname, self.name, body, body.location or self.defined_at, where)
 
     def __repr__(self) -> str:
         return f"<transformation {self.name} ({self.defined_at})>"
 
 
 def _innermost_user_line(e: BaseException) -> str | None:
+    """The deepest traceback line in the user's code: a Python error raised inside
+    relplan (say a TypeError from a bad argument) points at the line that called it."""
     tb = e.__traceback__
     last = None
     while tb is not None:
-        last = tb
+        if not is_internal(tb.tb_frame.f_code.co_filename):
+            last = tb
         tb = tb.tb_next
     if last is None:
         return None
-    return f"{os.path.basename(last.tb_frame.f_code.co_filename)}:{last.tb_lineno} in {last.tb_frame.f_code.co_name}"
+    return describe_frame(last.tb_frame, last.tb_lineno)
 
 
 def transformation(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:

@@ -52,7 +52,32 @@ class Node:
             return True
         if type(self) is not type(other) or self._hash != other._hash:  # type: ignore[attr-defined]
             return False
-        return self._values() == other._values()  # type: ignore[attr-defined]
+        # Iterative over inputs: two equal plans of a thousand stacked features are
+        # deeper than Python's recursion limit; pairs already compared are skipped,
+        # so equal DAGs with shared subplans are compared in linear time.
+        stack: list[tuple[Node, Node]] = [(self, other)]  # type: ignore[list-item]
+        seen: set[tuple[int, int]] = set()
+        while stack:
+            a, b = stack.pop()
+            if a is b or (id(a), id(b)) in seen:
+                continue
+            if type(a) is not type(b) or a._hash != b._hash:  # type: ignore[attr-defined]
+                return False
+            seen.add((id(a), id(b)))
+            if a._own_values() != b._own_values():
+                return False
+            ins_a, ins_b = a.inputs, b.inputs
+            if len(ins_a) != len(ins_b):
+                return False
+            stack.extend(zip(ins_a, ins_b))
+        return True
+
+    def _own_values(self) -> tuple[Any, ...]:
+        """The field values with inputs left out (they are compared separately)."""
+        return tuple(
+            None if isinstance(v, Node) or (isinstance(v, tuple) and v and isinstance(v[0], Node)) else v
+            for v in self._values()
+        )
 
     def details(self) -> str:
         """One-line description used by explain()."""

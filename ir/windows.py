@@ -35,8 +35,12 @@ def parse_duration(value: str | dt.timedelta | int, *, what: str = "window size"
         us = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
     elif isinstance(value, str):
         total = 0
-        parts = re.findall(r"\d+\s*[a-zA-Z]+", value)
-        if not parts or "".join(parts).replace(" ", "") != value.replace(" ", ""):
+        # A leading minus is read so that "-1h" is reported as not positive, not as unreadable.
+        text = value.strip()
+        sign = -1 if text.startswith("-") else 1
+        text = text[1:] if sign < 0 else text
+        parts = re.findall(r"\d+\s*[a-zA-Z]+", text)
+        if not parts or "".join(parts).replace(" ", "") != text.replace(" ", ""):
             raise WindowError(
                 f"cannot parse {what} {value!r}; write a number and a unit, like '30s', '15m', '1h', '7d'"
             )
@@ -49,7 +53,7 @@ def parse_duration(value: str | dt.timedelta | int, *, what: str = "window size"
                     f"unknown unit {m.group(2)!r} in {what} {value!r}; use us, ms, s, m, h, d or w"
                 )
             total += int(m.group(1)) * US[unit]
-        us = total
+        us = sign * total
     elif isinstance(value, int) and not isinstance(value, bool):
         us = value
     else:

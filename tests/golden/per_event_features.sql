@@ -1,0 +1,129 @@
+WITH "t0" AS (
+  SELECT
+    "cc_num",
+    "merchant",
+    "amt",
+    "status",
+    "account_id",
+    "ts"
+  FROM "Transactions"
+), "t1" AS (
+  SELECT
+    "cc_num",
+    "merchant",
+    "amt",
+    "status",
+    "account_id",
+    "ts",
+    (
+      (
+        "cc_num" % NULLIF(4, 0)
+      ) + NULLIF(4, 0)
+    ) % NULLIF(4, 0) AS "bucket_spread_30m__key_bucket"
+  FROM "t0"
+), "t2" AS (
+  SELECT
+    *,
+    CASE
+      WHEN "cc_num" IS NULL OR "merchant" IS NULL
+      THEN CAST(NULL AS DOUBLE)
+      ELSE CAST(AVG(CAST("amt" AS DOUBLE)) OVER (
+        PARTITION BY "cc_num", "merchant"
+        ORDER BY EPOCH_US("ts")
+        RANGE BETWEEN 86399999999 PRECEDING AND CURRENT ROW
+      ) AS DOUBLE)
+    END AS "average_amount_by_merchant_1d"
+  FROM "t1"
+), "t3" AS (
+  SELECT
+    *,
+    CASE
+      WHEN "account_id" IS NULL
+      THEN CAST(NULL AS DOUBLE)
+      ELSE CAST(SUM(
+        CASE
+          WHEN (
+            "amt" >= 100
+          ) AND (
+            NOT (
+              "status" = 'failed'
+            )
+          )
+          THEN "amt"
+        END
+      ) OVER (
+        PARTITION BY "account_id"
+        ORDER BY EPOCH_US("ts")
+        RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS DOUBLE)
+    END AS "big_spend_lifetime"
+  FROM "t2"
+), "t4" AS (
+  SELECT
+    *,
+    CASE
+      WHEN "bucket_spread_30m__key_bucket" IS NULL
+      THEN CAST(NULL AS DOUBLE)
+      ELSE CAST(STDDEV_SAMP(CAST("amt" AS DOUBLE)) OVER (
+        PARTITION BY "bucket_spread_30m__key_bucket"
+        ORDER BY EPOCH_US("ts")
+        RANGE BETWEEN 1799999999 PRECEDING AND CURRENT ROW
+      ) AS DOUBLE)
+    END AS "bucket_spread_30m"
+  FROM "t3"
+), "t5" AS (
+  SELECT
+    *,
+    CASE
+      WHEN "account_id" IS NULL
+      THEN CAST(NULL AS TEXT)
+      ELSE CAST(ARG_MIN(
+        "merchant",
+        CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END
+      ) OVER (
+        PARTITION BY "account_id"
+        ORDER BY EPOCH_US("ts")
+        RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
+      ) AS TEXT)
+    END AS "merchant_history_2h_first",
+    CASE
+      WHEN "account_id" IS NULL
+      THEN CAST(NULL AS TEXT)
+      ELSE CAST(ARG_MAX(
+        "merchant",
+        CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END
+      ) OVER (
+        PARTITION BY "account_id"
+        ORDER BY EPOCH_US("ts")
+        RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
+      ) AS TEXT)
+    END AS "merchant_history_2h_last"
+  FROM "t4"
+), "t6" AS (
+  SELECT
+    "cc_num",
+    "merchant",
+    "amt",
+    "status",
+    "account_id",
+    "ts",
+    "average_amount_by_merchant_1d",
+    "big_spend_lifetime",
+    "bucket_spread_30m",
+    "merchant_history_2h_first",
+    "merchant_history_2h_last"
+  FROM "t5"
+)
+SELECT
+  "cc_num",
+  "merchant",
+  "amt",
+  "status",
+  "account_id",
+  "ts",
+  "average_amount_by_merchant_1d",
+  "big_spend_lifetime",
+  "bucket_spread_30m",
+  "merchant_history_2h_first",
+  "merchant_history_2h_last"
+FROM "t6";
