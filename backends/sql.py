@@ -290,12 +290,12 @@ class SqlLowering:
 
     def window_aggregate(self, n: WindowAggregate, src: str) -> exp.Select:
         cols: list[exp.Expression] = [exp.Star()]
-        for a in n.aggs:
+        for frame, a in n.calls:
             over = exp.Window(
                 this=self.agg(a),
                 partition_by=[col(k) for k in n.keys],
                 order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
-                spec=self.frame(n.frame),
+                spec=self.frame(frame),
             )
             value = self.cast(over, a.dtype)
             if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate

@@ -130,7 +130,7 @@ def _compile_per_event(group: list[Feature]) -> nodes.Sink:
     try:
         node, keys_of = _key_columns(src, [(f.name, f.body) for f in group])
         for f in group:
-            node = nodes.WindowAggregate(
+            node = nodes.WindowAggregate.of(
                 node, keys_of[f.name], src.event_time, f.spec.frame(), _calls(f, f.body.mask)
             )
         out = [(c.name, Column(c.name, c.dtype)) for c in src.columns]

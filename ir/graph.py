@@ -46,7 +46,9 @@ def transform(roots: tuple[Node, ...], fn: Callable[[Node], Node | None]) -> tup
             cur = n.with_inputs(new_inputs)
         out = fn(cur)
         done[n] = cur if out is None else out
-    return tuple(done[r] for r in roots)
+    new_roots = tuple(done[r] for r in roots)
+    # Rules promise to return the very same plan when nothing changed.
+    return roots if all(a is b for a, b in zip(new_roots, roots)) else new_roots
 
 
 def use_counts(roots: Iterable[Node]) -> dict[Node, int]:

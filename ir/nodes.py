@@ -222,41 +222,61 @@ class Aggregate(Node):
 
 @node
 class WindowAggregate(Node):
-    """Per-row aggregates over a frame of event time (the OVER form).
+    """Per-row aggregates over frames of event time (the OVER form).
 
     Output: every input row and column, plus one column per aggregate holding the
-    aggregate over the rows of the same partition whose ``order`` lies in the
-    row's frame. Rows tied on ``order`` are peers: they see each other.
+    aggregate over the rows of the same partition whose ``order`` lies in that
+    aggregate's frame around the row. Rows tied on ``order`` are peers: they see
+    each other. ``windows`` groups the aggregates by frame, so one node computes
+    every window over the same partition and order, whatever the frames.
     """
 
     kind: ClassVar[str] = "WindowAggregate"
     input: Node
     keys: tuple[str, ...]
     order: str
-    frame: Frame
-    aggs: tuple[AggCall, ...]
+    windows: tuple[tuple[Frame, tuple[AggCall, ...]], ...]
+
+    @classmethod
+    def of(cls, input: Node, keys: tuple[str, ...], order: str, frame: Frame, aggs: tuple[AggCall, ...]) -> WindowAggregate:
+        """A window aggregate with one frame."""
+        return cls(input, keys, order, ((frame, aggs),))
 
     def __post_init__(self) -> None:
         s = self.input.schema
         _check_keys(self.keys, s, "window partition")
         if s.field(self.order, context="(window order)").dtype != T.Timestamp:
             raise TypeMismatchError(f"window order column {self.order!r} must be a Timestamp")
-        if not self.aggs:
-            raise SchemaError("a window aggregate needs at least one aggregate")
+        if not self.windows or any(not aggs for _, aggs in self.windows):
+            raise SchemaError("a window aggregate needs at least one aggregate per frame")
+        frames = [f for f, _ in self.windows]
+        if len(set(frames)) != len(frames):
+            raise SchemaError("a window aggregate lists a frame twice; group its aggregates instead")
         self._finish(Schema(s.fields + tuple(_agg_fields(self.aggs, s, "window"))))
+
+    @property
+    def aggs(self) -> tuple[AggCall, ...]:
+        """Every aggregate, in output order."""
+        return tuple(a for _, aggs in self.windows for a in aggs)
+
+    @property
+    def calls(self) -> tuple[tuple[Frame, AggCall], ...]:
+        """Every (frame, aggregate) pair, in output order."""
+        return tuple((f, a) for f, aggs in self.windows for a in aggs)
 
     @property
     def inputs(self) -> tuple[Node, ...]:
         return (self.input,)
 
     def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
-        return WindowAggregate(inputs[0], self.keys, self.order, self.frame, self.aggs)
+        return WindowAggregate(inputs[0], self.keys, self.order, self.windows)
 
     def details(self) -> str:
-        return (
-            f"partition=[{', '.join(self.keys)}] order={self.order} frame={self.frame.describe()} "
-            + _aggs_text(self.aggs)
-        )
+        head = f"partition=[{', '.join(self.keys)}] order={self.order} "
+        if len(self.windows) == 1:
+            frame, aggs = self.windows[0]
+            return head + f"frame={frame.describe()} " + _aggs_text(aggs)
+        return head + "frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"
 
 
 WINDOW_START = "window_start"

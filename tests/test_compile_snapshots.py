@@ -349,7 +349,7 @@ def _dag() -> tuple[ir.Sink, ir.Sink]:
     """Two outputs over one shared filter (one object referenced twice)."""
     shared = ir.Filter(_source(), ir.Binary(">", ir.Column("v", ir.Float64), ir.Literal(0.0)))
     total = ir.Aggregate(shared, ("k",), (ir.AggCall("sum", ir.Column("v", ir.Float64), "total"),))
-    recent = ir.WindowAggregate(shared, ("k",), "ts", ir.Frame(3_600_000_000), (ir.AggCall("count", None, "n"),))
+    recent = ir.WindowAggregate.of(shared, ("k",), "ts", ir.Frame(3_600_000_000), (ir.AggCall("count", None, "n"),))
     return ir.Sink(total, "totals"), ir.Sink(recent, "recent")
 
 
