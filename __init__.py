@@ -20,6 +20,7 @@ from __future__ import annotations
 from relplan.compiler.compile import compile  # noqa: A004 - the public name
 from relplan.compiler.dsl import DataFrame, Series
 from relplan.compiler.execute import execute, execute_all
+from relplan.compiler.optimize import optimize
 from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source, event_time, key
 from relplan.compiler.transformation import Feature, transformation
@@ -36,13 +37,14 @@ from relplan.ir.errors import (
     WindowError,
 )
 from relplan.ir.types import Bool, DataType, Date, Float64, Int64, String, Timestamp
+from relplan.rules import OptimizerConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Bool", "DataError", "DataFrame", "DataType", "Date", "EngineError", "Feature", "FeatureError",
-    "Float64", "Int64", "OptimizerError", "Plan", "RelplanError", "SchemaError", "Series", "Source",
+    "Float64", "Int64", "OptimizerConfig", "OptimizerError", "Plan", "RelplanError", "SchemaError", "Series", "Source",
     "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
-    "compile", "event_time", "execute", "execute_all", "hopping", "key", "lifetime", "sliding",
+    "compile", "event_time", "execute", "execute_all", "hopping", "key", "lifetime", "optimize", "sliding",
     "transformation", "tumbling",
 ]

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from relplan.compiler.transformation import Feature
+    from relplan.rules.driver import TraceEntry
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Plan:
 
     outputs: tuple[Sink, ...]
     features: tuple[Feature, ...] = ()
-    trace: tuple[str, ...] = field(default=(), compare=False)
+    trace: tuple[TraceEntry, ...] = field(default=(), compare=False)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -44,7 +45,7 @@ class Plan:
         lines.append("plan:")
         lines += ["  " + ln for ln in text.splitlines()]
         lines.append("optimizer trace:")
-        lines += [f"  {t}" for t in self.trace] or ["  (not optimized)"]
+        lines += [f"  {ln}" for t in self.trace for ln in t.lines()] or ["  (no rule changed the plan)"]
         return "\n".join(lines)
 
     def __str__(self) -> str:

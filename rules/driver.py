@@ -1,0 +1,143 @@
+"""The rule driver: an ordered tuple of rules run to a fixed point, checked after every rule.
+
+A rule is a plain function ``rule(roots, ctx) -> roots`` over a plan's outputs
+(a tuple of Sink nodes), living in ``rules/<rule_name>.py`` and named like its
+module; it returns the very same tuple when it changes nothing. The rule's name
+is its module name, its config flag and its trace label.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from relplan.ir.errors import OptimizerError, RelplanError
+from relplan.ir.graph import walk
+from relplan.ir.nodes import Node, Sink
+
+Roots = tuple[Sink, ...]
+Rule = Callable[[Roots, "RuleContext"], Roots]
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Which rules run. Every rule can be switched off by name; ``all_off()`` runs none."""
+
+    disabled: frozenset[str] = frozenset()
+    max_passes: int = 8
+
+    def __post_init__(self) -> None:
+        from relplan.rules import RULE_NAMES
+
+        unknown = set(self.disabled) - set(RULE_NAMES)
+        if unknown:
+            raise OptimizerError(f"unknown rule(s) {sorted(unknown)}; the rules are {', '.join(RULE_NAMES)}")
+        if self.max_passes < 1:
+            raise OptimizerError("max_passes must be at least 1")
+
+    @classmethod
+    def all_off(cls) -> OptimizerConfig:
+        from relplan.rules import RULE_NAMES
+
+        return cls(disabled=frozenset(RULE_NAMES))
+
+    @classmethod
+    def only(cls, *names: str) -> OptimizerConfig:
+        from relplan.rules import RULE_NAMES
+
+        cls(disabled=frozenset(names))  # validates the names
+        return cls(disabled=frozenset(RULE_NAMES) - set(names))
+
+    def without(self, *names: str) -> OptimizerConfig:
+        return OptimizerConfig(self.disabled | set(names), self.max_passes)
+
+    def enabled(self, name: str) -> bool:
+        return name not in self.disabled
+
+
+@dataclass
+class RuleContext:
+    """What a rule may use besides the plan: the config and fresh column names."""
+
+    config: OptimizerConfig
+    used_names: set[str] = field(default_factory=set)
+    _counter: itertools.count = field(default_factory=itertools.count)
+
+    def fresh(self, hint: str) -> str:
+        """A column name no plan column uses (``__<hint>_<n>``)."""
+        while True:
+            name = f"__{hint}_{next(self._counter)}"
+            if name not in self.used_names:
+                self.used_names.add(name)
+                return name
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    """One rule firing: which nodes it removed and which it added."""
+
+    pass_no: int
+    rule: str
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        out = [f"pass {self.pass_no}: {self.rule}"]
+        out += [f"  - {r}" for r in self.removed]
+        out += [f"  + {a}" for a in self.added]
+        return out
+
+
+def _describe(n: Node) -> str:
+    d = n.details()
+    return f"{n.kind} {d}" if d else n.kind
+
+
+def _diff(before: Roots, after: Roots) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    old, new = walk(before), walk(after)
+    old_set, new_set = set(old), set(new)
+    removed = tuple(_describe(n) for n in old if n not in new_set)
+    added = tuple(_describe(n) for n in new if n not in old_set)
+    return removed, added
+
+
+def _check(rule: str, before: Roots, after: Roots) -> None:
+    if not isinstance(after, tuple) or not all(isinstance(s, Sink) for s in after):
+        raise OptimizerError(f"rule {rule} returned {type(after).__name__}, not a tuple of Sink nodes")
+    if [(s.name, s.schema) for s in before] != [(s.name, s.schema) for s in after]:
+        for b, a in zip(before, after):
+            if b.schema != a.schema:
+                raise OptimizerError(
+                    f"rule {rule} changed the schema of output {b.name!r}: {b.schema!r} -> {a.schema!r}"
+                )
+        raise OptimizerError(f"rule {rule} changed the plan's outputs {[s.name for s in before]}")
+
+
+def run_rules(
+    roots: Roots, config: OptimizerConfig, rules: Iterable[tuple[str, Rule]]
+) -> tuple[Roots, tuple[TraceEntry, ...]]:
+    """Run ``rules`` in order, pass after pass, until a pass changes nothing."""
+    rules = [(name, rule) for name, rule in rules if config.enabled(name)]
+    ctx = RuleContext(config, {f.name for n in walk(roots) for f in n.schema})
+    trace: list[TraceEntry] = []
+    for pass_no in range(1, config.max_passes + 1):
+        changed = False
+        for name, rule in rules:
+            try:
+                after = rule(roots, ctx)
+            except RelplanError as e:
+                raise OptimizerError(f"rule {name} failed: {e}") from e
+            except Exception as e:  # noqa: BLE001 - a rule's bug must name the rule
+                raise OptimizerError(f"rule {name} failed: {type(e).__name__}: {e}") from e
+            if after is roots:
+                continue
+            _check(name, roots, after)
+            removed, added = _diff(roots, after)
+            roots = after
+            if removed or added:
+                changed = True
+                trace.append(TraceEntry(pass_no, name, removed, added))
+        if not changed:
+            break
+    return roots, tuple(trace)
