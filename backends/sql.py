@@ -53,7 +53,9 @@ def lit(n: int) -> exp.Literal:
 
 
 def paren(e: exp.Expression) -> exp.Expression:
-    return e if isinstance(e, (exp.Column, exp.Literal, exp.Paren, exp.Null, exp.Boolean, exp.Func)) else exp.Paren(this=e)
+    # sqlglot's AND/OR are Funcs too, yet operators: NOT (a AND b) must keep its parentheses
+    atomic = isinstance(e, (exp.Column, exp.Literal, exp.Paren, exp.Null, exp.Boolean, exp.Func))
+    return e if atomic and not isinstance(e, exp.Binary) else exp.Paren(this=e)
 
 
 class SqlLowering:
@@ -61,11 +63,18 @@ class SqlLowering:
 
     dialect: ClassVar[str] = "duckdb"
     engine: ClassVar[str] = "sql"
-    TYPES: ClassVar[dict[str, str]] = {
-        "Int64": "BIGINT", "Float64": "DOUBLE", "String": "VARCHAR", "Bool": "BOOLEAN",
-        "Timestamp": "TIMESTAMP", "Date": "DATE",
+    # sqlglot type enums, rendered by each dialect in its own spelling.
+    TYPES: ClassVar[dict[str, exp.DataType.Type]] = {
+        "Int64": exp.DataType.Type.BIGINT, "Float64": exp.DataType.Type.DOUBLE,
+        "String": exp.DataType.Type.VARCHAR, "Bool": exp.DataType.Type.BOOLEAN,
+        "Timestamp": exp.DataType.Type.TIMESTAMP, "Date": exp.DataType.Type.DATE,
     }
     UNSUPPORTED: ClassVar[dict[type, str]] = {}
+    # Aggregates whose native result type already is the IR's, for every input type
+    # (the rest are cast explicitly). DuckDB: SUM(BIGINT) is HUGEINT, so sum is cast.
+    NATIVE_RESULT: ClassVar[frozenset[str]] = frozenset(
+        {"count", "count_distinct", "mean", "min", "max", "var", "std", "first", "last"}
+    )
 
     def __init__(self, table_names: dict[str, str] | None = None) -> None:
         self.table_names = table_names or {}
@@ -97,10 +106,18 @@ class SqlLowering:
 
     # ---- types and expressions ---------------------------------------------
     def dtype(self, t: T.DataType) -> exp.DataType:
-        return exp.DataType.build(self.TYPES[t.name], dialect=self.dialect)
+        return exp.DataType(this=self.TYPES[t.name])
 
     def cast(self, e: exp.Expression, t: T.DataType) -> exp.Expression:
         return exp.Cast(this=e, to=self.dtype(t))
+
+    def as_double(self, e: exp.Expression, t: T.DataType) -> exp.Expression:
+        """``e`` (of IR type ``t``) as DOUBLE; no cast when it already is one."""
+        return e if t == T.Float64 else self.cast(e, T.Float64)
+
+    def typed_agg(self, a: AggCall, value: exp.Expression) -> exp.Expression:
+        """An aggregate's value in its IR result type (cast only where the engine differs)."""
+        return value if a.func in self.NATIVE_RESULT else self.cast(value, a.dtype)
 
     def literal(self, lit_: Literal) -> exp.Expression:
         v = lit_.value
@@ -159,15 +176,17 @@ class SqlLowering:
         if isinstance(e, Case):
             case = exp.Case()
             for c, v in e.whens:
-                case = case.when(self.expr(c), self.expr(v))
-            return case.else_(self.expr(e.otherwise))
+                case = case.when(self.expr(c), self.expr(v), copy=False)
+            return case.else_(self.expr(e.otherwise), copy=False)
         raise UnsupportedError(f"expression {type(e).__name__} is not supported by the {self.engine} backend")
 
     def binary(self, e: Binary) -> exp.Expression:
         a, b = paren(self.expr(e.left)), paren(self.expr(e.right))
         op = e.op
         if op == "/":
-            return exp.Div(this=self.cast(a, T.Float64), expression=self.nonzero(self.cast(b, T.Float64)))
+            return exp.Div(
+                this=self.as_double(a, e.left.dtype), expression=self.nonzero(self.as_double(b, e.right.dtype))
+            )
         if op == "%":
             return self.pymod(a, self.nonzero(b))
         if op == "//":
@@ -179,7 +198,7 @@ class SqlLowering:
             "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE, "AND": exp.And, "OR": exp.Or,
         }[op]
         if op in ("+", "-", "*") and e.dtype == T.Float64:
-            a, b = self.cast(a, T.Float64), self.cast(b, T.Float64)
+            a, b = self.as_double(a, e.left.dtype), self.as_double(b, e.right.dtype)
         return cls(this=a, expression=b)
 
     # ---- aggregates ---------------------------------------------------------
@@ -188,7 +207,7 @@ class SqlLowering:
         cond = self.expr(a.filter) if a.filter is not None else None
 
         def masked(v: exp.Expression) -> exp.Expression:
-            return v if cond is None else exp.Case().when(cond, v)
+            return v if cond is None else exp.Case().when(cond, v, copy=False)
 
         arg = self.expr(a.arg) if a.arg is not None else None
         f = a.func
@@ -202,17 +221,17 @@ class SqlLowering:
         elif f == "sum":
             out = exp.Sum(this=masked(arg))  # type: ignore[arg-type]
         elif f == "mean":
-            out = exp.Avg(this=masked(self.cast(arg, T.Float64)))  # type: ignore[arg-type]
+            out = exp.Avg(this=masked(self.as_double(arg, a.arg.dtype)))  # type: ignore[arg-type, union-attr]
         elif f in ("min", "max"):
             out = (exp.Min if f == "min" else exp.Max)(this=masked(arg))  # type: ignore[arg-type]
         elif f in ("var", "std"):
             name = "VAR_SAMP" if f == "var" else "STDDEV_SAMP"
-            out = exp.Anonymous(this=name, expressions=[masked(self.cast(arg, T.Float64))])  # type: ignore[arg-type]
+            out = exp.Anonymous(this=name, expressions=[masked(self.as_double(arg, a.arg.dtype))])  # type: ignore[arg-type, union-attr]
         elif f in ("first", "last"):
             assert arg is not None and a.order is not None
             present = exp.Not(this=exp.Is(this=paren(arg), expression=exp.Null()))
             keep = present if cond is None else exp.And(this=paren(cond), expression=paren(present))
-            key = exp.Case().when(keep, self.struct(self.expr(a.order), arg))
+            key = exp.Case().when(keep, self.struct(self.expr(a.order), arg), copy=False)
             out = self.arg_extreme(f == "last", arg, key)
         else:
             raise UnsupportedError(f"aggregate {f!r} is not supported by the {self.engine} backend")
@@ -230,7 +249,7 @@ class SqlLowering:
             for name, query in self.node(n, [names[i] for i in n.inputs], len(ctes)):
                 ctes.append((name, query))
             names[n] = ctes[-1][0]
-        query = exp.select(*[col(f.name) for f in sink.schema]).from_(ident(names[sink.input]))
+        query = exp.select(*[col(f.name) for f in sink.schema]).from_(ident(names[sink.input]), copy=False)
         for name, q in ctes:
             # copy=False: the builder's default deep copy of the growing query per CTE
             # made lowering quadratic (minutes for a thousand stacked features).
@@ -242,31 +261,31 @@ class SqlLowering:
         t = f"t{k}"
         if isinstance(n, Source):
             table = exp.Table(this=ident(self.table_names.get(n.name, n.name)))
-            return [(t, exp.select(*[col(f.name) for f in n.schema]).from_(table))]
+            return [(t, exp.select(*[col(f.name) for f in n.schema]).from_(table, copy=False))]
         if isinstance(n, Filter):
-            return [(t, exp.select("*").from_(ident(ins[0])).where(self.expr(n.predicate)))]
+            return [(t, exp.select("*").from_(ident(ins[0]), copy=False).where(self.expr(n.predicate), copy=False))]
         if isinstance(n, Project):
             cols = [
-                col(nm) if isinstance(e, Column) and e.name == nm else exp.alias_(self.expr(e), ident(nm))
+                col(nm) if isinstance(e, Column) and e.name == nm else exp.alias_(self.expr(e), ident(nm), copy=False)
                 for nm, e in n.exprs
             ]
-            return [(t, exp.select(*cols).from_(ident(ins[0])))]
+            return [(t, exp.select(*cols).from_(ident(ins[0]), copy=False))]
         if isinstance(n, WindowAggregate):
             return [(t, self.window_aggregate(n, ins[0]))]
         if isinstance(n, Aggregate):
-            q = exp.select(*[col(k_) for k_ in n.keys], *[exp.alias_(self.cast(self.agg(a), a.dtype), ident(a.name)) for a in n.aggs])
-            q = q.from_(ident(ins[0]))
+            q = exp.select(*[col(k_) for k_ in n.keys], *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs])
+            q = q.from_(ident(ins[0]), copy=False)
             if n.keys:
-                q = q.where(self.keys_present(n.keys)).group_by(*[col(k_) for k_ in n.keys])
+                q = q.where(self.keys_present(n.keys), copy=False).group_by(*[col(k_) for k_ in n.keys], copy=False)
             return [(t, q)]
         if isinstance(n, TimeWindowAggregate):
             return self.time_window_aggregate(n, ins[0], k)
         if isinstance(n, Join):
             return [(t, self.join(n, ins[0], ins[1]))]
         if isinstance(n, Union):
-            q: exp.Expression = exp.select("*").from_(ident(ins[0]))
+            q: exp.Expression = exp.select("*").from_(ident(ins[0]), copy=False)
             for other in ins[1:]:
-                q = exp.union(q, exp.select("*").from_(ident(other)), distinct=False)
+                q = exp.union(q, exp.select("*").from_(ident(other), copy=False), distinct=False)
             return [(t, q)]
         raise UnsupportedError(f"{n.kind} is not supported by the {self.engine} backend")
 
@@ -297,44 +316,44 @@ class SqlLowering:
                 order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
                 spec=self.frame(frame),
             )
-            value = self.cast(over, a.dtype)
+            value = self.typed_agg(a, over)
             if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
                 nulls = [exp.Is(this=col(k), expression=exp.Null()) for k in n.keys]
                 any_null = nulls[0]
                 for c in nulls[1:]:
                     any_null = exp.Or(this=any_null, expression=c)
-                value = exp.Case().when(any_null, self.cast(exp.Null(), a.dtype)).else_(value)
-            cols.append(exp.alias_(value, ident(a.name)))
-        return exp.select(*cols).from_(ident(src))
+                value = exp.Case().when(any_null, self.cast(exp.Null(), a.dtype), copy=False).else_(value, copy=False)
+            cols.append(exp.alias_(value, ident(a.name), copy=False))
+        return exp.select(*cols).from_(ident(src), copy=False)
 
     def time_window_aggregate(self, n: TimeWindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
         w = n.window
         e = self.epoch_us(col(n.time))
         last = exp.Sub(this=e, expression=paren(self.pymod(e, lit(w.slide))))
         starts_name = f"t{k}"
-        base = exp.select("*").from_(ident(src))
+        base = exp.select("*").from_(ident(src), copy=False)
         if n.keys:
-            base = base.where(self.keys_present(n.keys))
+            base = base.where(self.keys_present(n.keys), copy=False)
         ctes: list[tuple[str, exp.Expression]] = []
         if w.is_tumbling:
-            ctes.append((starts_name, base.select(exp.alias_(last, ident(_WS)))))
+            ctes.append((starts_name, base.select(exp.alias_(last, ident(_WS), copy=False))))
         else:
             # Every start s = j * slide with e - size < s <= e; generate a superset, then trim.
             span = -(-w.size // w.slide) * w.slide
             first = exp.Sub(this=paren(last), expression=lit(span))
-            ctes.append((f"t{k}", base.select(exp.alias_(self.hop_starts(last, first, w.slide), ident(_WS)))))
+            ctes.append((f"t{k}", base.select(exp.alias_(self.hop_starts(last, first, w.slide), ident(_WS), copy=False))))
             starts_name = f"t{k + 1}"
-            trimmed = exp.select("*").from_(ident(f"t{k}")).where(
+            trimmed = exp.select("*").from_(ident(f"t{k}"), copy=False).where(
                 exp.GT(this=exp.Add(this=col(_WS), expression=lit(w.size)), expression=self.epoch_us(col(n.time)))
             )
             ctes.append((starts_name, trimmed))
         ws = col(_WS)
         q = exp.select(
             *[col(key) for key in n.keys],
-            exp.alias_(self.from_epoch_us(ws), ident(WINDOW_START)),
-            exp.alias_(self.from_epoch_us(exp.Add(this=ws, expression=lit(w.size))), ident(WINDOW_END)),
-            *[exp.alias_(self.cast(self.agg(a), a.dtype), ident(a.name)) for a in n.aggs],
-        ).from_(ident(starts_name)).group_by(*[col(key) for key in n.keys], ws)
+            exp.alias_(self.from_epoch_us(ws), ident(WINDOW_START), copy=False),
+            exp.alias_(self.from_epoch_us(exp.Add(this=ws, expression=lit(w.size))), ident(WINDOW_END), copy=False),
+            *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs],
+        ).from_(ident(starts_name), copy=False).group_by(*[col(key) for key in n.keys], ws, copy=False)
         ctes.append((f"t{k + len(ctes)}", q))
         return ctes
 
@@ -346,7 +365,7 @@ class SqlLowering:
         kind = {"inner": "inner", "left": "left", "right": "right", "full": "full outer"}[n.how]
         return (
             exp.select(*[col(f.name, "l") for f in n.left.schema], *[col(f.name, "r") for f in n.right.schema])
-            .from_(exp.Table(this=ident(left)).as_(ident("l")))
+            .from_(exp.Table(this=ident(left)).as_(ident("l")), copy=False)
             .join(exp.Table(this=ident(right)).as_(ident("r")), on=cond, join_type=kind)
         )
 

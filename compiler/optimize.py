@@ -21,4 +21,4 @@ def optimize(plan: Plan, config: OptimizerConfig | None = None, *, disable: Iter
     if disable:
         config = config.without(*disable)
     roots, trace = optimize_roots(plan.outputs, config)
-    return Plan(roots, plan.features, plan.trace + trace)
+    return Plan(roots, plan.features, plan.trace + trace, optimized=True)

@@ -23,6 +23,7 @@ class Plan:
     outputs: tuple[Sink, ...]
     features: tuple[Feature, ...] = ()
     trace: tuple[TraceEntry, ...] = field(default=(), compare=False)
+    optimized: bool = field(default=False, compare=False)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -45,7 +46,11 @@ class Plan:
         lines.append("plan:")
         lines += ["  " + ln for ln in text.splitlines()]
         lines.append("optimizer trace:")
-        lines += [f"  {ln}" for t in self.trace for ln in t.lines()] or ["  (no rule changed the plan)"]
+        if not self.optimized:
+            lines.append("  (not optimized)")
+        elif not self.trace:
+            lines.append("  (no rule changed the plan)")
+        lines += [f"  {ln}" for t in self.trace for ln in t.lines()]
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -35,16 +35,22 @@ def walk(roots: Node | Iterable[Node]) -> list[Node]:
     return order
 
 
-def transform(roots: tuple[Node, ...], fn: Callable[[Node], Node | None]) -> tuple[Node, ...]:
+def transform(
+    roots: tuple[Node, ...], fn: Callable[..., Node | None], *, with_original: bool = False
+) -> tuple[Node, ...]:
     """Rebuild bottom-up; ``fn`` sees each node with already-rewritten inputs and
-    returns a replacement or None. Unchanged subplans keep their identity."""
+    returns a replacement or None. Unchanged subplans keep their identity.
+
+    With ``with_original=True`` it is called as ``fn(node, original)``, where
+    ``original`` is the node as it is in ``roots``: facts a rule computed on the
+    input plan (consumer counts, required columns) are keyed by those nodes."""
     done: dict[Node, Node] = {}
     for n in walk(roots):
         new_inputs = tuple(done[i] for i in n.inputs)
         cur = n
         if any(a is not b for a, b in zip(new_inputs, n.inputs)):
             cur = n.with_inputs(new_inputs)
-        out = fn(cur)
+        out = fn(cur, n) if with_original else fn(cur)
         done[n] = cur if out is None else out
     new_roots = tuple(done[r] for r in roots)
     # Rules promise to return the very same plan when nothing changed.

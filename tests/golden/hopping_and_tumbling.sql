@@ -47,7 +47,7 @@ WITH "t0" AS (
     "merchant",
     MAKE_TIMESTAMP("__window_start_us") AS "window_start",
     MAKE_TIMESTAMP("__window_start_us" + 3600000000) AS "window_end",
-    CAST(AVG(CAST("amt" AS DOUBLE)) AS DOUBLE) AS "average_amount_by_merchant_hop_1h_20m"
+    AVG("amt") AS "average_amount_by_merchant_hop_1h_20m"
   FROM "t2"
   GROUP BY
     "cc_num",
@@ -96,7 +96,7 @@ WITH "t0" AS (
     "account_id",
     MAKE_TIMESTAMP("__window_start_us") AS "window_start",
     MAKE_TIMESTAMP("__window_start_us" + 21600000000) AS "window_end",
-    CAST(COUNT(*) AS BIGINT) AS "failed_count_tumble_6h"
+    COUNT(*) AS "failed_count_tumble_6h"
   FROM "t2"
   GROUP BY
     "account_id",

@@ -13,11 +13,11 @@ WITH "t0" AS (
     CASE
       WHEN "account_id" IS NULL
       THEN CAST(NULL AS BIGINT)
-      ELSE CAST(COUNT(CASE WHEN "status" = 'failed' THEN 1 END) OVER (
+      ELSE COUNT(CASE WHEN "status" = 'failed' THEN 1 END) OVER (
         PARTITION BY "account_id"
         ORDER BY EPOCH_US("ts")
         RANGE BETWEEN 3599999999 PRECEDING AND CURRENT ROW
-      ) AS BIGINT)
+      )
     END AS "failed_count_1h"
   FROM "t0"
 ), "t2" AS (

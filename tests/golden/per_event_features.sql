@@ -27,11 +27,11 @@ WITH "t0" AS (
     CASE
       WHEN "cc_num" IS NULL OR "merchant" IS NULL
       THEN CAST(NULL AS DOUBLE)
-      ELSE CAST(AVG(CAST("amt" AS DOUBLE)) OVER (
+      ELSE AVG("amt") OVER (
         PARTITION BY "cc_num", "merchant"
         ORDER BY EPOCH_US("ts")
         RANGE BETWEEN 86399999999 PRECEDING AND CURRENT ROW
-      ) AS DOUBLE)
+      )
     END AS "average_amount_by_merchant_1d"
   FROM "t1"
 ), "t3" AS (
@@ -64,11 +64,11 @@ WITH "t0" AS (
     CASE
       WHEN "bucket_spread_30m__key_bucket" IS NULL
       THEN CAST(NULL AS DOUBLE)
-      ELSE CAST(STDDEV_SAMP(CAST("amt" AS DOUBLE)) OVER (
+      ELSE STDDEV_SAMP("amt") OVER (
         PARTITION BY "bucket_spread_30m__key_bucket"
         ORDER BY EPOCH_US("ts")
         RANGE BETWEEN 1799999999 PRECEDING AND CURRENT ROW
-      ) AS DOUBLE)
+      )
     END AS "bucket_spread_30m"
   FROM "t3"
 ), "t5" AS (
@@ -77,26 +77,26 @@ WITH "t0" AS (
     CASE
       WHEN "account_id" IS NULL
       THEN CAST(NULL AS TEXT)
-      ELSE CAST(ARG_MIN(
+      ELSE ARG_MIN(
         "merchant",
         CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END
       ) OVER (
         PARTITION BY "account_id"
         ORDER BY EPOCH_US("ts")
         RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
-      ) AS TEXT)
+      )
     END AS "merchant_history_2h_first",
     CASE
       WHEN "account_id" IS NULL
       THEN CAST(NULL AS TEXT)
-      ELSE CAST(ARG_MAX(
+      ELSE ARG_MAX(
         "merchant",
         CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END
       ) OVER (
         PARTITION BY "account_id"
         ORDER BY EPOCH_US("ts")
         RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
-      ) AS TEXT)
+      )
     END AS "merchant_history_2h_last"
   FROM "t4"
 ), "t6" AS (

@@ -32,9 +32,9 @@ WITH "t0" AS (
     MAKE_TIMESTAMP("__window_start_us") AS "window_start",
     MAKE_TIMESTAMP("__window_start_us" + 86400000000) AS "window_end",
     CAST(SUM("amt") AS DOUBLE) AS "daily_stats_tumble_1d_total",
-    CAST(COUNT(*) AS BIGINT) AS "daily_stats_tumble_1d_n",
-    CAST(COUNT(DISTINCT "merchant") AS BIGINT) AS "daily_stats_tumble_1d_merchants",
-    CAST(MAX("amt") AS DOUBLE) AS "daily_stats_tumble_1d_largest"
+    COUNT(*) AS "daily_stats_tumble_1d_n",
+    COUNT(DISTINCT "merchant") AS "daily_stats_tumble_1d_merchants",
+    MAX("amt") AS "daily_stats_tumble_1d_largest"
   FROM "t2"
   GROUP BY
     "account_id",
