@@ -192,7 +192,8 @@ class SqlLowering:
         if op == "//":
             b = self.nonzero(b)
             exact = exp.Sub(this=a, expression=paren(self.pymod(a, b)))  # a multiple of b
-            return self.cast(exp.Div(this=paren(exact), expression=b), T.Int64)
+            # Integer division: exact here, and no float rounding above 2**53.
+            return exp.IntDiv(this=paren(exact), expression=b)
         cls = {
             "+": exp.Add, "-": exp.Sub, "*": exp.Mul, "=": exp.EQ, "!=": exp.NEQ, "<": exp.LT,
             "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE, "AND": exp.And, "OR": exp.Or,

@@ -41,16 +41,23 @@ def transform(
     """Rebuild bottom-up; ``fn`` sees each node with already-rewritten inputs and
     returns a replacement or None. Unchanged subplans keep their identity.
 
-    With ``with_original=True`` it is called as ``fn(node, original)``, where
-    ``original`` is the node as it is in ``roots``: facts a rule computed on the
-    input plan (consumer counts, required columns) are keyed by those nodes."""
+    With ``with_original=True`` it is called as ``fn(original, inputs)``: the node as
+    it is in ``roots`` (facts a rule computed on the input plan, such as consumer
+    counts or required columns, are keyed by it) and its already-rewritten inputs,
+    from which ``fn`` builds the replacement itself, or returns None for
+    ``original.with_inputs(inputs)``. Pruning needs this: a node may read columns
+    that its narrowed form no longer reads and its narrowed inputs no longer have,
+    so it cannot be rebuilt over them first."""
     done: dict[Node, Node] = {}
     for n in walk(roots):
         new_inputs = tuple(done[i] for i in n.inputs)
-        cur = n
-        if any(a is not b for a, b in zip(new_inputs, n.inputs)):
-            cur = n.with_inputs(new_inputs)
-        out = fn(cur, n) if with_original else fn(cur)
+        changed = any(a is not b for a, b in zip(new_inputs, n.inputs))
+        if with_original:
+            out = fn(n, new_inputs)
+            cur = n.with_inputs(new_inputs) if out is None and changed else n
+        else:
+            cur = n.with_inputs(new_inputs) if changed else n
+            out = fn(cur)
         done[n] = cur if out is None else out
     new_roots = tuple(done[r] for r in roots)
     # Rules promise to return the very same plan when nothing changed.

@@ -6,9 +6,24 @@
 from __future__ import annotations
 
 from relplan.rules.driver import OptimizerConfig, Roots, RuleContext, TraceEntry, run_rules
+from relplan.rules.eliminate_common_subplans import eliminate_common_subplans
+from relplan.rules.merge_filters import merge_filters
+from relplan.rules.merge_projections import merge_projections
+from relplan.rules.prune_columns import prune_columns
+from relplan.rules.push_down_filter import push_down_filter
+from relplan.rules.share_windows import share_windows
+from relplan.rules.simplify_expressions import simplify_expressions
 
 # (name, function) in application order; the name is the module, the flag, the trace label.
-RULES: tuple[tuple[str, object], ...] = ()
+RULES: tuple[tuple[str, object], ...] = (
+    ("simplify_expressions", simplify_expressions),
+    ("merge_filters", merge_filters),
+    ("push_down_filter", push_down_filter),
+    ("merge_projections", merge_projections),
+    ("eliminate_common_subplans", eliminate_common_subplans),
+    ("share_windows", share_windows),
+    ("prune_columns", prune_columns),
+)
 RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in RULES)
 
 

@@ -68,11 +68,13 @@ def share_windows(roots: Roots, ctx: RuleContext) -> Roots:
             if uses.get(n.input, 0) == 1:
                 consumers_in_chain.add(n.input)
 
-    def rewrite(node: Node, original: Node) -> Node | None:
+    def rewrite(original: Node, inputs: tuple[Node, ...]) -> Node | None:
         # The chain's top merges the whole chain; its members below stay as they are.
-        if not isinstance(node, WindowAggregate) or original in consumers_in_chain:
+        if not isinstance(original, WindowAggregate) or original in consumers_in_chain:
             return None
-        return _merge(_chain(node, uses), ctx)
+        node = original.with_inputs(inputs)
+        assert isinstance(node, WindowAggregate)
+        return _merge(_chain(node, uses), ctx) or (None if node == original else node)
 
     return transform(roots, rewrite, with_original=True)  # type: ignore[return-value]
 
