@@ -119,11 +119,19 @@ def main(argv: list[str] | None = None) -> None:
 
     features = demo_features() + [hourly_failures(window=rp.tumbling("1h"))]
     t0 = time.perf_counter()
-    plan = rp.compile(features)
+    compiled = rp.compile(features)
     t_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plan = rp.optimize(compiled)
+    t_optimize = time.perf_counter() - t0
 
-    print("== explain() " + "=" * 60)
+    print("== explain() of the compiled plan " + "=" * 39)
+    print(compiled.explain())
+    print()
+    print("== explain() of the optimized plan, with the optimizer's trace " + "=" * 10)
     print(plan.explain())
+    print("-- trace:")
+    print(plan.explain_trace())
     print()
     per_event = plan.output("Transactions")
     print("== DuckDB SQL of the per-event output " + "=" * 36)
@@ -145,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     print("== timings " + "=" * 62)
     print(f"generate {args.rows:,} transactions: {t_gen:8.3f} s")
     print(f"compile {len(features)} features:           {t_compile * 1000:8.2f} ms")
+    print(f"optimize:                          {t_optimize * 1000:8.2f} ms")
     print(f"execute on DuckDB ({n_feat} columns):  {t_exec:8.3f} s  ({t_exec * 1000 / n_feat:.0f} ms per feature column)")
 
 

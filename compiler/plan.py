@@ -46,12 +46,16 @@ class Plan:
         lines.append("plan:")
         lines += ["  " + ln for ln in text.splitlines()]
         lines.append("optimizer trace:")
-        if not self.optimized:
-            lines.append("  (not optimized)")
-        elif not self.trace:
-            lines.append("  (no rule changed the plan)")
-        lines += [f"  {ln}" for t in self.trace for ln in t.lines()]
+        lines += ["  " + ln for ln in self.explain_trace().splitlines()]
         return "\n".join(lines)
+
+    def explain_trace(self) -> str:
+        """Which rule removed and added which nodes, pass by pass."""
+        if not self.optimized:
+            return "(not optimized)"
+        if not self.trace:
+            return "(no rule changed the plan)"
+        return "\n".join(ln for t in self.trace for ln in t.lines())
 
     def __str__(self) -> str:
         return self.explain()
