@@ -37,8 +37,8 @@ class DuckDBBackend:
         self._threads = threads
         self.lowering = DuckDBLowering()
 
-    def to_sql(self, sinks: tuple[Sink, ...]) -> str:
-        return self.lowering.to_sql(sinks)
+    def to_sql(self, sinks: tuple[Sink, ...], *, pretty: bool = True) -> str:
+        return self.lowering.to_sql(sinks, pretty=pretty)
 
     def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
         import duckdb
@@ -53,7 +53,7 @@ class DuckDBBackend:
                 registered.append(src.name)
             out = {}
             for s in sinks:
-                sql = self.lowering.lower(s).sql(dialect="duckdb", identify=True)
+                sql = self.lowering.render(s, pretty=False)
                 try:
                     result = con.sql(sql).to_arrow_table()
                 except duckdb.Error as e:

@@ -370,9 +370,25 @@ class SqlLowering:
             .join(exp.Table(this=ident(right)).as_(ident("r")), on=cond, join_type=kind)
         )
 
-    def to_sql(self, sinks: tuple[Sink, ...]) -> str:
+    def render(self, sink: Sink, *, pretty: bool = True) -> str:
+        """The SQL of one output; outputs seen before come from a cache (they are values)."""
+        key = (type(self), tuple(sorted(self.table_names.items())), sink, pretty)
+        sql = _RENDERED.get(key)
+        if sql is None:
+            sql = self.lower(sink).sql(dialect=self.dialect, identify=True, pretty=pretty)
+            if len(_RENDERED) >= _RENDERED_MAX:
+                _RENDERED.pop(next(iter(_RENDERED)))
+            _RENDERED[key] = sql
+        return sql
+
+    def to_sql(self, sinks: tuple[Sink, ...], *, pretty: bool = True) -> str:
         parts = []
         for s in sinks:
-            sql = self.lower(s).sql(dialect=self.dialect, identify=True, pretty=True)
+            sql = self.render(s, pretty=pretty)
             parts.append(f"-- output: {s.name}\n{sql}" if len(sinks) > 1 else sql)
         return ";\n\n".join(parts) + ";"
+
+
+# Rendered SQL by (lowering, table names, sink, pretty), oldest evicted first.
+_RENDERED: dict[tuple[object, ...], str] = {}
+_RENDERED_MAX = 256

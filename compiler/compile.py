@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from relplan.compiler.dsl import FeatureBody
@@ -37,9 +38,9 @@ def compile(features: Feature | Iterable[Feature]) -> Plan:  # noqa: A001 - the 
     sinks: list[nodes.Sink] = []
     taken: set[str] = set()
     for group in per_event.values():
-        sinks.append(_unique(_compile_per_event(group), taken))
+        sinks.append(_unique(_compile_per_event(tuple(group)), taken))
     for group in per_window.values():
-        sinks.append(_unique(_compile_per_window(group), taken))
+        sinks.append(_unique(_compile_per_window(tuple(group)), taken))
     return Plan(tuple(sinks), tuple(feats))
 
 
@@ -124,7 +125,9 @@ def _calls(f: Feature, mask: Expr | None) -> tuple[AggCall, ...]:
     return tuple(replace(call, name=col, filter=mask) for col, (_, call) in zip(f.columns, f.body.aggs))
 
 
-def _compile_per_event(group: list[Feature]) -> nodes.Sink:
+# Recompiling a feature set after one feature changed rebuilds only its group.
+@lru_cache(maxsize=1024)
+def _compile_per_event(group: tuple[Feature, ...]) -> nodes.Sink:
     src = group[0].source.node()
     assert src.event_time is not None
     try:
@@ -140,7 +143,8 @@ def _compile_per_event(group: list[Feature]) -> nodes.Sink:
         raise e.at(group[-1].defined_at) from None
 
 
-def _compile_per_window(group: list[Feature]) -> nodes.Sink:
+@lru_cache(maxsize=1024)
+def _compile_per_window(group: tuple[Feature, ...]) -> nodes.Sink:
     first = group[0]
     src = first.source.node()
     assert src.event_time is not None

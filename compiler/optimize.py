@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
+
+import networkx as nx
 
 from relplan.compiler.plan import Plan
 from relplan.ir.errors import RelplanError
-from relplan.rules import OptimizerConfig, optimize_roots
+from relplan.ir.graph import walk
+from relplan.ir.nodes import Sink, Source
+from relplan.rules import OptimizerConfig, TraceEntry, optimize_roots
 
 
 def optimize(plan: Plan, config: OptimizerConfig | None = None, *, disable: Iterable[str] = ()) -> Plan:
@@ -20,5 +25,36 @@ def optimize(plan: Plan, config: OptimizerConfig | None = None, *, disable: Iter
     disable = tuple(disable)
     if disable:
         config = config.without(*disable)
-    roots, trace = optimize_roots(plan.outputs, config)
-    return Plan(roots, plan.features, plan.trace + trace, optimized=True)
+    roots: tuple[Sink, ...] = ()
+    trace: tuple[TraceEntry, ...] = ()
+    for component in _independent(plan.outputs):
+        out, tr = _optimize_component(component, config)
+        # The cache may hold an equal plan built earlier: unchanged outputs stay the caller's objects.
+        roots += tuple(before if after == before else after for before, after in zip(component, out))
+        trace += tr
+    by_name = {s.name: s for s in roots}
+    outputs = tuple(by_name[s.name] for s in plan.outputs)
+    if all(a is b for a, b in zip(outputs, plan.outputs)):
+        outputs = plan.outputs  # nothing changed: the very same plan
+    return Plan(outputs, plan.features, plan.trace + trace, optimized=True)
+
+
+def _independent(outputs: tuple[Sink, ...]) -> list[tuple[Sink, ...]]:
+    """Outputs grouped so that no two groups share a subplan other than a Source.
+
+    Each group is optimized on its own (and cached): a changed feature re-optimizes
+    only its own group."""
+    g = nx.Graph()
+    for s in outputs:
+        g.add_node(s)
+        for n in walk(s):
+            if n is not s and not isinstance(n, Source):
+                g.add_edge(s, n)
+    order = {s: i for i, s in enumerate(outputs)}
+    groups = [sorted((n for n in comp if n in order), key=order.__getitem__) for comp in nx.connected_components(g)]
+    return [tuple(c) for c in sorted(groups, key=lambda c: order[c[0]])]
+
+
+@lru_cache(maxsize=256)
+def _optimize_component(roots: tuple[Sink, ...], config: OptimizerConfig) -> tuple[tuple[Sink, ...], tuple[TraceEntry, ...]]:
+    return optimize_roots(roots, config)

@@ -60,11 +60,11 @@ class Plan:
     def __str__(self) -> str:
         return self.explain()
 
-    def to_sql(self, engine: str = "duckdb", **options: Any) -> str:
-        """The SQL ``engine`` runs for this plan, one statement per output."""
+    def to_sql(self, engine: str = "duckdb", *, pretty: bool = True, **options: Any) -> str:
+        """The SQL ``engine`` runs for this plan, one statement per output (``pretty``: indented)."""
         from relplan.backends import get_backend
 
-        return get_backend(engine, **options).to_sql(self.outputs)
+        return get_backend(engine, **options).to_sql(self.outputs, pretty=pretty)
 
     def execute(self, engine: str = "duckdb", tables: dict[str, Any] | None = None, **kw: Any) -> pa.Table:
         from relplan.compiler.execute import execute

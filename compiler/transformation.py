@@ -25,9 +25,12 @@ from relplan.ir.errors import FeatureError, RelplanError
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Feature:
-    """A named, windowed feature: what rp.compile() takes."""
+    """A named, windowed feature: what rp.compile() takes.
+
+    Features compare by value, so a feature defined again unchanged hits the
+    compile cache."""
 
     name: str
     transformation: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from difflib import get_close_matches
 
 import pyarrow as pa
@@ -26,13 +27,15 @@ class Schema:
     """An ordered tuple of fields with unique names."""
 
     fields: tuple[Field, ...]
+    _by_name: dict[str, Field] = dataclass_field(init=False, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for f in self.fields:
-            if f.name in seen:
-                raise SchemaError(f"duplicate column name {f.name!r}")
-            seen.add(f.name)
+        by_name = {f.name: f for f in self.fields}
+        if len(by_name) != len(self.fields):
+            seen: set[str] = set()
+            dup = next(f.name for f in self.fields if f.name in seen or seen.add(f.name))  # type: ignore[func-returns-value]
+            raise SchemaError(f"duplicate column name {dup!r}")
+        object.__setattr__(self, "_by_name", by_name)
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, DataType]]) -> Schema:
@@ -49,13 +52,13 @@ class Schema:
         return len(self.fields)
 
     def __contains__(self, name: object) -> bool:
-        return any(f.name == name for f in self.fields)
+        return name in self._by_name
 
     def field(self, name: str, *, context: str = "") -> Field:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise SchemaError(unknown_column_message(name, self.names, context))
+        f = self._by_name.get(name)
+        if f is None:
+            raise SchemaError(unknown_column_message(name, self.names, context))
+        return f
 
     def dtype(self, name: str) -> DataType:
         return self.field(name).dtype

@@ -482,7 +482,7 @@ def plan() -> rp.Plan:
 
 
 def test_valid_table_runs(plan: rp.Plan) -> None:
-    out = rp.execute(plan, engine="duckdb", tables={"Transactions": transactions_table()})
+    out = rp.execute(plan, engine="duckdb", tables={"Transactions": transactions_table()}).sort_by("ts")
     assert out.column("failed_count_1h").to_pylist() == [0, 1, 1]
 
 
