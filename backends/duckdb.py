@@ -6,7 +6,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from sqlglot import exp
+
 from relplan.backends.sql import SqlLowering
+from relplan.ir import types as T
 from relplan.ir.errors import EngineError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Sink, Source
@@ -15,6 +18,10 @@ from relplan.ir.nodes import Sink, Source
 class DuckDBLowering(SqlLowering):
     dialect = "duckdb"
     engine = "duckdb"
+
+    def mean_input(self, e: exp.Expression, t: T.DataType) -> exp.Expression:
+        # AVG(BIGINT) sums exactly (HUGEINT) and returns DOUBLE: no early rounding.
+        return e
 
 
 def _naive(table: pa.Table) -> pa.Table:

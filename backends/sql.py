@@ -115,6 +115,10 @@ class SqlLowering:
         """``e`` (of IR type ``t``) as DOUBLE; no cast when it already is one."""
         return e if t == T.Float64 else self.cast(e, T.Float64)
 
+    def mean_input(self, e: exp.Expression, t: T.DataType) -> exp.Expression:
+        """AVG's argument: DOUBLE unless the engine averages integers exactly into a DOUBLE."""
+        return self.as_double(e, t)
+
     def typed_agg(self, a: AggCall, value: exp.Expression) -> exp.Expression:
         """An aggregate's value in its IR result type (cast only where the engine differs)."""
         return value if a.func in self.NATIVE_RESULT else self.cast(value, a.dtype)
@@ -222,7 +226,7 @@ class SqlLowering:
         elif f == "sum":
             out = exp.Sum(this=masked(arg))  # type: ignore[arg-type]
         elif f == "mean":
-            out = exp.Avg(this=masked(self.as_double(arg, a.arg.dtype)))  # type: ignore[arg-type, union-attr]
+            out = exp.Avg(this=masked(self.mean_input(arg, a.arg.dtype)))  # type: ignore[arg-type, union-attr]
         elif f in ("min", "max"):
             out = (exp.Min if f == "min" else exp.Max)(this=masked(arg))  # type: ignore[arg-type]
         elif f in ("var", "std"):
