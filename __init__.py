@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+from relplan.compiler.caches import clear_caches
 from relplan.compiler.compile import compile  # noqa: A004 - the public name
 from relplan.compiler.dsl import DataFrame, Series
 from relplan.compiler.execute import execute, execute_all
@@ -42,7 +43,7 @@ from relplan.rules import OptimizerConfig
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bool", "DataError", "DataFrame", "DataType", "Date", "EngineError", "Feature", "FeatureError",
+    "Bool", "clear_caches", "DataError", "DataFrame", "DataType", "Date", "EngineError", "Feature", "FeatureError",
     "Float64", "Int64", "OptimizerConfig", "OptimizerError", "Plan", "RelplanError", "SchemaError", "Series", "Source",
     "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
     "compile", "event_time", "execute", "execute_all", "hopping", "key", "lifetime", "optimize", "sliding",

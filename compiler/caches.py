@@ -1,0 +1,15 @@
+"""The caches that make recompiling a changed feature set cheap, and their reset."""
+
+from __future__ import annotations
+
+
+def clear_caches() -> None:
+    """Forget compiled, optimized and rendered plans (e.g. to measure a cold compile)."""
+    from relplan.backends import sql
+    from relplan.compiler import compile as compile_module
+    from relplan.compiler import optimize as optimize_module
+
+    compile_module._compile_per_event.cache_clear()
+    compile_module._compile_per_window.cache_clear()
+    optimize_module._optimize_component.cache_clear()
+    sql._RENDERED.clear()
