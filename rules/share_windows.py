@@ -21,8 +21,8 @@ becomes (a Project restores the column order and computes the decomposed mean)::
         WindowAggregate partition=[k] order=ts frames=[(t-1h, t] aggs=[s1h := sum(x), __count_0 := count(x)]; (t-1d, t] aggs=[s1d := sum(x)]]
           Source T
 
-Refused: a window whose aggregate reads another window's output must stay above
-it, so the two are not merged::
+Refused: a window whose aggregate or partition key reads another window's output
+must stay above it, so the two are not merged::
 
     WindowAggregate partition=[k] order=ts frame=(t-1d, t] aggs=[m := max(n)]
       WindowAggregate partition=[k] order=ts frame=(t-1h, t] aggs=[n := count(*)]
@@ -84,6 +84,8 @@ def _merge(chain: list[WindowAggregate], ctx: RuleContext) -> Node | None:
     produced: set[str] = set()
     calls: list[tuple[tuple[str, ...], Frame, AggCall]] = []
     for wa in chain:
+        if set(wa.keys) & produced:
+            return None  # partitions by another window's output: must stay stacked
         for frame, a in wa.calls:
             if a.columns() & produced:
                 return None  # reads another window's output: must stay stacked
