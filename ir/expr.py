@@ -64,7 +64,8 @@ class Expr:
         raise NotImplementedError
 
 
-def _check_bound(expr: Expr, schema: Schema, context: str) -> None:
+def check_bound(expr: Expr, schema: Schema, context: str = "") -> None:
+    """Raise if ``expr`` reads a column the schema lacks or types it differently."""
     for e in expr.walk():
         if isinstance(e, Column):
             f = schema.field(e.name, context=context)
@@ -72,11 +73,6 @@ def _check_bound(expr: Expr, schema: Schema, context: str) -> None:
                 raise SchemaError(
                     f"column {e.name!r} {context} is {f.dtype}, but the expression expects {e.dtype}"
                 )
-
-
-def check_bound(expr: Expr, schema: Schema, context: str = "") -> None:
-    """Raise if ``expr`` reads a column the schema lacks or types it differently."""
-    _check_bound(expr, schema, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +190,7 @@ def _binary_type(op: str, left: Expr, right: Expr) -> DataType:
                 if side.dtype == T.Float64:
                     raise TypeMismatchError(f"{op!r} takes Int64 operands, but {side.sql()} is Float64 in {desc}")
             return T.Int64
-        return T.common_type(lt, rt) if T.Null not in (lt, rt) else (rt if lt == T.Null else lt)  # type: ignore[return-value]
+        return T.common_type(lt, rt)  # type: ignore[return-value]  # numeric, hence never None
     raise TypeMismatchError(f"unknown operator {op!r}")
 
 

@@ -12,7 +12,7 @@ whose partition key is NULL.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from relplan.ir import types as T

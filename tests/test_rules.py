@@ -812,7 +812,7 @@ def test_all_rules_off_leaves_the_plan_unchanged() -> None:
 def test_verbose_explain_shows_the_trace_with_rule_names() -> None:
     text = rp.optimize(_plan()).explain(verbose=True)
     trace = text[text.index("optimizer trace:"):]
-    assert trace == expected(f"""
+    assert trace == expected("""
         optimizer trace:
           pass 1: push_down_filter
             - Project k, x, ts
