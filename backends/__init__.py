@@ -6,15 +6,28 @@ from typing import Any
 
 from relplan.ir.errors import RelplanError
 
-ENGINES = ("duckdb",)
+ENGINES = ("duckdb", "spark", "reference")
 
 
 def get_backend(engine: str, **options: Any) -> Any:
-    """The backend for ``engine`` ("duckdb"); options go to its constructor."""
+    """The backend for ``engine``; options go to its constructor.
+
+    "duckdb" (embedded, the default), "spark" (pyspark: a local session, or pass
+    ``session=``) and "reference" (the IR run directly in Python: slow, obviously
+    correct, the tests' oracle).
+    """
     if engine == "duckdb":
         from relplan.backends.duckdb import DuckDBBackend
 
         return DuckDBBackend(**options)
-    if engine in ("spark", "flink"):
-        raise RelplanError(f"engine {engine!r} is not available in this version of relplan; use 'duckdb'")
+    if engine == "spark":
+        from relplan.backends.spark import SparkBackend
+
+        return SparkBackend(**options)
+    if engine == "reference":
+        from relplan.backends.reference import ReferenceBackend
+
+        return ReferenceBackend(**options)
+    if engine == "flink":
+        raise RelplanError("engine 'flink' is not available in this version of relplan; use 'duckdb' or 'spark'")
     raise RelplanError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")

@@ -242,6 +242,10 @@ class SqlLowering:
             raise UnsupportedError(f"aggregate {f!r} is not supported by the {self.engine} backend")
         return out
 
+    def over(self, a: AggCall, **window: exp.Expression | list[exp.Expression]) -> exp.Expression:
+        """``a`` computed over a window (``window``: exp.Window's partition_by, order, spec)."""
+        return exp.Window(this=self.agg(a), **window)
+
     # ---- nodes ----------------------------------------------------------------
     def lower(self, sink: Sink) -> exp.Select:
         """One SELECT (with a CTE per node) computing ``sink``."""
@@ -315,8 +319,8 @@ class SqlLowering:
     def window_aggregate(self, n: WindowAggregate, src: str) -> exp.Select:
         cols: list[exp.Expression] = [exp.Star()]
         for frame, a in n.calls:
-            over = exp.Window(
-                this=self.agg(a),
+            over = self.over(
+                a,
                 partition_by=[col(k) for k in n.keys],
                 order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
                 spec=self.frame(frame),

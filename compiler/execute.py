@@ -20,21 +20,31 @@ def _check_plan(plan: Any) -> Plan:
     return plan
 
 
-def _inputs(plan: Plan, tables: dict[str, Any] | None) -> dict[str, pa.Table]:
+def _inputs(plan: Plan, tables: dict[str, Any] | None, backend: Any) -> dict[str, pa.Table | str]:
     if tables is not None and not isinstance(tables, Mapping):
         raise DataError(
             f"tables= takes a dict of source name to table, e.g. {{'Transactions': arrow_table}}, "
             f"got {type(tables).__name__}"
         )
     tables = dict(tables or {})
-    out = {}
+    out: dict[str, pa.Table | str] = {}
     for src in sources(plan.outputs):
         if src.name not in tables:
             raise DataError(
                 f"no table given for source {src.name!r}: pass tables={{{src.name!r}: <pyarrow table>}}"
                 + (f" (given: {sorted(tables)})" if tables else "")
             )
-        out[src.name] = conform_table(src, tables[src.name])
+        given = tables[src.name]
+        if isinstance(given, str):
+            # The name of a table the engine already has (checked against the source by the backend).
+            if not getattr(backend, "accepts_table_names", False):
+                raise DataError(
+                    f"source {src.name!r} was given the table name {given!r}, but engine {backend.name!r} "
+                    "takes data, not names: pass a pyarrow Table or pandas DataFrame"
+                )
+            out[src.name] = given
+        else:
+            out[src.name] = conform_table(src, given)
     return out
 
 
@@ -44,7 +54,7 @@ def execute_all(
     """Every output of ``plan`` by name, computed on ``engine`` from ``tables``."""
     plan = _check_plan(plan)
     backend = get_backend(engine, **options)
-    return backend.run(plan.outputs, _inputs(plan, tables))
+    return backend.run(plan.outputs, _inputs(plan, tables, backend))
 
 
 def execute(
@@ -68,4 +78,4 @@ def execute(
         sinks = (plan.output(output),)
     backend = get_backend(engine, **options)
     sub = Plan(sinks, plan.features)
-    return backend.run(sinks, _inputs(sub, tables))[sinks[0].name]
+    return backend.run(sinks, _inputs(sub, tables, backend))[sinks[0].name]

@@ -1,0 +1,231 @@
+"""Spark: IR -> Spark SQL (sqlglot's Spark dialect), run on pyspark.
+
+By default a local SparkSession (``local[*]``, session time zone UTC, ANSI mode)
+is started on first use and kept for the process; pass ``session=`` to run on
+your own (for example one connected to a cluster). Arrow inputs are handed to
+Spark as Parquet files in a staging directory (``staging_dir=``; on a cluster it
+must be a path every executor can read), so large inputs never pass through the
+Python-to-JVM socket; inputs may also be names of tables the session already has.
+
+Where Spark's defaults differ from the IR's semantics the lowering says so
+explicitly: times are converted with UNIX_MICROS / TIMESTAMP_MICROS (independent
+of the session time zone), ``COUNT(DISTINCT ...)`` over a window, which Spark
+refuses, becomes ``SIZE(COLLECT_SET(...))``, ``TRUNC`` (a date function in Spark)
+is not used for casts. While a plan runs, the session's time zone is UTC and ANSI
+mode is on, so that integer overflow raises as it does on DuckDB instead of
+wrapping around; a session passed in gets its settings back afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from relplan.backends.sql import SqlLowering, lit
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import DataError, EngineError
+from relplan.ir.expr import Cast, Expr
+from relplan.ir.graph import walk
+from relplan.ir.nodes import Sink, Source
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+# Session settings every plan runs under (see the module docstring).
+RUN_CONF = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"}
+
+
+class SparkLowering(SqlLowering):
+    dialect = "spark"
+    engine = "spark"
+    # SUM(BIGINT) is BIGINT, AVG is DOUBLE; COUNT(DISTINCT) is not native in windows (SIZE is INT).
+    NATIVE_RESULT: ClassVar[frozenset[str]] = frozenset(
+        {"count", "sum", "mean", "min", "max", "var", "std", "first", "last"}
+    )
+
+    def epoch_us(self, e: exp.Expression) -> exp.Expression:
+        return exp.Anonymous(this="UNIX_MICROS", expressions=[e])
+
+    def from_epoch_us(self, e: exp.Expression) -> exp.Expression:
+        return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=[e])
+
+    def timestamp_literal(self, v: dt.datetime) -> exp.Expression:
+        # An instant, whatever the session time zone: a string literal would be read in it.
+        aware = v if v.tzinfo is not None else v.replace(tzinfo=dt.timezone.utc)
+        micros = (aware - _EPOCH) // dt.timedelta(microseconds=1)
+        return self.from_epoch_us(lit(micros) if micros >= 0 else exp.Neg(this=lit(-micros)))
+
+    def hop_starts(self, last: exp.Expression, first: exp.Expression, slide: int) -> exp.Expression:
+        return exp.Explode(this=exp.Anonymous(this="SEQUENCE", expressions=[first, last, lit(slide)]))
+
+    def expr(self, e: Expr) -> exp.Expression:
+        if isinstance(e, Cast) and e.operand.dtype == T.Float64 and e.dtype == T.Int64:
+            # Spark's CAST(DOUBLE AS BIGINT) already truncates toward zero; TRUNC is a date function.
+            return self.cast(super().expr(e.operand), e.dtype)
+        return super().expr(e)
+
+    def over(self, a: AggCall, **window: exp.Expression | list[exp.Expression]) -> exp.Expression:
+        if a.func == "count_distinct":
+            # Spark refuses DISTINCT in a window; COLLECT_SET skips NULLs as COUNT(DISTINCT) does.
+            value = self.expr(a.arg)  # type: ignore[arg-type]
+            if a.filter is not None:
+                value = exp.Case().when(self.expr(a.filter), value, copy=False)
+            distinct = exp.Window(this=exp.Anonymous(this="COLLECT_SET", expressions=[value]), **window)
+            return exp.ArraySize(this=distinct)
+        return super().over(a, **window)
+
+
+def _java_hint() -> str:
+    if shutil.which("java") or os.environ.get("JAVA_HOME"):
+        return ""
+    return " (no Java found: Spark needs a Java 17 runtime, e.g. apt-get install openjdk-17-jre-headless)"
+
+
+_LOCAL_SESSION: Any = None
+
+
+def local_session() -> Any:
+    """The process's local SparkSession, started on first use (5-8 s) and then reused."""
+    global _LOCAL_SESSION
+    if _LOCAL_SESSION is not None and _LOCAL_SESSION.sparkContext._jsc is not None:
+        return _LOCAL_SESSION
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError("engine 'spark' needs pyspark: pip install 'relplan[spark]'") from None
+    cores = os.cpu_count() or 2
+    builder = (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName("relplan")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", str(2 * cores))
+        .config("spark.driver.memory", os.environ.get("RELPLAN_SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    for k, v in RUN_CONF.items():
+        builder = builder.config(k, v)
+    try:
+        _LOCAL_SESSION = builder.getOrCreate()
+    except Exception as e:  # the JVM failing to start surfaces as a bare RuntimeError / Py4J error
+        raise EngineError(f"could not start a local Spark session: {e}{_java_hint()}") from e
+    _LOCAL_SESSION.sparkContext.setLogLevel("ERROR")
+    return _LOCAL_SESSION
+
+
+def _collect_arrow(df: Any) -> pa.Table | None:
+    """A DataFrame's rows as Arrow, without pandas (None when there are no rows)."""
+    if hasattr(df, "toArrow"):  # pyspark >= 4
+        return df.toArrow()
+    batches = df._collect_as_arrow()  # pyspark 3.5: the same path toPandas takes with Arrow on
+    return pa.Table.from_batches(batches) if batches else None
+
+
+# Spark type names (DataType.typeName()) accepted for each IR type in a named table.
+_SPARK_TYPES = {
+    "Int64": {"long", "integer", "short", "byte"},
+    "Float64": {"double", "float"},
+    "String": {"string"},
+    "Bool": {"boolean"},
+    "Timestamp": {"timestamp", "timestamp_ntz"},
+    "Date": {"date"},
+}
+
+
+class SparkBackend:
+    """Runs plans on Spark; ``session=`` a SparkSession of yours, else a local one."""
+
+    name = "spark"
+    accepts_table_names = True
+
+    def __init__(self, session: Any | None = None, staging_dir: str | None = None) -> None:
+        self._session = session
+        self._staging_dir = staging_dir
+        self.lowering = SparkLowering()
+
+    def to_sql(self, sinks: tuple[Sink, ...], *, pretty: bool = True) -> str:
+        return self.lowering.to_sql(sinks, pretty=pretty)
+
+    @property
+    def session(self) -> Any:
+        return self._session if self._session is not None else local_session()
+
+    def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table | str]) -> dict[str, pa.Table]:
+        spark = self.session
+        saved = {k: spark.conf.get(k, None) for k in RUN_CONF}
+        for k, v in RUN_CONF.items():
+            spark.conf.set(k, v)
+        staging = tempfile.mkdtemp(prefix="relplan-spark-", dir=self._staging_dir)
+        views: dict[str, str] = {}
+        try:
+            for src in (n for n in walk(sinks) if isinstance(n, Source)):
+                views[src.name] = self._register(spark, src, tables[src.name], staging)
+            lowering = SparkLowering(views)
+            out = {}
+            for s in sinks:
+                sql = lowering.render(s, pretty=False)
+                try:
+                    result = _collect_arrow(spark.sql(sql))
+                except Exception as e:  # AnalysisException, Py4JJavaError, ...: the engine's own words
+                    raise EngineError(f"Spark failed on output {s.name!r}: {_first_line(e)}\nSQL:\n{sql}") from e
+                target = s.schema.to_arrow()
+                out[s.name] = target.empty_table() if result is None else result.cast(target)
+            return out
+        finally:
+            for view in views.values():
+                spark.catalog.dropTempView(view)
+            for k, v in saved.items():
+                if v is None:
+                    spark.conf.unset(k)
+                else:
+                    spark.conf.set(k, v)
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _register(self, spark: Any, src: Source, table: pa.Table | str, staging: str) -> str:
+        """A temporary view holding ``src``'s columns in canonical types; returns its name."""
+        view = f"relplan_{src.name}_{uuid.uuid4().hex[:12]}"
+        if isinstance(table, str):
+            df = self._named_table(spark, src, table)
+        else:
+            path = os.path.join(staging, f"{len(os.listdir(staging))}.parquet")
+            pq.write_table(table, path)
+            df = spark.read.parquet(path)
+        df.createOrReplaceTempView(view)
+        return view
+
+    def _named_table(self, spark: Any, src: Source, name: str) -> Any:
+        """The session's table ``name``, checked against the source and cast to its types."""
+        from pyspark.sql import functions as F
+
+        try:
+            df = spark.table(name)
+        except Exception as e:
+            raise DataError(f"source {src.name!r}: Spark has no table {name!r}: {_first_line(e)}") from None
+        have = {f.name: f.dataType for f in df.schema.fields}
+        cols = []
+        for f in src.columns:
+            if f.name not in have:
+                raise DataError(
+                    f"Spark table {name!r} for source {src.name!r} lacks column {f.name!r} ({f.dtype}); "
+                    f"it has {list(have)}"
+                )
+            got = have[f.name].typeName()
+            if got not in _SPARK_TYPES[f.dtype.name]:
+                raise DataError(
+                    f"column {f.name!r} of Spark table {name!r} is {got}, but source {src.name!r} declares {f.dtype}"
+                )
+            cols.append(F.col(f"`{f.name.replace('`', '``')}`").cast(self.lowering.dtype(f.dtype).sql("spark")).alias(f.name))
+        return df.select(*cols)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
