@@ -1,6 +1,7 @@
-"""Golden DuckDB SQL: the text relplan emits, checked exactly, parsed, and run.
+"""Golden SQL per dialect: the text relplan emits, checked exactly, parsed, and run as is.
 
-The expected SQL lives in ``tests/golden/<name>.sql``. After an intended change
+The expected SQL lives in ``tests/golden/<name>.sql`` (DuckDB) and
+``tests/golden/spark/<name>.sql`` (Spark). After an intended change
 to the lowering, regenerate the files and review their diff:
 
     RELPLAN_UPDATE_GOLDEN=1 python -m pytest tests/test_sql_golden.py
@@ -26,9 +27,9 @@ GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("RELPLAN_UPDATE_GOLDEN") == "1"
 
 
-def check_golden(name: str, sql: str) -> None:
-    """Compare ``sql`` with ``golden/<name>.sql`` (or rewrite it under RELPLAN_UPDATE_GOLDEN=1)."""
-    path = GOLDEN / f"{name}.sql"
+def check_golden(name: str, sql: str, dialect: str = "duckdb") -> None:
+    """Compare ``sql`` with its golden file (or rewrite it under RELPLAN_UPDATE_GOLDEN=1)."""
+    path = (GOLDEN if dialect == "duckdb" else GOLDEN / dialect) / f"{name}.sql"
     text = sql + "\n"
     if UPDATE:
         path.parent.mkdir(exist_ok=True)
@@ -175,14 +176,21 @@ def golden(request: pytest.FixtureRequest) -> tuple[str, rp.Plan, str]:
     return request.param, plan, plan.to_sql("duckdb")
 
 
-def test_sql_matches_golden_file(golden: tuple[str, rp.Plan, str]) -> None:
-    name, _, sql = golden
-    check_golden(name, sql)
+DIALECTS = ("duckdb", "spark")
 
 
-def test_sql_parses_with_quoted_identifiers(golden: tuple[str, rp.Plan, str]) -> None:
-    _, plan, sql = golden
-    statements = sqlglot.parse(sql, read="duckdb")
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_sql_matches_golden_file(name: str, dialect: str) -> None:
+    check_golden(name, PLANS[name]().to_sql(dialect), dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_sql_parses_with_quoted_identifiers(name: str, dialect: str) -> None:
+    plan = PLANS[name]()
+    sql = plan.to_sql(dialect)
+    statements = sqlglot.parse(sql, read=dialect)
     assert len(statements) == len(plan.outputs)
     for stmt, sink in zip(statements, plan.outputs):
         assert isinstance(stmt, exp.Select)
@@ -191,10 +199,10 @@ def test_sql_parses_with_quoted_identifiers(golden: tuple[str, rp.Plan, str]) ->
         assert identifiers and all(i.quoted for i in identifiers), [i.sql() for i in identifiers if not i.quoted]
     # Re-rendering the parse gives the same text: nothing was lost in the dialect.
     again = ";\n\n".join(
-        (f"-- output: {s.name}\n" if len(plan.outputs) > 1 else "") + stmt.sql(dialect="duckdb", pretty=True)
+        (f"-- output: {s.name}\n" if len(plan.outputs) > 1 else "") + stmt.sql(dialect=dialect, pretty=True)
         for s, stmt in zip(plan.outputs, statements)
     ) + ";"
-    assert sqlglot.parse(again, read="duckdb") == statements
+    assert sqlglot.parse(again, read=dialect) == statements
 
 
 def _struct_key(i: exp.Identifier) -> bool:
@@ -213,6 +221,30 @@ def test_sql_runs_on_duckdb(golden: tuple[str, rp.Plan, str]) -> None:
         assert raw.column_names == list(sink.schema.names)
         assert raw.num_rows > 0
         assert _rows(raw.cast(sink.schema.to_arrow())) == _rows(through_api[sink.name])
+
+
+def test_sql_runs_on_spark_as_is(golden: tuple[str, rp.Plan, str], spark: Any) -> None:
+    """The Spark text, submitted by hand through spark.sql over a view named like the
+    source, gives the rows relplan's own Spark and DuckDB runs give."""
+    name, plan, _ = golden
+    table = transactions_table()
+    spark.createDataFrame(table.to_pandas()).createOrReplaceTempView("Transactions")
+    try:
+        results = [spark.sql(stmt) for stmt in _statements(plan.to_sql("spark"))]
+        through_duckdb = rp.execute_all(plan, engine="duckdb", tables={"Transactions": table})
+        assert len(results) == len(plan.outputs)
+        for df, sink in zip(results, plan.outputs):
+            assert df.columns == list(sink.schema.names)
+            raw = pa.Table.from_pandas(df.toPandas(), preserve_index=False)
+            assert raw.num_rows > 0
+            assert _rows(raw.cast(sink.schema.to_arrow())) == _rows(through_duckdb[sink.name])
+    finally:
+        spark.catalog.dropTempView("Transactions")
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a relplan SQL script, as a user splits it: at ``;`` + blank line."""
+    return [s.strip().removesuffix(";") for s in script.split(";\n\n")]
 
 
 def test_per_event_failed_count_values() -> None:

@@ -1,0 +1,42 @@
+WITH `t0` AS (
+  SELECT
+    `cc_num`,
+    `merchant`,
+    `amt`,
+    `status`,
+    `account_id`,
+    `ts`
+  FROM `Transactions`
+), `t1` AS (
+  SELECT
+    *,
+    CASE
+      WHEN `account_id` IS NULL
+      THEN CAST(NULL AS BIGINT)
+      ELSE COUNT(CASE WHEN `status` = 'failed' THEN 1 END) OVER (
+        PARTITION BY `account_id`
+        ORDER BY UNIX_MICROS(`ts`) NULLS LAST
+        RANGE BETWEEN 3599999999 PRECEDING AND CURRENT ROW
+      )
+    END AS `failed_count_1h`
+  FROM `t0`
+), `t2` AS (
+  SELECT
+    `cc_num`,
+    `merchant`,
+    `amt`,
+    `status`,
+    `account_id`,
+    `ts`,
+    `failed_count_1h`
+  FROM `t1`
+)
+SELECT
+  `cc_num`,
+  `merchant`,
+  `amt`,
+  `status`,
+  `account_id`,
+  `ts`,
+  `failed_count_1h`
+FROM `t2`;

@@ -1,0 +1,129 @@
+WITH `t0` AS (
+  SELECT
+    `cc_num`,
+    `merchant`,
+    `amt`,
+    `status`,
+    `account_id`,
+    `ts`
+  FROM `Transactions`
+), `t1` AS (
+  SELECT
+    `cc_num`,
+    `merchant`,
+    `amt`,
+    `status`,
+    `account_id`,
+    `ts`,
+    (
+      (
+        `cc_num` % NULLIF(4, 0)
+      ) + NULLIF(4, 0)
+    ) % NULLIF(4, 0) AS `bucket_spread_30m__key_bucket`
+  FROM `t0`
+), `t2` AS (
+  SELECT
+    *,
+    CASE
+      WHEN `cc_num` IS NULL OR `merchant` IS NULL
+      THEN CAST(NULL AS DOUBLE)
+      ELSE AVG(`amt`) OVER (
+        PARTITION BY `cc_num`, `merchant`
+        ORDER BY UNIX_MICROS(`ts`) NULLS LAST
+        RANGE BETWEEN 86399999999 PRECEDING AND CURRENT ROW
+      )
+    END AS `average_amount_by_merchant_1d`
+  FROM `t1`
+), `t3` AS (
+  SELECT
+    *,
+    CASE
+      WHEN `account_id` IS NULL
+      THEN CAST(NULL AS DOUBLE)
+      ELSE SUM(
+        CASE
+          WHEN (
+            `amt` >= 100
+          ) AND (
+            NOT (
+              `status` = 'failed'
+            )
+          )
+          THEN `amt`
+        END
+      ) OVER (
+        PARTITION BY `account_id`
+        ORDER BY UNIX_MICROS(`ts`) NULLS LAST
+        RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      )
+    END AS `big_spend_lifetime`
+  FROM `t2`
+), `t4` AS (
+  SELECT
+    *,
+    CASE
+      WHEN `bucket_spread_30m__key_bucket` IS NULL
+      THEN CAST(NULL AS DOUBLE)
+      ELSE STDDEV_SAMP(`amt`) OVER (
+        PARTITION BY `bucket_spread_30m__key_bucket`
+        ORDER BY UNIX_MICROS(`ts`) NULLS LAST
+        RANGE BETWEEN 1799999999 PRECEDING AND CURRENT ROW
+      )
+    END AS `bucket_spread_30m`
+  FROM `t3`
+), `t5` AS (
+  SELECT
+    *,
+    CASE
+      WHEN `account_id` IS NULL
+      THEN CAST(NULL AS STRING)
+      ELSE MIN_BY(
+        `merchant`,
+        CASE WHEN NOT `merchant` IS NULL THEN STRUCT(`ts` AS `f0`, `merchant` AS `f1`) END
+      ) OVER (
+        PARTITION BY `account_id`
+        ORDER BY UNIX_MICROS(`ts`) NULLS LAST
+        RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
+      )
+    END AS `merchant_history_2h_first`,
+    CASE
+      WHEN `account_id` IS NULL
+      THEN CAST(NULL AS STRING)
+      ELSE MAX_BY(
+        `merchant`,
+        CASE WHEN NOT `merchant` IS NULL THEN STRUCT(`ts` AS `f0`, `merchant` AS `f1`) END
+      ) OVER (
+        PARTITION BY `account_id`
+        ORDER BY UNIX_MICROS(`ts`) NULLS LAST
+        RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
+      )
+    END AS `merchant_history_2h_last`
+  FROM `t4`
+), `t6` AS (
+  SELECT
+    `cc_num`,
+    `merchant`,
+    `amt`,
+    `status`,
+    `account_id`,
+    `ts`,
+    `average_amount_by_merchant_1d`,
+    `big_spend_lifetime`,
+    `bucket_spread_30m`,
+    `merchant_history_2h_first`,
+    `merchant_history_2h_last`
+  FROM `t5`
+)
+SELECT
+  `cc_num`,
+  `merchant`,
+  `amt`,
+  `status`,
+  `account_id`,
+  `ts`,
+  `average_amount_by_merchant_1d`,
+  `big_spend_lifetime`,
+  `bucket_spread_30m`,
+  `merchant_history_2h_first`,
+  `merchant_history_2h_last`
+FROM `t6`;
