@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -190,7 +191,8 @@ class SparkBackend:
 
     def _register(self, spark: Any, src: Source, table: pa.Table | str, staging: str) -> str:
         """A temporary view holding ``src``'s columns in canonical types; returns its name."""
-        view = f"relplan_{src.name}_{uuid.uuid4().hex[:12]}"
+        # A plain word: createOrReplaceTempView parses its argument as a (multi-part) name.
+        view = f"relplan_{re.sub(r'[^0-9A-Za-z_]', '_', src.name)}_{uuid.uuid4().hex[:12]}"
         if isinstance(table, str):
             df = self._named_table(spark, src, table)
         else:

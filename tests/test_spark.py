@@ -1,0 +1,180 @@
+"""The Spark backend on a real local Spark: inputs, sessions, errors, names.
+
+Its results are checked against the reference and DuckDB in test_cross_engine.py and
+test_sql_golden.py; here: what a user hands it and what it hands back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import relplan as rp
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2024, 3, 10, 6, 30, tzinfo=UTC)  # a US DST change: a time zone would show
+
+
+class Payments(rp.Source):
+    user: rp.Int64
+    amount: rp.Float64
+    kind: rp.String
+    ts: rp.Timestamp = rp.event_time()
+
+
+@rp.transformation
+def spend(p: Payments, wspec: rp.WindowSpec):
+    return p[p.kind != "refund"].groupby("user").window(wspec).agg(total=("amount", "sum"), n="count")
+
+
+def payments(n: int = 40) -> pa.Table:
+    return pa.table({
+        "user": pa.array([i % 3 if i % 7 else None for i in range(n)], pa.int64()),
+        "amount": pa.array([float(i) * 1.5 for i in range(n)]),
+        "kind": pa.array(["refund" if i % 5 == 0 else "buy" for i in range(n)]),
+        "ts": pa.array([T0 + dt.timedelta(minutes=17 * i) for i in range(n)], pa.timestamp("us", "UTC")),
+    })
+
+
+def spark_df(spark: Any, table: pa.Table, tmp_path: Any) -> Any:
+    """A Spark DataFrame of ``table`` with its types (pandas would make int columns with NULLs float)."""
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "input.parquet")
+    pq.write_table(table, path)
+    return spark.read.parquet(path)
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    return sorted(table.to_pylist(), key=repr)
+
+
+PLANS = {
+    "per-event": lambda: rp.compile(spend(window=rp.sliding("2h"))),
+    "per-window": lambda: rp.compile(spend(window=rp.hopping("3h", "1h"))),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLANS))
+def test_spark_returns_duckdb_rows_and_types(spark: Any, kind: str) -> None:
+    plan = PLANS[kind]()
+    got = rp.execute(plan, engine="spark", tables={"Payments": payments()})
+    expected = rp.execute(plan, engine="duckdb", tables={"Payments": payments()})
+    assert got.schema.equals(expected.schema)
+    assert got.num_rows > 0 and rows(got) == rows(expected)
+
+
+def test_a_table_the_session_has_is_read_by_name_and_cast(spark: Any, tmp_path: Any) -> None:
+    # The user's table stores the key as INT and the amount as FLOAT: relplan widens both.
+    df = spark_df(spark, payments(), tmp_path).selectExpr(
+        "CAST(user AS INT) AS user", "CAST(amount AS FLOAT) AS amount", "kind", "ts", "'extra' AS unused"
+    )
+    df.createOrReplaceTempView("payments_by_name")
+    try:
+        plan = PLANS["per-event"]()
+        got = rp.execute(plan, engine="spark", tables={"Payments": "payments_by_name"})
+        expected = rp.execute(plan, engine="duckdb", tables={"Payments": payments()})
+        assert rows(got) == rows(expected)
+    finally:
+        spark.catalog.dropTempView("payments_by_name")
+
+
+def test_a_named_table_lacking_a_column_is_a_data_error(spark: Any, tmp_path: Any) -> None:
+    spark_df(spark, payments(), tmp_path).drop("kind").createOrReplaceTempView("payments_no_kind")
+    try:
+        with pytest.raises(rp.DataError, match=r"'payments_no_kind'.*lacks column 'kind'"):
+            rp.execute(PLANS["per-event"](), engine="spark", tables={"Payments": "payments_no_kind"})
+    finally:
+        spark.catalog.dropTempView("payments_no_kind")
+
+
+def test_a_named_table_of_the_wrong_type_is_a_data_error(spark: Any, tmp_path: Any) -> None:
+    df = spark_df(spark, payments(), tmp_path).selectExpr("user", "amount", "CAST(user AS STRING) AS kind", "ts")
+    df = df.selectExpr("CAST(user AS STRING) AS user", "amount", "kind", "ts")
+    df.createOrReplaceTempView("payments_bad_type")
+    try:
+        with pytest.raises(rp.DataError, match=r"column 'user' of Spark table 'payments_bad_type' is string"):
+            rp.execute(PLANS["per-event"](), engine="spark", tables={"Payments": "payments_bad_type"})
+    finally:
+        spark.catalog.dropTempView("payments_bad_type")
+
+
+def test_an_unknown_table_name_is_a_data_error(spark: Any) -> None:
+    with pytest.raises(rp.DataError, match=r"source 'Payments': Spark has no table 'no_such_table'"):
+        rp.execute(PLANS["per-event"](), engine="spark", tables={"Payments": "no_such_table"})
+
+
+def test_duckdb_refuses_a_table_name_clearly() -> None:
+    with pytest.raises(rp.DataError, match=r"source 'Payments' was given the table name 'payments'.*'duckdb'"):
+        rp.execute(PLANS["per-event"](), engine="duckdb", tables={"Payments": "payments"})
+
+
+def test_a_session_passed_in_gets_its_settings_back(spark: Any) -> None:
+    """relplan runs in UTC with ANSI on, whatever the session says, and restores it."""
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    try:
+        for kind, make in PLANS.items():
+            plan = make()
+            got = rp.execute(plan, engine="spark", tables={"Payments": payments()}, session=spark)
+            assert rows(got) == rows(rp.execute(plan, engine="duckdb", tables={"Payments": payments()})), kind
+        assert spark.conf.get("spark.sql.session.timeZone") == "America/New_York"
+        assert spark.conf.get("spark.sql.ansi.enabled") == "false"
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        spark.conf.set("spark.sql.ansi.enabled", "true")
+
+
+def test_an_empty_input_gives_an_empty_typed_output(spark: Any) -> None:
+    plan = PLANS["per-window"]()
+    got = rp.execute(plan, engine="spark", tables={"Payments": payments().slice(0, 0)})
+    assert got.num_rows == 0
+    assert got.schema.equals(plan.outputs[0].schema.to_arrow())
+
+
+class Counters(rp.Source):
+    k: rp.Int64
+    v: rp.Int64
+    ts: rp.Timestamp = rp.event_time()
+
+
+@rp.transformation
+def total(c: Counters, wspec: rp.WindowSpec):
+    return c.groupby("k")["v"].window(wspec).sum()
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_int64_sum_overflow_is_an_engine_error_not_a_wrapped_value(spark: Any, engine: str) -> None:
+    big = 2**62
+    table = pa.table({
+        "k": pa.array([1, 1, 1], pa.int64()),
+        "v": pa.array([big, big, big], pa.int64()),
+        "ts": pa.array([T0, T0, T0], pa.timestamp("us", "UTC")),
+    })
+    with pytest.raises(rp.EngineError, match=r"output 'Counters'"):
+        rp.execute(rp.compile(total(window=rp.lifetime())), engine=engine, tables={"Counters": table})
+
+
+def test_nasty_names_round_trip_on_spark(spark: Any) -> None:
+    column, source_name, status = 'a"b; DROP `x` --', 'Tx `x`; DROP TABLE x --', "it's \"failed\""
+    table = pa.table({
+        column: pa.array([1, 1, 2, None], pa.int64()),
+        "status": [status, "ok", status, status],
+        "v": [1.0, 2.0, 3.0, 4.0],
+        "ts": pa.array([T0 + dt.timedelta(minutes=m) for m in range(4)], pa.timestamp("us", "UTC")),
+    })
+    source = rp.Source.from_arrow_schema(source_name, table.schema, event_time="ts")
+
+    @rp.transformation
+    def failed_total(s: source, wspec: rp.WindowSpec):  # type: ignore[valid-type]
+        return s[s.status == status].groupby(column)["v"].window(wspec).sum()
+
+    plan = rp.compile(failed_total(window=rp.sliding("1h")))
+    assert "`a\"b; DROP ``x`` --`" in plan.to_sql("spark")
+    got = rp.execute(plan, engine="spark", tables={source_name: table})
+    assert rows(got) == rows(rp.execute(plan, engine="duckdb", tables={source_name: table}))
+    # Key 1 saw one failed payment (1.0) by its second row; key 2 one (3.0); a NULL key gets NULL.
+    assert [r["failed_total_1h"] for r in got.sort_by("ts").to_pylist()] == [1.0, 1.0, 3.0, None]
