@@ -107,6 +107,7 @@ def local_session() -> Any:
         SparkSession.builder.master(f"local[{cores}]")
         .appName("relplan")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(2 * cores))
         .config("spark.driver.memory", os.environ.get("RELPLAN_SPARK_DRIVER_MEMORY", "2g"))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
