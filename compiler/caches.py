@@ -13,3 +13,4 @@ def clear_caches() -> None:
     compile_module._compile_per_window.cache_clear()
     optimize_module._optimize_component.cache_clear()
     sql._RENDERED.clear()
+    sql._CTE_TEXT.clear()
