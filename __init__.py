@@ -38,13 +38,14 @@ from relplan.ir.errors import (
     WindowError,
 )
 from relplan.ir.types import Bool, DataType, Date, Float64, Int64, String, Timestamp
-from relplan.rules import OptimizerConfig
+from relplan.compiler.statistics import measure_statistics
+from relplan.rules import OptimizerConfig, SourceStats, Statistics
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Bool", "clear_caches", "DataError", "DataFrame", "DataType", "Date", "EngineError", "Feature", "FeatureError",
-    "Float64", "Int64", "OptimizerConfig", "OptimizerError", "Plan", "RelplanError", "SchemaError", "Series", "Source",
+    "Float64", "Int64", "OptimizerConfig", "OptimizerError", "SourceStats", "Statistics", "measure_statistics", "Plan", "RelplanError", "SchemaError", "Series", "Source",
     "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
     "compile", "event_time", "execute", "execute_all", "hopping", "key", "lifetime", "optimize", "sliding",
     "transformation", "tumbling",

@@ -9,10 +9,11 @@ import pyarrow as pa
 from sqlglot import exp
 
 from relplan.backends.sql import SqlLowering
+from relplan.backends.tiles import TiledWindows
 from relplan.ir import types as T
 from relplan.ir.errors import EngineError
 from relplan.ir.graph import walk
-from relplan.ir.nodes import Sink, Source
+from relplan.ir.nodes import Sink, Source, WindowAggregate
 
 
 class DuckDBLowering(SqlLowering):
@@ -22,6 +23,12 @@ class DuckDBLowering(SqlLowering):
     def mean_input(self, e: exp.Expression, t: T.DataType) -> exp.Expression:
         # AVG(BIGINT) sums exactly (HUGEINT) and returns DOUBLE: no early rounding.
         return e
+
+    def window_aggregate_ctes(self, n: WindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
+        tiled = [(f, aggs) for f, aggs in n.windows if f.tile is not None]
+        if not tiled:
+            return super().window_aggregate_ctes(n, src, k)
+        return TiledWindows(self, n, src, k).ctes()
 
 
 def _naive(table: pa.Table) -> pa.Table:
@@ -65,7 +72,10 @@ class DuckDBBackend:
                     result = con.sql(sql).to_arrow_table()
                 except duckdb.Error as e:
                     raise EngineError(f"DuckDB failed on output {s.name!r}: {e}\nSQL:\n{sql}") from e
-                out[s.name] = result.cast(s.schema.to_arrow())
+                try:
+                    out[s.name] = result.cast(s.schema.to_arrow())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:  # e.g. an Int64 out of range
+                    raise EngineError(f"DuckDB's result for output {s.name!r} does not fit its IR types: {e}") from e
             return out
         finally:
             for name in registered:

@@ -131,6 +131,8 @@ class SqlLowering:
         if isinstance(v, bool):
             return exp.Boolean(this=v)
         if isinstance(v, int):
+            if v == -(2**63):  # -(9223372036854775808) would be typed wider than BIGINT
+                return self.cast(exp.Literal.string(str(v)), T.Int64)
             return exp.Literal.number(v) if v >= 0 else exp.Neg(this=exp.Literal.number(-v))
         if isinstance(v, float):
             if math.isinf(v):
@@ -287,7 +289,7 @@ class SqlLowering:
             ]
             return [(t, exp.select(*cols).from_(ident(ins[0]), copy=False))]
         if isinstance(n, WindowAggregate):
-            return [(t, self.window_aggregate(n, ins[0]))]
+            return self.window_aggregate_ctes(n, ins[0], k)
         if isinstance(n, Aggregate):
             q = exp.select(*[col(k_) for k_ in n.keys], *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs])
             q = q.from_(ident(ins[0]), copy=False)
@@ -323,16 +325,27 @@ class SqlLowering:
             return exp.WindowSpec(kind="RANGE", start=start, start_side="PRECEDING", end="CURRENT ROW")
         return exp.WindowSpec(kind="RANGE", start=start, start_side="PRECEDING", end=lit(up), end_side="PRECEDING")
 
+    def window_aggregate_ctes(self, n: WindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
+        """CTEs for a window aggregate: one SELECT of window functions. Engines with a
+        tiled lowering override this; here a frame's ``tile`` is ignored (same rows)."""
+        return [(f"t{k}", self.window_aggregate(n, src))]
+
     def window_aggregate(self, n: WindowAggregate, src: str) -> exp.Select:
         cols: list[exp.Expression] = [exp.Star()]
         for frame, a in n.calls:
-            over = self.over(
-                a,
-                partition_by=[col(k) for k in n.keys],
-                order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
-                spec=self.frame(frame),
-            )
-            value = self.typed_agg(a, over)
+            if _holds_no_time(frame):
+                # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its
+                # end; the aggregate over no rows is 0 for a count, NULL otherwise.
+                empty = a.func in ("count", "count_distinct")
+                value: exp.Expression = lit(0) if empty else self.cast(exp.Null(), a.dtype)
+            else:
+                over = self.over(
+                    a,
+                    partition_by=[col(k) for k in n.keys],
+                    order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
+                    spec=self.frame(frame),
+                )
+                value = self.typed_agg(a, over)
             if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
                 nulls = [exp.Is(this=col(k), expression=exp.Null()) for k in n.keys]
                 any_null = nulls[0]
@@ -347,9 +360,8 @@ class SqlLowering:
         e = self.epoch_us(col(n.time))
         last = exp.Sub(this=e, expression=paren(self.pymod(e, lit(w.slide))))
         starts_name = f"t{k}"
-        base = exp.select("*").from_(ident(src), copy=False)
-        if n.keys:
-            base = base.where(self.keys_present(n.keys), copy=False)
+        # A row with a NULL key is no entity; one with a NULL time is in no window.
+        base = exp.select("*").from_(ident(src), copy=False).where(self.keys_present((*n.keys, n.time)), copy=False)
         ctes: list[tuple[str, exp.Expression]] = []
         if w.is_tumbling:
             ctes.append((starts_name, base.select(exp.alias_(last, ident(_WS), copy=False))))
@@ -436,6 +448,15 @@ class SqlLowering:
             sql = self.render(s, pretty=pretty)
             parts.append(f"-- output: {s.name}\n{sql}" if len(sinks) > 1 else sql)
         return ";\n\n".join(parts) + ";"
+
+
+def _holds_no_time(f: Frame) -> bool:
+    """No microsecond lies in the frame: its first offset is below its last."""
+    if f.lower is None:
+        return False
+    first = f.lower if f.lower_inclusive else f.lower - 1
+    last = f.upper if f.upper_inclusive else f.upper + 1
+    return first < last
 
 
 def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> Any:

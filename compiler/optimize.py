@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -11,13 +12,21 @@ from relplan.compiler.plan import Plan
 from relplan.ir.errors import RelplanError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Sink, Source
-from relplan.rules import OptimizerConfig, TraceEntry, optimize_roots
+from relplan.rules import OptimizerConfig, Statistics, TraceEntry, optimize_roots
 
 
-def optimize(plan: Plan, config: OptimizerConfig | None = None, *, disable: Iterable[str] = ()) -> Plan:
+def optimize(
+    plan: Plan,
+    config: OptimizerConfig | None = None,
+    *,
+    disable: Iterable[str] = (),
+    statistics: Statistics | None = None,
+) -> Plan:
     """The optimized plan (same outputs, same results); ``disable`` names rules to skip.
 
-    ``plan.explain(verbose=True)`` on the result shows which rule changed what.
+    ``statistics`` (``rp.Statistics``, or ``rp.measure_statistics(tables)``) lets the
+    cost-based choices be made (see ``OptimizerConfig``); ``plan.explain(verbose=True)``
+    on the result shows which rule changed what.
     """
     if not isinstance(plan, Plan):
         raise RelplanError(f"optimize() takes a plan from rp.compile(...), got {type(plan).__name__}")
@@ -25,6 +34,8 @@ def optimize(plan: Plan, config: OptimizerConfig | None = None, *, disable: Iter
     disable = tuple(disable)
     if disable:
         config = config.without(*disable)
+    if statistics is not None:
+        config = dataclasses.replace(config, statistics=statistics)
     roots: tuple[Sink, ...] = ()
     trace: tuple[TraceEntry, ...] = ()
     for component in _independent(plan.outputs):

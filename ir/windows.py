@@ -77,23 +77,41 @@ class Frame:
 
     ``lower=None`` is unbounded (lifetime). The default edges are the relplan
     convention: lower bound exclusive, upper bound (the current time) inclusive.
+
+    ``tile`` is a physical choice, not a meaning: compute the frame from partial
+    aggregates over epoch-aligned tiles of this many microseconds plus the raw rows
+    of the frame's partial head and tail tiles (set by the ``tile_long_windows``
+    rule; engines without a tiled lowering compute the frame directly). Only a
+    sliding frame ``(t - lower, t]`` whose length is a multiple of the tile is tiled.
     """
 
     lower: int | None
     lower_inclusive: bool = False
     upper: int = 0
     upper_inclusive: bool = True
+    tile: int | None = None
 
     def __post_init__(self) -> None:
         if self.lower is not None and self.lower <= self.upper:
             raise WindowError(f"frame lower offset {self.lower}us must exceed upper offset {self.upper}us")
+        if self.tile is not None and not (self.is_sliding and self.tile > 0 and self.lower % self.tile == 0):  # type: ignore[operator]
+            raise WindowError(f"only a sliding frame (t-w, t] with w a multiple of the tile can be tiled: {self!r}")
+
+    @property
+    def is_sliding(self) -> bool:
+        """The frame ``(t - lower, t]`` (the sliding window of the DSL)."""
+        return self.lower is not None and not self.lower_inclusive and self.upper == 0 and self.upper_inclusive
+
+    def untiled(self) -> Frame:
+        return Frame(self.lower, self.lower_inclusive, self.upper, self.upper_inclusive)
 
     def describe(self) -> str:
         lo = "-inf" if self.lower is None else f"t-{format_duration(self.lower)}"
         hi = "t" if self.upper == 0 else f"t-{format_duration(self.upper)}"
         left = "[" if self.lower_inclusive and self.lower is not None else "("
         right = "]" if self.upper_inclusive else ")"
-        return f"{left}{lo}, {hi}{right}"
+        tiles = "" if self.tile is None else f" tiles={format_duration(self.tile)}"
+        return f"{left}{lo}, {hi}{right}{tiles}"
 
 
 @dataclass(frozen=True, slots=True)

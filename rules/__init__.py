@@ -13,6 +13,8 @@ from relplan.rules.prune_columns import prune_columns
 from relplan.rules.push_down_filter import push_down_filter
 from relplan.rules.share_windows import share_windows
 from relplan.rules.simplify_expressions import simplify_expressions
+from relplan.rules.statistics import SourceStats, Statistics
+from relplan.rules.tile_long_windows import tile_long_windows
 
 # (name, function) in application order; the name is the module, the flag, the trace label.
 RULES: tuple[tuple[str, object], ...] = (
@@ -22,6 +24,7 @@ RULES: tuple[tuple[str, object], ...] = (
     ("merge_projections", merge_projections),
     ("eliminate_common_subplans", eliminate_common_subplans),
     ("share_windows", share_windows),
+    ("tile_long_windows", tile_long_windows),
     ("prune_columns", prune_columns),
 )
 RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in RULES)
@@ -32,4 +35,4 @@ def optimize_roots(roots: Roots, config: OptimizerConfig | None = None) -> tuple
     return run_rules(roots, config or OptimizerConfig(), RULES)  # type: ignore[arg-type]
 
 
-__all__ = ["RULES", "RULE_NAMES", "OptimizerConfig", "RuleContext", "TraceEntry", "optimize_roots", "run_rules"]
+__all__ = ["RULES", "RULE_NAMES", "OptimizerConfig", "SourceStats", "Statistics", "RuleContext", "TraceEntry", "optimize_roots", "run_rules"]

@@ -8,6 +8,7 @@ is its module name, its config flag and its trace label.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from relplan.ir.errors import OptimizerError, RelplanError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Node, Sink
+from relplan.rules.statistics import Statistics
 
 Roots = tuple[Sink, ...]
 Rule = Callable[[Roots, "RuleContext"], Roots]
@@ -22,10 +24,18 @@ Rule = Callable[[Roots, "RuleContext"], Roots]
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """Which rules run. Every rule can be switched off by name; ``all_off()`` runs none."""
+    """Which rules run, and what the cost-based ones know and assume.
+
+    Every rule can be switched off by name; ``all_off()`` runs none. ``statistics``
+    (row and distinct-key counts of the sources) lets ``tile_long_windows`` decide;
+    ``tile_min_rows_per_partition`` is where tiles start to pay on DuckDB, measured
+    by bench/test_tiles_bench.py (see the rule's docstring).
+    """
 
     disabled: frozenset[str] = frozenset()
     max_passes: int = 8
+    statistics: Statistics | None = None
+    tile_min_rows_per_partition: int = 20_000
 
     def __post_init__(self) -> None:
         from relplan.rules import RULE_NAMES
@@ -35,6 +45,10 @@ class OptimizerConfig:
             raise OptimizerError(f"unknown rule(s) {sorted(unknown)}; the rules are {', '.join(RULE_NAMES)}")
         if self.max_passes < 1:
             raise OptimizerError("max_passes must be at least 1")
+        if self.statistics is not None and not isinstance(self.statistics, Statistics):
+            raise OptimizerError(f"statistics must be an rp.Statistics, got {type(self.statistics).__name__}")
+        if self.tile_min_rows_per_partition < 0:
+            raise OptimizerError("tile_min_rows_per_partition must be non-negative")
 
     @classmethod
     def all_off(cls) -> OptimizerConfig:
@@ -50,7 +64,7 @@ class OptimizerConfig:
         return cls(disabled=frozenset(RULE_NAMES) - set(names))
 
     def without(self, *names: str) -> OptimizerConfig:
-        return OptimizerConfig(self.disabled | set(names), self.max_passes)
+        return dataclasses.replace(self, disabled=self.disabled | set(names))
 
     def enabled(self, name: str) -> bool:
         return name not in self.disabled

@@ -34,7 +34,7 @@ WITH `t0` AS (
     ) AS `__window_start_us`
   FROM `t0`
   WHERE
-    NOT `cc_num` IS NULL AND NOT `merchant` IS NULL
+    NOT `cc_num` IS NULL AND NOT `merchant` IS NULL AND NOT `ts` IS NULL
 ), `t2` AS (
   SELECT
     *
@@ -90,7 +90,7 @@ WITH `t0` AS (
     ) AS `__window_start_us`
   FROM `t1`
   WHERE
-    NOT `account_id` IS NULL
+    NOT `account_id` IS NULL AND NOT `ts` IS NULL
 ), `t3` AS (
   SELECT
     `account_id`,

@@ -25,7 +25,7 @@ WITH `t0` AS (
     ) AS `__window_start_us`
   FROM `t1`
   WHERE
-    NOT `account_id` IS NULL
+    NOT `account_id` IS NULL AND NOT `ts` IS NULL
 ), `t3` AS (
   SELECT
     `account_id`,

@@ -1,0 +1,80 @@
+"""Statistics the optimizer may use: per source, its row count and distinct key counts.
+
+Declared by the platform (``rp.Statistics({"Transactions": rp.SourceStats(rows=...,
+distinct={"cc_num": ...})})``) or measured from tables (``rp.Statistics.measure``).
+Rules that choose between equivalent physical forms read them through
+``RuleContext.config.statistics``; with none, such rules keep the plan as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from relplan.ir.errors import OptimizerError
+from relplan.ir.expr import Column
+from relplan.ir.nodes import Filter, Node, Project, Source, WindowAggregate
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """One source: its row count, and distinct counts of (some of) its columns."""
+
+    rows: int
+    distinct: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
+
+    def __post_init__(self) -> None:
+        items = tuple(sorted(dict(self.distinct).items()))
+        object.__setattr__(self, "distinct", items)
+        if not isinstance(self.rows, int) or self.rows < 0:
+            raise OptimizerError(f"SourceStats rows must be a non-negative int, got {self.rows!r}")
+        for name, n in items:
+            if not isinstance(n, int) or n < 1:
+                raise OptimizerError(f"SourceStats distinct count of {name!r} must be a positive int, got {n!r}")
+
+    def distinct_of(self, column: str) -> int | None:
+        return dict(self.distinct).get(column)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Statistics of a plan's sources, by source name (hashable: part of the optimizer config)."""
+
+    sources: tuple[tuple[str, SourceStats], ...] | Mapping[str, SourceStats] = field(default=())
+
+    def __post_init__(self) -> None:
+        items = tuple(sorted(dict(self.sources).items()))
+        for name, st in items:
+            if not isinstance(st, SourceStats):
+                raise OptimizerError(f"statistics of source {name!r} must be a SourceStats, got {type(st).__name__}")
+        object.__setattr__(self, "sources", items)
+
+    def of(self, source: str) -> SourceStats | None:
+        return dict(self.sources).get(source)  # type: ignore[arg-type]
+
+    def rows_per_partition(self, node: Node, keys: tuple[str, ...]) -> float | None:
+        """Estimated rows per partition of ``node`` by ``keys`` (None: unknown).
+
+        Known when ``node`` is a source seen through filters, window aggregates (which
+        keep every row) and projections that pass the key columns through unchanged:
+        the source's rows over the distinct count of the keys (a filter only makes
+        partitions smaller, so this bounds them).
+        """
+        while isinstance(node, (Filter, Project, WindowAggregate)):
+            if isinstance(node, Project):
+                exprs = dict(node.exprs)
+                if not all(isinstance(exprs.get(k), Column) and exprs[k].name == k for k in keys):  # type: ignore[union-attr]
+                    return None
+            node = node.input
+        if not isinstance(node, Source):
+            return None
+        st = self.of(node.name)
+        if st is None:
+            return None
+        groups = 1
+        for k in keys:
+            d = st.distinct_of(k)
+            if d is None:
+                return None
+            groups *= d
+        return st.rows / max(1, min(groups, st.rows))
