@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
+
 from relplan.backends.arrow_io import as_arrow
 from relplan.ir.errors import DataError
 from relplan.rules.statistics import SourceStats, Statistics
 
 
 def measure_statistics(tables: Mapping[str, Any]) -> Statistics:
-    """Row counts and distinct counts of every column, by source name.
+    """Row counts, distinct counts of every column and the time each timestamp
+    column spans, by source name.
 
     ``tables`` maps source names to pyarrow Tables or pandas DataFrames (a sample
     scales the row count only if you scale it: pass the full table for exact
@@ -28,12 +31,20 @@ def measure_statistics(tables: Mapping[str, Any]) -> Statistics:
             table = as_arrow(value, name)
             con.register("t", table)
             cols = table.column_names
+            times = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
             (row,) = con.sql(
-                "SELECT COUNT(*)" + "".join(f", APPROX_COUNT_DISTINCT({_quote(c)})" for c in cols) + " FROM t"
+                "SELECT COUNT(*)"
+                + "".join(f", APPROX_COUNT_DISTINCT({_quote(c)})" for c in cols)
+                + "".join(f", EPOCH_US(MAX({_quote(c)})) - EPOCH_US(MIN({_quote(c)}))" for c in times)
+                + " FROM t"
             ).fetchall()
             con.unregister("t")
-            rows, *distinct = row
-            out[name] = SourceStats(rows=int(rows), distinct={c: max(1, int(d)) for c, d in zip(cols, distinct)})
+            rows, distinct, spans = row[0], row[1 : 1 + len(cols)], row[1 + len(cols) :]
+            out[name] = SourceStats(
+                rows=int(rows),
+                distinct={c: max(1, int(d)) for c, d in zip(cols, distinct)},
+                spans={c: int(s) for c, s in zip(times, spans) if s is not None},
+            )
     finally:
         con.close()
     return Statistics(out)

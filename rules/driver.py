@@ -27,15 +27,15 @@ class OptimizerConfig:
     """Which rules run, and what the cost-based ones know and assume.
 
     Every rule can be switched off by name; ``all_off()`` runs none. ``statistics``
-    (row and distinct-key counts of the sources) lets ``tile_long_windows`` decide;
-    ``tile_min_rows_per_partition`` is where tiles start to pay on DuckDB, measured
-    by bench/test_tiles_bench.py (see the rule's docstring).
+    (row counts, distinct-key counts and time spans of the sources) lets
+    ``tile_long_windows`` decide; ``tile_min_rows_per_frame`` is where tiles start to
+    pay on DuckDB, measured by bench/test_tiles_bench.py (see the rule's docstring).
     """
 
     disabled: frozenset[str] = frozenset()
     max_passes: int = 8
     statistics: Statistics | None = None
-    tile_min_rows_per_partition: int = 20_000
+    tile_min_rows_per_frame: int = 20_000
 
     def __post_init__(self) -> None:
         from relplan.rules import RULE_NAMES
@@ -47,8 +47,8 @@ class OptimizerConfig:
             raise OptimizerError("max_passes must be at least 1")
         if self.statistics is not None and not isinstance(self.statistics, Statistics):
             raise OptimizerError(f"statistics must be an rp.Statistics, got {type(self.statistics).__name__}")
-        if self.tile_min_rows_per_partition < 0:
-            raise OptimizerError("tile_min_rows_per_partition must be non-negative")
+        if self.tile_min_rows_per_frame < 0:
+            raise OptimizerError("tile_min_rows_per_frame must be non-negative")
 
     @classmethod
     def all_off(cls) -> OptimizerConfig:

@@ -18,22 +18,29 @@ from relplan.ir.nodes import Filter, Node, Project, Source, WindowAggregate
 
 @dataclass(frozen=True)
 class SourceStats:
-    """One source: its row count, and distinct counts of (some of) its columns."""
+    """One source: its row count, distinct counts of (some of) its columns, and the
+    time its timestamp columns span (last minus first value, in microseconds)."""
 
     rows: int
     distinct: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
+    spans: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
 
     def __post_init__(self) -> None:
-        items = tuple(sorted(dict(self.distinct).items()))
-        object.__setattr__(self, "distinct", items)
         if not isinstance(self.rows, int) or self.rows < 0:
             raise OptimizerError(f"SourceStats rows must be a non-negative int, got {self.rows!r}")
-        for name, n in items:
-            if not isinstance(n, int) or n < 1:
-                raise OptimizerError(f"SourceStats distinct count of {name!r} must be a positive int, got {n!r}")
+        for what, minimum in (("distinct", 1), ("spans", 0)):
+            items = tuple(sorted(dict(getattr(self, what)).items()))
+            object.__setattr__(self, what, items)
+            for name, n in items:
+                if not isinstance(n, int) or n < minimum:
+                    label = "distinct count" if what == "distinct" else "time span"
+                    raise OptimizerError(f"SourceStats {label} of {name!r} must be an int >= {minimum}, got {n!r}")
 
     def distinct_of(self, column: str) -> int | None:
         return dict(self.distinct).get(column)  # type: ignore[arg-type]
+
+    def span_of(self, column: str) -> int | None:
+        return dict(self.spans).get(column)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -60,21 +67,40 @@ class Statistics:
         the source's rows over the distinct count of the keys (a filter only makes
         partitions smaller, so this bounds them).
         """
-        while isinstance(node, (Filter, Project, WindowAggregate)):
-            if isinstance(node, Project):
-                exprs = dict(node.exprs)
-                if not all(isinstance(exprs.get(k), Column) and exprs[k].name == k for k in keys):  # type: ignore[union-attr]
-                    return None
-            node = node.input
-        if not isinstance(node, Source):
-            return None
-        st = self.of(node.name)
+        source = _source_of(node, keys)
+        st = None if source is None else self.of(source.name)
+        return None if st is None else _per_partition(st, keys)
+
+    def rows_per_frame(self, node: Node, keys: tuple[str, ...], order: str, length: int) -> float | None:
+        """Estimated rows of one partition in a frame ``length`` microseconds long,
+        the partition's rows spread evenly over the time ``order`` spans."""
+        source = _source_of(node, (*keys, order))
+        st = None if source is None else self.of(source.name)
         if st is None:
             return None
-        groups = 1
-        for k in keys:
-            d = st.distinct_of(k)
-            if d is None:
+        rows, span = _per_partition(st, keys), st.span_of(order)
+        if rows is None or span is None:
+            return None
+        return rows * min(1.0, length / max(span, 1))
+
+
+def _per_partition(st: SourceStats, keys: tuple[str, ...]) -> float | None:
+    groups = 1
+    for k in keys:
+        d = st.distinct_of(k)
+        if d is None:
+            return None
+        groups *= d
+    return st.rows / max(1, min(groups, st.rows))
+
+
+def _source_of(node: Node, columns: tuple[str, ...]) -> Source | None:
+    """The source ``node`` reads through filters, window aggregates and projections
+    passing ``columns`` through unchanged; None if there is no such source."""
+    while isinstance(node, (Filter, Project, WindowAggregate)):
+        if isinstance(node, Project):
+            exprs = dict(node.exprs)
+            if not all(isinstance(exprs.get(c), Column) and exprs[c].name == c for c in columns):  # type: ignore[union-attr]
                 return None
-            groups *= d
-        return st.rows / max(1, min(groups, st.rows))
+        node = node.input
+    return node if isinstance(node, Source) else None

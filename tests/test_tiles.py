@@ -35,8 +35,9 @@ from strategies import check_against_reference, event_rows, feature_spec_lists, 
 S, M, H, D = 1_000_000, 60_000_000, 3_600_000_000, 86_400_000_000
 SRC = Source("T", Schema.of([("k", T.Int64), ("x", T.Float64), ("s", T.String), ("ts", T.Timestamp)]), event_time="ts")
 x = Column("x", T.Float64)
-DENSE = Statistics({"T": SourceStats(rows=5_000_000, distinct={"k": 50})})
-SPARSE = Statistics({"T": SourceStats(rows=5_000_000, distinct={"k": 1_000_000})})
+# 5M events over 60 days: 50 keys hold 100k events each (50k in 30 days), 1M keys 5.
+DENSE = Statistics({"T": SourceStats(rows=5_000_000, distinct={"k": 50}, spans={"ts": 60 * D})})
+SPARSE = Statistics({"T": SourceStats(rows=5_000_000, distinct={"k": 1_000_000}, spans={"ts": 60 * D})})
 
 
 def run_rule(node: Node, stats: Statistics | None) -> str:
@@ -50,15 +51,15 @@ def snap(text: str) -> str:
     return textwrap.dedent(text).strip("\n")
 
 
-def test_fires_on_dense_partitions_and_picks_the_largest_tile_giving_enough_tiles() -> None:
+def test_fires_on_frames_holding_many_rows_and_picks_the_largest_tile_giving_enough_tiles() -> None:
     node = WindowAggregate(SRC, ("k",), "ts", (
         (Frame(30 * D), (AggCall("sum", x, "s30"), AggCall("count", None, "n30"))),
-        (Frame(2 * H), (AggCall("max", x, "m2h"),)),
-        (Frame(H), (AggCall("mean", x, "a1h"),)),
+        (Frame(30 * D + 12 * H), (AggCall("max", x, "m732"),)),  # no whole days: hours
+        (Frame(D), (AggCall("mean", x, "a1"),)),  # about 1.7k rows: direct is faster
     ))
     assert run_rule(node, DENSE) == snap("""
         Sink out
-          WindowAggregate partition=[k] order=ts frames=[(t-30d, t] tiles=1d aggs=[s30 := sum(x), n30 := count(*)]; (t-2h, t] tiles=1m aggs=[m2h := max(x)]; (t-1h, t] tiles=1m aggs=[a1h := mean(x)]]
+          WindowAggregate partition=[k] order=ts frames=[(t-30d, t] tiles=1d aggs=[s30 := sum(x), n30 := count(*)]; (t-732h, t] tiles=1h aggs=[m732 := max(x)]; (t-1d, t] aggs=[a1 := mean(x)]]
             Source T event_time=ts bounded
     """)
 
@@ -74,6 +75,10 @@ def test_fires_on_dense_partitions_and_picks_the_largest_tile_giving_enough_tile
         ("a lifetime frame", WindowAggregate.of(SRC, ("k",), "ts", Frame(None), (AggCall("sum", x, "v"),)), DENSE),
         ("a frame that ends before t", WindowAggregate.of(SRC, ("k",), "ts", Frame(30 * D, upper=H), (AggCall("sum", x, "v"),)), DENSE),
         ("too short for tiles", WindowAggregate.of(SRC, ("k",), "ts", Frame(7 * S), (AggCall("sum", x, "v"),)), DENSE),
+        ("few rows in the frame", WindowAggregate.of(SRC, ("k",), "ts", Frame(D), (AggCall("sum", x, "v"),)), DENSE),
+        ("no time span of the order column",
+         WindowAggregate.of(SRC, ("k",), "ts", Frame(30 * D), (AggCall("sum", x, "v"),)),
+         Statistics({"T": SourceStats(rows=5_000_000, distinct={"k": 50})})),
         ("a derived key",
          WindowAggregate.of(Project(SRC, (("k", Binary("%", Column("k", T.Int64), Literal(2, T.Int64))), ("x", x), ("ts", Column("ts", T.Timestamp)))),
                             ("k",), "ts", Frame(30 * D), (AggCall("sum", x, "v"),)), DENSE),
@@ -93,7 +98,7 @@ def test_the_trace_names_the_rule_and_explain_shows_the_tiles() -> None:
     def spend(t: Tx, wspec: rp.WindowSpec):
         return t.groupby("k")["x"].window(wspec).sum()
 
-    stats = rp.Statistics({"Tx": rp.SourceStats(rows=1_000_000, distinct={"k": 10})})
+    stats = rp.Statistics({"Tx": rp.SourceStats(rows=1_000_000, distinct={"k": 10}, spans={"ts": 60 * D})})
     plan = rp.optimize(rp.compile(spend(window=rp.sliding("30d"))), statistics=stats)
     assert "frame=(t-30d, t] tiles=1d" in plan.explain()
     assert "pass 1: tile_long_windows" in plan.explain_trace()
@@ -101,18 +106,25 @@ def test_the_trace_names_the_rule_and_explain_shows_the_tiles() -> None:
     assert "tiles=" not in off.explain()
 
 
-def test_measure_statistics_counts_rows_and_distinct_values() -> None:
-    table = pa.table({"k": [1, 2, 2, 3, None], "s": ["a", "a", "b", "b", "b"]})
+def test_measure_statistics_counts_rows_distinct_values_and_time_spans() -> None:
+    import datetime as dt
+
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    table = pa.table({
+        "k": [1, 2, 2, 3, None], "s": ["a", "a", "b", "b", "b"],
+        "ts": pa.array([t0 + dt.timedelta(hours=h) for h in (5, 0, 2, 49, 3)], pa.timestamp("us", "UTC")),
+    })
     stats = rp.measure_statistics({"T": table})
     st_ = stats.of("T")
     assert st_ is not None and st_.rows == 5
     assert st_.distinct_of("k") == 3 and st_.distinct_of("s") == 2
+    assert st_.span_of("ts") == 49 * H and st_.span_of("k") is None
 
 
 def test_bad_statistics_are_relplan_errors() -> None:
     with pytest.raises(rp.OptimizerError, match="statistics must be an rp.Statistics"):
         rp.OptimizerConfig(statistics={"T": 5})  # type: ignore[arg-type]
-    with pytest.raises(rp.OptimizerError, match="distinct count of 'k' must be a positive int"):
+    with pytest.raises(rp.OptimizerError, match="distinct count of 'k' must be an int >= 1"):
         rp.SourceStats(rows=10, distinct={"k": 0})
     with pytest.raises(rp.DataError, match="takes a dict of source name to table"):
         rp.measure_statistics([pa.table({"k": [1]})])  # type: ignore[arg-type]
