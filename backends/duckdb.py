@@ -42,7 +42,8 @@ def _naive(table: pa.Table) -> pa.Table:
 
 
 class DuckDBBackend:
-    """Runs plans on DuckDB; pass ``connection=`` to use your own (e.g. with tables loaded)."""
+    """Runs plans on DuckDB; pass ``connection=`` to use your own (e.g. with settings or
+    extensions); the inputs are Arrow tables, registered on it for the run."""
 
     name = "duckdb"
 

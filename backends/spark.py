@@ -73,7 +73,27 @@ class SparkLowering(SqlLowering):
             return self.cast(super().expr(e.operand), e.dtype)
         return super().expr(e)
 
+    def exact_mean(self, a: AggCall, over: Any = None) -> exp.Expression:
+        """mean of Int64 as DuckDB computes it: an exact sum (DECIMAL(38,0); Spark's AVG
+        of BIGINT adds DOUBLEs) over the count, rounded once. ``over``: exp.Window args."""
+        value = self.expr(a.arg)  # type: ignore[arg-type]
+        if a.filter is not None:
+            value = exp.Case().when(self.expr(a.filter), value, copy=False)
+        decimal = exp.DataType.build("DECIMAL(38, 0)")
+        total: exp.Expression = exp.Sum(this=exp.Cast(this=value, to=decimal))
+        count: exp.Expression = exp.Count(this=value.copy())
+        if over is not None:
+            total, count = exp.Window(this=total, **over), exp.Window(this=count, **over)
+        return exp.Div(this=self.cast(total, T.Float64), expression=exp.Nullif(this=count, expression=lit(0)))
+
+    def agg(self, a: AggCall) -> exp.Expression:
+        if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
+            return self.exact_mean(a)
+        return super().agg(a)
+
     def over(self, a: AggCall, **window: exp.Expression | list[exp.Expression]) -> exp.Expression:
+        if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
+            return self.exact_mean(a, window)
         if a.func == "count_distinct":
             # Spark refuses DISTINCT in a window; COLLECT_SET skips NULLs as COUNT(DISTINCT) does.
             value = self.expr(a.arg)  # type: ignore[arg-type]
@@ -104,7 +124,7 @@ def local_session() -> Any:
         raise EngineError("engine 'spark' needs pyspark: pip install 'relplan[spark]'") from None
     cores = os.cpu_count() or 2
     builder = (
-        SparkSession.builder.master(f"local[{cores}]")
+        SparkSession.builder.master("local[*]")
         .appName("relplan")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -118,16 +138,21 @@ def local_session() -> Any:
         _LOCAL_SESSION = builder.getOrCreate()
     except Exception as e:  # the JVM failing to start surfaces as a bare RuntimeError / Py4J error
         raise EngineError(f"could not start a local Spark session: {e}{_java_hint()}") from e
-    _LOCAL_SESSION.sparkContext.setLogLevel("ERROR")
+    # A failing query is reported as an EngineError carrying Spark's message; its
+    # executor's stack trace on stderr would only repeat it.
+    _LOCAL_SESSION.sparkContext.setLogLevel("FATAL")
     return _LOCAL_SESSION
 
 
 def _collect_arrow(df: Any) -> pa.Table | None:
-    """A DataFrame's rows as Arrow, without pandas (None when there are no rows)."""
+    """A DataFrame's rows as Arrow (None when there are no rows)."""
     if hasattr(df, "toArrow"):  # pyspark >= 4
         return df.toArrow()
-    batches = df._collect_as_arrow()  # pyspark 3.5: the same path toPandas takes with Arrow on
-    return pa.Table.from_batches(batches) if batches else None
+    if hasattr(df, "_collect_as_arrow"):  # pyspark 3.5: the path toPandas takes with Arrow on
+        batches = df._collect_as_arrow()
+        return pa.Table.from_batches(batches) if batches else None
+    pdf = df.toPandas()  # e.g. a Spark Connect session of pyspark 3.5
+    return pa.Table.from_pandas(pdf, preserve_index=False) if len(pdf) else None
 
 
 # Spark type names (DataType.typeName()) accepted for each IR type in a named table.
@@ -172,13 +197,17 @@ class SparkBackend:
             lowering = SparkLowering(views)
             out = {}
             for s in sinks:
-                sql = lowering.render(s, pretty=False)
+                # Not render(): the view names are new on every run, the whole text never repeats.
+                sql = lowering.render_ctes(s, pretty=False)
                 try:
                     result = _collect_arrow(spark.sql(sql))
                 except Exception as e:  # AnalysisException, Py4JJavaError, ...: the engine's own words
-                    raise EngineError(f"Spark failed on output {s.name!r}: {_first_line(e)}\nSQL:\n{sql}") from e
+                    raise EngineError(f"Spark failed on output {s.name!r}: {spark_message(e)}\nSQL:\n{sql}") from e
                 target = s.schema.to_arrow()
-                out[s.name] = target.empty_table() if result is None else result.cast(target)
+                try:
+                    out[s.name] = target.empty_table() if result is None else result.cast(target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                    raise EngineError(f"Spark's result for output {s.name!r} does not fit its IR types: {e}") from e
             return out
         finally:
             for view in views.values():
@@ -210,7 +239,7 @@ class SparkBackend:
         try:
             df = spark.table(name)
         except Exception as e:
-            raise DataError(f"source {src.name!r}: Spark has no table {name!r}: {_first_line(e)}") from None
+            raise DataError(f"source {src.name!r}: Spark has no table {name!r}: {spark_message(e)}") from None
         have = {f.name: f.dataType for f in df.schema.fields}
         cols = []
         for f in src.columns:
@@ -224,11 +253,33 @@ class SparkBackend:
                 raise DataError(
                     f"column {f.name!r} of Spark table {name!r} is {got}, but source {src.name!r} declares {f.dtype}"
                 )
-            cols.append(F.col(f"`{f.name.replace('`', '``')}`").cast(self.lowering.dtype(f.dtype).sql("spark")).alias(f.name))
+            c = F.col(f"`{f.name.replace('`', '``')}`").cast(self.lowering.dtype(f.dtype).sql("spark"))
+            # What conform_table does for Arrow inputs: NaN is NULL, every event has a time.
+            if f.dtype == T.Float64:
+                c = F.when(F.isnan(c), F.lit(None)).otherwise(c)
+            if f.name == src.event_time:
+                message = f"event-time column {f.name!r} of Spark table {name!r} (source {src.name!r}) has a NULL"
+                c = F.when(c.isNull(), F.raise_error(message)).otherwise(c)
+            cols.append(c.alias(f.name))
         return df.select(*cols)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
+def spark_message(e: BaseException) -> str:
+    """Spark's own words for a failure: the message of the root cause of a Java
+    exception (a failed task is wrapped two or three times), else the first
+    ``[ERROR_CLASS] ...`` line, else the first line."""
+    cause = getattr(e, "java_exception", None)
+    root = None
+    try:
+        while cause is not None:
+            message = cause.getMessage()
+            root = message if message else root
+            cause = cause.getCause()
+    except Exception:  # noqa: BLE001 - the JVM may be gone; fall back to the Python text
+        pass
+    text = root or str(e)
+    found = re.search(r"\[[A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*\][^\n]*", text)
+    if found:
+        return found.group(0).strip()
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(e).__name__

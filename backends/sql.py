@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from typing import Any, ClassVar
 
 from sqlglot import exp
@@ -256,7 +257,8 @@ class SqlLowering:
                 raise UnsupportedError(f"{n.kind} ({n.details()}) is not supported by the {self.engine} backend: {reason}")
 
     def lower(self, sink: Sink) -> exp.Select:
-        """One SELECT (with a CTE per node) computing ``sink``, as one sqlglot AST."""
+        """One SELECT computing ``sink``, as one sqlglot AST: CTEs per node (one for most,
+        several for hopping windows and tiled frames), in topological order."""
         names: dict[Node, str] = {}
         ctes: list[tuple[str, exp.Expression]] = []
         for n in walk(sink.input):
@@ -413,24 +415,25 @@ class SqlLowering:
         rendered again: sqlglot's generator is most of the cost of emitting SQL.
         The text equals ``lower(sink).sql(...)`` (a property test checks it).
         """
-        tables = tuple(sorted(self.table_names.items()))
         names: dict[Node, str] = {}
         parts: list[tuple[str, str]] = []
         for n in walk(sink.input):
             ins = tuple(names[i] for i in n.inputs)
             # What a node's CTE text depends on: its own fields, its inputs' names and
             # schemas, its position. Not the whole subplan below it: a node above a
-            # changed feature keeps its text.
+            # changed feature keeps its text. A source's text (the one place a table
+            # name appears) is cheap and not cached: table names may change every run.
             local = (type(n), n._own_values(), tuple(i.schema for i in n.inputs))
-            key = (type(self), tables, local, ins, len(parts), pretty)
-            texts = _CTE_TEXT.get(key)
+            key = (type(self), local, ins, len(parts), pretty)
+            texts = None if isinstance(n, Source) else _CTE_TEXT.get(key)
             if texts is None:
                 self.check_supported(n)
                 texts = tuple(
                     (name, self.sql_text(exp.CTE(this=q, alias=exp.TableAlias(this=ident(name))), pretty))
                     for name, q in self.node(n, list(ins), len(parts))
                 )
-                _bounded_put(_CTE_TEXT, key, texts, _CTE_TEXT_MAX)
+                if not isinstance(n, Source):
+                    _bounded_put(_CTE_TEXT, key, texts, _CTE_TEXT_MAX)
             parts += texts
             names[n] = texts[-1][0]
         final = self.sql_text(self.final_select(sink, names[sink.input]), pretty)
@@ -460,14 +463,16 @@ def _holds_no_time(f: Frame) -> bool:
 
 
 def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> Any:
-    if len(cache) >= limit:
-        cache.pop(next(iter(cache)))  # the oldest entry
-    cache[key] = value
+    with _CACHE_LOCK:  # plans may be rendered from several threads at once
+        while len(cache) >= limit:
+            cache.pop(next(iter(cache)))  # the oldest entry
+        cache[key] = value
     return value
 
 
 # Rendered SQL by (lowering, table names, sink, pretty), and the CTE texts of each
-# node by (lowering, table names, node fields, input CTE names, position, pretty).
+# node but sources by (lowering, node fields, input CTE names, position, pretty).
+_CACHE_LOCK = threading.Lock()
 _RENDERED: dict[tuple[object, ...], str] = {}
 _RENDERED_MAX = 256
 _CTE_TEXT: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}

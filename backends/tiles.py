@@ -15,8 +15,9 @@ and joined back to the rows. CTEs, per tiled frame:
     E  rows with a non-NULL key: keys, t in microseconds, its tile, masked arguments
     T  partial aggregates per key and tile                       (GROUP BY)
     F  the full tiles of each tile's frame                       (a window over T)
-    P  per distinct (key, t): prefix and suffix within its tile  (windows over E)
-    R  per (key, t): prefix + full + the head, the suffix at the first row of
+    G  partial aggregates per key and time                       (GROUP BY)
+    P  per (key, t): prefix and suffix within its tile           (windows over G)
+    R  per (key, t): prefix + full + the head, the suffix at the first time of
        tile T - w after t - w                                    (ASOF JOIN of P with P)
 
 and a last CTE puts the rows, the untiled frames' window functions and R's values
@@ -37,18 +38,20 @@ from relplan.ir.windows import Frame
 if TYPE_CHECKING:
     from relplan.backends.sql import SqlLowering
 
-US, TILE, HUS, HTILE = "__rp_us", "__rp_tile", "__rp_hus", "__rp_htile"
+US, TILE = "__rp_us", "__rp_tile"  # a row's time in microseconds, and its tile's start
+# For a row at t in tile T: the time and tile where its frame's head lies (t - w, T - w).
+HEAD_US, HEAD_TILE = "__rp_head_us", "__rp_head_tile"
 
-# Per aggregate: the partials it needs, each as (name suffix, aggregate over rows, how parts combine).
-_PARTIALS = {
-    "count": (("n", exp.Count, "add"),),
-    "sum": (("s", exp.Sum, "add"),),
-    "min": (("m", exp.Min, "least"),),
-    "max": (("m", exp.Max, "greatest"),),
-    "mean": (("s", exp.Sum, "add"), ("n", exp.Count, "add")),
+# Per aggregate: the partials it is rebuilt from, each (partial, aggregate over rows).
+_PARTIALS: dict[str, tuple[tuple[str, type[exp.Expression]], ...]] = {
+    "count": (("count", exp.Count),),
+    "sum": (("sum", exp.Sum),),
+    "min": (("min", exp.Min),),
+    "max": (("max", exp.Max),),
+    "mean": (("sum", exp.Sum), ("count", exp.Count)),
 }
-# How the partials of the parts combine: a partial aggregate over the partials.
-_OVER_PARTIALS = {"add": exp.Sum, "least": exp.Min, "greatest": exp.Max}
+# How values of a partial over parts combine into its value over their union.
+_COMBINE: dict[str, type[exp.Expression]] = {"count": exp.Sum, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
 
 
 def _and(*conds: exp.Expression) -> exp.Expression:
@@ -58,7 +61,7 @@ def _and(*conds: exp.Expression) -> exp.Expression:
     return out
 
 
-def _window(e: exp.Expression, partition: list[str], order: str, start: object, end: object) -> exp.Window:
+def _window(e: exp.Expression, partition: list[str], order: str, kind: str, start: object, end: object) -> exp.Window:
     def bound(b: object) -> tuple[exp.Expression | str, str | None]:
         if b == "CURRENT ROW":
             return "CURRENT ROW", None
@@ -68,7 +71,7 @@ def _window(e: exp.Expression, partition: list[str], order: str, start: object, 
         return lit(n), side
 
     (s, s_side), (e_, e_side) = bound(start), bound(end)
-    spec = exp.WindowSpec(kind="RANGE", start=s, start_side=s_side, end=e_, end_side=e_side)
+    spec = exp.WindowSpec(kind=kind, start=s, start_side=s_side, end=e_, end_side=e_side)
     return exp.Window(
         this=e,
         partition_by=[col(k) for k in partition],
@@ -84,11 +87,9 @@ class TiledWindows:
         self.low, self.n, self.src, self.k = low, n, src, k
         self.out: list[tuple[str, exp.Expression]] = []
 
-    def name(self) -> str:
-        return f"t{self.k + len(self.out)}"
-
     def add(self, q: exp.Expression) -> str:
-        name = self.name()
+        """Append a CTE (named t<k>, t<k+1>, ...); returns its name."""
+        name = f"t{self.k + len(self.out)}"
         self.out.append((name, q))
         return name
 
@@ -98,16 +99,17 @@ class TiledWindows:
         rows = self.src
         if native:
             rows = self.add(self.low.window_aggregate(WindowAggregate(n.input, n.keys, n.order, native), self.src))
-        values: dict[str, exp.Expression] = {}  # column -> value (in the final SELECT)
+        tiled_columns: dict[str, exp.Expression] = {}  # output column -> its value in the final SELECT
         joins: list[tuple[str, str]] = []  # (R CTE, alias)
         for g, (frame, aggs) in enumerate((f, a) for f, a in n.windows if f.tile is not None):
             alias = f"r{g}"
             joins.append((self.tiled_frame(frame, aggs), alias))
             for j, a in enumerate(aggs):
-                values[a.name] = exp.alias_(self.low.cast(col(f"__rp_v{j}", alias), a.dtype), ident(a.name), copy=False)
+                value = self.low.cast(col(f"__rp_v{j}", alias), a.dtype)
+                tiled_columns[a.name] = exp.alias_(value, ident(a.name), copy=False)
         cols: list[exp.Expression] = [col(f.name, "i") for f in n.input.schema]
         for _, a in n.calls:
-            cols.append(values.get(a.name) or col(a.name, "i"))
+            cols.append(tiled_columns.get(a.name) or col(a.name, "i"))
         q = exp.select(*cols).from_(exp.Table(this=ident(rows)).as_(ident("i")), copy=False)
         for r, alias in joins:
             on = _and(
@@ -118,112 +120,128 @@ class TiledWindows:
         self.add(q)
         return self.out
 
-    def masked_args(self, aggs: tuple[AggCall, ...]) -> list[exp.Expression]:
-        """Each aggregate's argument with its filter folded in (NULL where filtered out)."""
-        out = []
-        for a in aggs:
-            value = self.low.expr(a.arg) if a.arg is not None else lit(1)
-            if a.filter is not None:
-                value = exp.Case().when(self.low.expr(a.filter), value, copy=False)
-            out.append(value)
-        return out
-
     def tiled_frame(self, frame: Frame, aggs: tuple[AggCall, ...]) -> str:
         """CTEs E, T, F, P, R of one tiled frame; returns R's name."""
         n, low = self.n, self.low
         w, h = frame.lower, frame.tile
         assert w is not None and h is not None
         keys = list(n.keys)
+
+        # Each distinct (argument, filter) once, masked: NULL where the filter drops the row.
+        args: dict[tuple[object, object], int] = {}
+        for a in aggs:
+            args.setdefault((a.arg, a.filter), len(args))
+        masked = []
+        for arg, cond in args:
+            value = low.expr(arg) if arg is not None else lit(1)  # type: ignore[arg-type]
+            masked.append(value if cond is None else exp.Case().when(low.expr(cond), value, copy=False))  # type: ignore[arg-type]
+        # Each distinct (argument, partial) once: p{i} names it in every CTE.
+        partials: dict[tuple[int, str], int] = {}
+        for a in aggs:
+            for partial, _ in _PARTIALS[a.func]:
+                partials.setdefault((args[(a.arg, a.filter)], partial), len(partials))
+        over_rows = {partial: fn for a in aggs for partial, fn in _PARTIALS[a.func]}
+
+        def of_rows(i: int, partial: str) -> exp.Expression:
+            return over_rows[partial](this=col(f"__rp_a{i}"))
+
+        def combine(column: str, partial: str) -> exp.Expression:
+            return _COMBINE[partial](this=col(column))
+
         us = low.epoch_us(col(n.order))
         rows = exp.select(
             *[col(key) for key in keys],
             exp.alias_(us, ident(US), copy=False),
             exp.alias_(exp.Sub(this=us.copy(), expression=low.pymod(us.copy(), lit(h))), ident(TILE), copy=False),
-            *[exp.alias_(v, ident(f"__rp_a{j}"), copy=False) for j, v in enumerate(self.masked_args(aggs))],
+            *[exp.alias_(v, ident(f"__rp_a{i}"), copy=False) for i, v in enumerate(masked)],
         ).from_(ident(self.src), copy=False)
         if keys:
             rows = rows.where(low.keys_present(n.keys), copy=False)
         e_name = self.add(rows)
 
-        parts = [(j, a, suffix, fn, how) for j, a in enumerate(aggs) for suffix, fn, how in _PARTIALS[a.func]]
+        def grouped(by: list[str], source: str) -> str:
+            """Partials per ``by`` (key, tile) or (key, time, tile)."""
+            q = exp.select(
+                *[col(c) for c in by],
+                *[exp.alias_(of_rows(i, partial), ident(f"__rp_p{p}"), copy=False) for (i, partial), p in partials.items()],
+            ).from_(ident(source), copy=False).group_by(*[col(c) for c in by], copy=False)
+            return self.add(q)
 
-        def pname(prefix: str, j: int, suffix: str) -> str:
-            return f"__rp_{prefix}{suffix}{j}"
-
-        tiles = exp.select(
-            *[col(key) for key in keys], col(TILE),
-            *[exp.alias_(fn(this=col(f"__rp_a{j}")), ident(pname("t", j, sfx)), copy=False) for j, _, sfx, fn, _ in parts],
-        ).from_(ident(e_name), copy=False).group_by(*[col(key) for key in keys], col(TILE), copy=False)
-        t_name = self.add(tiles)
-
+        t_name = grouped([*keys, TILE], e_name)
         full = exp.select(
             *[col(key) for key in keys], col(TILE),
             *[
                 exp.alias_(
-                    _window(_OVER_PARTIALS[how](this=col(pname("t", j, sfx))), keys, TILE, (w - h, "PRECEDING"), (h, "PRECEDING")),
-                    ident(pname("f", j, sfx)), copy=False,
+                    _window(combine(f"__rp_p{p}", partial), keys, TILE, "RANGE", (w - h, "PRECEDING"), (h, "PRECEDING")),
+                    ident(f"__rp_full{p}"), copy=False,
                 )
-                for j, _, sfx, _, how in parts
+                for (_, partial), p in partials.items()
             ],
         ).from_(ident(t_name), copy=False)
         f_name = self.add(full)
 
+        # One row per (key, time): the time's partials, then the prefix of its tile up to
+        # it and the suffix from it (ROWS over distinct times: exactly the RANGE peers).
+        times = grouped([*keys, US, TILE], e_name)
         within = [*keys, TILE]
         edges = exp.select(
             *[col(key) for key in keys], col(US), col(TILE),
-            exp.alias_(exp.Sub(this=col(US), expression=lit(w)), ident(HUS), copy=False),
-            exp.alias_(exp.Sub(this=col(TILE), expression=lit(w)), ident(HTILE), copy=False),
+            exp.alias_(exp.Sub(this=col(US), expression=lit(w)), ident(HEAD_US), copy=False),
+            exp.alias_(exp.Sub(this=col(TILE), expression=lit(w)), ident(HEAD_TILE), copy=False),
             *[
-                exp.alias_(_window(fn(this=col(f"__rp_a{j}")), within, US, "UNBOUNDED PRECEDING", "CURRENT ROW"),
-                           ident(pname("p", j, sfx)), copy=False)
-                for j, _, sfx, fn, _ in parts
+                exp.alias_(_window(combine(f"__rp_p{p}", partial), within, US, "ROWS", "UNBOUNDED PRECEDING", "CURRENT ROW"),
+                           ident(f"__rp_pre{p}"), copy=False)
+                for (_, partial), p in partials.items()
             ],
             *[
-                exp.alias_(_window(fn(this=col(f"__rp_a{j}")), within, US, "CURRENT ROW", "UNBOUNDED FOLLOWING"),
-                           ident(pname("x", j, sfx)), copy=False)
-                for j, _, sfx, fn, _ in parts
+                exp.alias_(_window(combine(f"__rp_p{p}", partial), within, US, "ROWS", "CURRENT ROW", "UNBOUNDED FOLLOWING"),
+                           ident(f"__rp_suf{p}"), copy=False)
+                for (_, partial), p in partials.items()
             ],
-        ).from_(ident(e_name), copy=False).distinct(copy=False)
+        ).from_(ident(times), copy=False)
         p_name = self.add(edges)
 
-        # The head: the suffix at the first row of tile T - w after t - w (none: empty head).
+        # The head: the suffix at the first time of tile T - w after t - w (none: empty head).
         head_on = _and(
             *[exp.EQ(this=col(key, "p"), expression=col(key, "h")) for key in keys],
-            exp.EQ(this=col(HTILE, "p"), expression=col(TILE, "h")),
-            exp.LT(this=col(HUS, "p"), expression=col(US, "h")),
+            exp.EQ(this=col(HEAD_TILE, "p"), expression=col(TILE, "h")),
+            exp.LT(this=col(HEAD_US, "p"), expression=col(US, "h")),
         )
         full_on = _and(
             *[exp.EQ(this=col(key, "p"), expression=col(key, "f")) for key in keys],
             exp.EQ(this=col(TILE, "p"), expression=col(TILE, "f")),
         )
 
-        def combined(j: int, sfx: str, how: str) -> exp.Expression:
-            p, f, x = col(pname("p", j, sfx), "p"), col(pname("f", j, sfx), "f"), col(pname("x", j, sfx), "h")
+        def value_of(a: AggCall, partial: str) -> exp.Expression:
+            """``partial`` of ``a``'s argument over the whole frame: tail + full tiles + head."""
+            p = partials[(args[(a.arg, a.filter)], partial)]
+            tail, full, head = col(f"__rp_pre{p}", "p"), col(f"__rp_full{p}", "f"), col(f"__rp_suf{p}", "h")
             # ignore_nulls: DuckDB's LEAST/GREATEST skip NULLs (an empty part); sqlglot
             # would otherwise wrap them in a CASE that makes any empty part NULL.
-            if how == "least":
-                return exp.Least(this=p, expressions=[f, x], ignore_nulls=True)
-            if how == "greatest":
-                return exp.Greatest(this=p, expressions=[f, x], ignore_nulls=True)
+            if partial == "min":
+                return exp.Least(this=tail, expressions=[full, head], ignore_nulls=True)
+            if partial == "max":
+                return exp.Greatest(this=tail, expressions=[full, head], ignore_nulls=True)
             total = exp.Add(
-                this=exp.Add(this=exp.Coalesce(this=p, expressions=[lit(0)]), expression=exp.Coalesce(this=f, expressions=[lit(0)])),
-                expression=exp.Coalesce(this=x, expressions=[lit(0)]),
+                this=exp.Add(
+                    this=exp.Coalesce(this=tail, expressions=[lit(0)]), expression=exp.Coalesce(this=full, expressions=[lit(0)])
+                ),
+                expression=exp.Coalesce(this=head, expressions=[lit(0)]),
             )
-            if sfx == "n":
-                return total  # a count: 0 when every part is empty
-            none = _and(*[exp.Is(this=c.copy(), expression=exp.Null()) for c in (p, f, x)])
-            return exp.Case().when(none, exp.Null(), copy=False).else_(total, copy=False)  # a sum: NULL when empty
+            if partial == "count":
+                return total  # 0 when every part is empty
+            empty = _and(*[exp.Is(this=c.copy(), expression=exp.Null()) for c in (tail, full, head)])
+            return exp.Case().when(empty, exp.Null(), copy=False).else_(total, copy=False)  # a sum: NULL when empty
 
         values = []
         for j, a in enumerate(aggs):
             if a.func == "mean":
-                total, count = combined(j, "s", "add"), combined(j, "n", "add")
                 value: exp.Expression = exp.Div(
-                    this=low.cast(total, a.dtype), expression=exp.Nullif(this=count, expression=lit(0))
+                    this=low.cast(value_of(a, "sum"), a.dtype),
+                    expression=exp.Nullif(this=value_of(a, "count"), expression=lit(0)),
                 )
             else:
-                ((sfx, _, how),) = _PARTIALS[a.func]
-                value = combined(j, sfx, how)
+                value = value_of(a, a.func)
             values.append(exp.alias_(value, ident(f"__rp_v{j}"), copy=False))
         result = (
             exp.select(*[col(key, "p") for key in keys], col(US, "p"), *values)

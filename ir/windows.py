@@ -102,9 +102,6 @@ class Frame:
         """The frame ``(t - lower, t]`` (the sliding window of the DSL)."""
         return self.lower is not None and not self.lower_inclusive and self.upper == 0 and self.upper_inclusive
 
-    def untiled(self) -> Frame:
-        return Frame(self.lower, self.lower_inclusive, self.upper, self.upper_inclusive)
-
     def describe(self) -> str:
         lo = "-inf" if self.lower is None else f"t-{format_duration(self.lower)}"
         hi = "t" if self.upper == 0 else f"t-{format_duration(self.upper)}"

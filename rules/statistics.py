@@ -1,19 +1,22 @@
-"""Statistics the optimizer may use: per source, its row count and distinct key counts.
+"""Statistics the optimizer may use: per source, its row count, distinct counts of
+its columns and the time its timestamp columns span.
 
 Declared by the platform (``rp.Statistics({"Transactions": rp.SourceStats(rows=...,
-distinct={"cc_num": ...})})``) or measured from tables (``rp.Statistics.measure``).
-Rules that choose between equivalent physical forms read them through
-``RuleContext.config.statistics``; with none, such rules keep the plan as it is.
+distinct={"cc_num": ...}, spans={"ts": ...})})``) or measured from tables
+(``rp.measure_statistics``). Rules that choose between equivalent physical forms
+read them through ``RuleContext.config.statistics``; with none, or none for the
+columns a choice depends on, such rules keep the plan as it is.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from relplan.ir.errors import OptimizerError
 from relplan.ir.expr import Column
-from relplan.ir.nodes import Filter, Node, Project, Source, WindowAggregate
+from relplan.ir.nodes import Node, Project, Source, WindowAggregate
 
 
 @dataclass(frozen=True)
@@ -26,15 +29,17 @@ class SourceStats:
     spans: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rows, int) or self.rows < 0:
+        # numbers.Integral: counts often come from numpy (len(df), df.k.nunique()).
+        if isinstance(self.rows, bool) or not isinstance(self.rows, numbers.Integral) or self.rows < 0:
             raise OptimizerError(f"SourceStats rows must be a non-negative int, got {self.rows!r}")
+        object.__setattr__(self, "rows", int(self.rows))
         for what, minimum in (("distinct", 1), ("spans", 0)):
             items = tuple(sorted(dict(getattr(self, what)).items()))
-            object.__setattr__(self, what, items)
             for name, n in items:
-                if not isinstance(n, int) or n < minimum:
+                if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < minimum:
                     label = "distinct count" if what == "distinct" else "time span"
                     raise OptimizerError(f"SourceStats {label} of {name!r} must be an int >= {minimum}, got {n!r}")
+            object.__setattr__(self, what, tuple((name, int(n)) for name, n in items))
 
     def distinct_of(self, column: str) -> int | None:
         return dict(self.distinct).get(column)  # type: ignore[arg-type]
@@ -58,18 +63,6 @@ class Statistics:
 
     def of(self, source: str) -> SourceStats | None:
         return dict(self.sources).get(source)  # type: ignore[arg-type]
-
-    def rows_per_partition(self, node: Node, keys: tuple[str, ...]) -> float | None:
-        """Estimated rows per partition of ``node`` by ``keys`` (None: unknown).
-
-        Known when ``node`` is a source seen through filters, window aggregates (which
-        keep every row) and projections that pass the key columns through unchanged:
-        the source's rows over the distinct count of the keys (a filter only makes
-        partitions smaller, so this bounds them).
-        """
-        source = _source_of(node, keys)
-        st = None if source is None else self.of(source.name)
-        return None if st is None else _per_partition(st, keys)
 
     def rows_per_frame(self, node: Node, keys: tuple[str, ...], order: str, length: int) -> float | None:
         """Estimated rows of one partition in a frame ``length`` microseconds long,
@@ -95,9 +88,10 @@ def _per_partition(st: SourceStats, keys: tuple[str, ...]) -> float | None:
 
 
 def _source_of(node: Node, columns: tuple[str, ...]) -> Source | None:
-    """The source ``node`` reads through filters, window aggregates and projections
-    passing ``columns`` through unchanged; None if there is no such source."""
-    while isinstance(node, (Filter, Project, WindowAggregate)):
+    """The source ``node`` reads through window aggregates (which keep every row) and
+    projections passing ``columns`` through unchanged; None if there is no such
+    source. Not through filters: they thin partitions by a factor nobody measured."""
+    while isinstance(node, (Project, WindowAggregate)):
         if isinstance(node, Project):
             exprs = dict(node.exprs)
             if not all(isinstance(exprs.get(c), Column) and exprs[c].name == c for c in columns):  # type: ignore[union-attr]

@@ -28,8 +28,9 @@ Fires (statistics: Transactions 5M rows over 60 days, 50 distinct cc_num):
 
 Refused: a frame holding an aggregate tiles cannot rebuild (count_distinct, var,
 std, first, last), a frame that is not sliding (lifetime), a partition by a
-derived key (no statistics for it), or a frame holding few rows (1M distinct
-cc_num, or a 1-day frame):
+derived key (no statistics for it), a window over a filter (it thins partitions
+by an unknown factor), or a frame holding few rows (1M distinct cc_num, or a
+1-day frame):
 
     WindowAggregate partition=[cc_num] order=ts frame=(t-30d, t] aggs=[d := count_distinct(merchant)]
       Source Transactions

@@ -154,8 +154,45 @@ def test_int64_sum_overflow_is_an_engine_error_not_a_wrapped_value(spark: Any, e
         "v": pa.array([big, big, big], pa.int64()),
         "ts": pa.array([T0, T0, T0], pa.timestamp("us", "UTC")),
     })
-    with pytest.raises(rp.EngineError, match=r"output 'Counters'"):
+    with pytest.raises(rp.EngineError, match=r"output 'Counters'.*(?i:overflow|out of range)"):
         rp.execute(rp.compile(total(window=rp.lifetime())), engine=engine, tables={"Counters": table})
+
+
+@rp.transformation
+def average(c: Counters, wspec: rp.WindowSpec):
+    return c[c.v != 5].groupby("k")["v"].window(wspec).mean()
+
+
+@pytest.mark.parametrize("window", [rp.sliding("1h"), rp.tumbling("1h")], ids=["per-event", "per-window"])
+def test_the_mean_of_large_int64_values_is_exact_as_on_duckdb(spark: Any, window: rp.WindowSpec) -> None:
+    # Spark's own AVG(BIGINT) adds DOUBLEs: 2**53 + 1 - 2**53 would give 0, not 1/3.
+    table = pa.table({
+        "k": pa.array([1, 1, 1, 2], pa.int64()),
+        "v": pa.array([2**53, 1, -(2**53), 5], pa.int64()),
+        "ts": pa.array([T0] * 4, pa.timestamp("us", "UTC")),
+    })
+    plan = rp.compile(average(window=window))
+    for engine in ("spark", "duckdb"):
+        got = rp.execute(plan, engine=engine, tables={"Counters": table}).column(-1).to_pylist()
+        assert got == ([1 / 3] * 3 + [None] if window.kind == "sliding" else [1 / 3]), engine
+
+
+def test_a_named_table_reads_nan_as_null_and_refuses_null_times(spark: Any, tmp_path: Any) -> None:
+    table = payments(6).set_column(1, "amount", pa.array([1.0, float("nan"), 2.0, None, 4.0, 8.0]))
+    spark_df(spark, table, tmp_path).createOrReplaceTempView("payments_nan")
+    nulls = payments(3).set_column(3, "ts", pa.array([T0, None, T0], pa.timestamp("us", "UTC")))
+    spark.read.parquet(str(tmp_path / "input.parquet"))  # (the file above stays readable)
+    (tmp_path / "n").mkdir()
+    spark_df(spark, nulls, tmp_path / "n").createOrReplaceTempView("payments_null_time")
+    try:
+        plan = PLANS["per-event"]()
+        got = rp.execute(plan, engine="spark", tables={"Payments": "payments_nan"})
+        assert rows(got) == rows(rp.execute(plan, engine="duckdb", tables={"Payments": table}))
+        with pytest.raises(rp.EngineError, match=r"event-time column 'ts' of Spark table 'payments_null_time'"):
+            rp.execute(plan, engine="spark", tables={"Payments": "payments_null_time"})
+    finally:
+        spark.catalog.dropTempView("payments_nan")
+        spark.catalog.dropTempView("payments_null_time")
 
 
 def test_nasty_names_round_trip_on_spark(spark: Any) -> None:

@@ -24,7 +24,7 @@ from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.expr import Binary, Column, Literal
 from relplan.ir.graph import transform
-from relplan.ir.nodes import Node, Project, Sink, Source, WindowAggregate
+from relplan.ir.nodes import Filter, Node, Project, Sink, Source, WindowAggregate
 from relplan.ir.schema import Schema
 from relplan.ir.windows import Frame
 from relplan.rules import OptimizerConfig, RuleContext, SourceStats, Statistics
@@ -79,6 +79,9 @@ def test_fires_on_frames_holding_many_rows_and_picks_the_largest_tile_giving_eno
         ("no time span of the order column",
          WindowAggregate.of(SRC, ("k",), "ts", Frame(30 * D), (AggCall("sum", x, "v"),)),
          Statistics({"T": SourceStats(rows=5_000_000, distinct={"k": 50})})),
+        ("a window over a filter",
+         WindowAggregate.of(Filter(SRC, Binary(">", x, Literal(0.0, T.Float64))), ("k",), "ts", Frame(30 * D),
+                            (AggCall("sum", x, "v"),)), DENSE),
         ("a derived key",
          WindowAggregate.of(Project(SRC, (("k", Binary("%", Column("k", T.Int64), Literal(2, T.Int64))), ("x", x), ("ts", Column("ts", T.Timestamp)))),
                             ("k",), "ts", Frame(30 * D), (AggCall("sum", x, "v"),)), DENSE),
@@ -126,6 +129,9 @@ def test_bad_statistics_are_relplan_errors() -> None:
         rp.OptimizerConfig(statistics={"T": 5})  # type: ignore[arg-type]
     with pytest.raises(rp.OptimizerError, match="distinct count of 'k' must be an int >= 1"):
         rp.SourceStats(rows=10, distinct={"k": 0})
+    import numpy as np
+
+    assert rp.SourceStats(rows=np.int64(10), distinct={"k": np.int64(3)}).distinct_of("k") == 3
     with pytest.raises(rp.DataError, match="takes a dict of source name to table"):
         rp.measure_statistics([pa.table({"k": [1]})])  # type: ignore[arg-type]
 
