@@ -333,7 +333,10 @@ class SqlLowering:
         return [(f"t{k}", self.window_aggregate(n, src))]
 
     def window_aggregate(self, n: WindowAggregate, src: str) -> exp.Select:
+        """``SELECT *, agg OVER w<i> ... WINDOW w<i> AS (...)``: one named window per frame
+        (the SQL stays short, and so does emitting it for a thousand features)."""
         cols: list[exp.Expression] = [exp.Star()]
+        windows: dict[Frame, str] = {}
         for frame, a in n.calls:
             if _holds_no_time(frame):
                 # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its
@@ -341,13 +344,8 @@ class SqlLowering:
                 empty = a.func in ("count", "count_distinct")
                 value: exp.Expression = lit(0) if empty else self.cast(exp.Null(), a.dtype)
             else:
-                over = self.over(
-                    a,
-                    partition_by=[col(k) for k in n.keys],
-                    order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
-                    spec=self.frame(frame),
-                )
-                value = self.typed_agg(a, over)
+                name = windows.setdefault(frame, f"w{len(windows)}")
+                value = self.typed_agg(a, self.over(a, alias=ident(name), over="OVER"))
             if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
                 nulls = [exp.Is(this=col(k), expression=exp.Null()) for k in n.keys]
                 any_null = nulls[0]
@@ -355,7 +353,18 @@ class SqlLowering:
                     any_null = exp.Or(this=any_null, expression=c)
                 value = exp.Case().when(any_null, self.cast(exp.Null(), a.dtype), copy=False).else_(value, copy=False)
             cols.append(exp.alias_(value, ident(a.name), copy=False))
-        return exp.select(*cols).from_(ident(src), copy=False)
+        q = exp.select(*cols).from_(ident(src), copy=False)
+        if windows:
+            q.set("windows", [
+                exp.Window(
+                    this=ident(name),
+                    partition_by=[col(k) for k in n.keys],
+                    order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
+                    spec=self.frame(frame),
+                )
+                for frame, name in windows.items()
+            ])
+        return q
 
     def time_window_aggregate(self, n: TimeWindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
         w = n.window

@@ -128,7 +128,7 @@ PIPE = "1,000 features: compile + optimize + SQL"
 def test_thousand_features_pipeline(benchmark):
     feats = thousand_features()
     sql = benchmark.pedantic(lambda: _pipeline(feats), setup=rp.clear_caches, rounds=5, iterations=1)
-    assert sql.count("OVER (") > 0
+    assert sql.count(" OVER ") > 0
     record(PIPE, "baseline", benchmark)
 
 
@@ -150,7 +150,7 @@ DIALECTS = ("duckdb", "spark")  # Flink joins when its backend exists
 def test_thousand_features_pipeline_every_dialect(benchmark):
     feats = thousand_features()
     sql = benchmark.pedantic(lambda: _pipeline(feats, DIALECTS), setup=rp.clear_caches, rounds=5, iterations=1)
-    assert sql.count("OVER (") > 0
+    assert sql.count(" OVER ") > 0
     record(PIPE, f"cold, SQL for {' + '.join(DIALECTS)}", benchmark)
 
 

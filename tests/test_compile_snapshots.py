@@ -438,7 +438,7 @@ def test_a_thousand_stacked_features_compile_explain_and_lower() -> None:
     assert plan.explain(schema=True).count("\n") == 1002
 
     sql = plan.to_sql("duckdb")
-    assert sql.count(" OVER (") == 1000
+    assert sql.count(" OVER ") == 1000 and sql.count(" AS (\n    PARTITION BY") == 1000  # a named window each
     assert '"total_amount_1000m"' in sql
 
     again = rp.compile(features)

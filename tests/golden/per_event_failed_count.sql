@@ -13,13 +13,14 @@ WITH "t0" AS (
     CASE
       WHEN "account_id" IS NULL
       THEN CAST(NULL AS BIGINT)
-      ELSE COUNT(CASE WHEN "status" = 'failed' THEN 1 END) OVER (
-        PARTITION BY "account_id"
-        ORDER BY EPOCH_US("ts")
-        RANGE BETWEEN 3599999999 PRECEDING AND CURRENT ROW
-      )
+      ELSE COUNT(CASE WHEN "status" = 'failed' THEN 1 END) OVER "w0"
     END AS "failed_count_1h"
   FROM "t0"
+  WINDOW "w0" AS (
+    PARTITION BY "account_id"
+    ORDER BY EPOCH_US("ts")
+    RANGE BETWEEN 3599999999 PRECEDING AND CURRENT ROW
+  )
 ), "t2" AS (
   SELECT
     "cc_num",

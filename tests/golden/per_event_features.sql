@@ -27,13 +27,14 @@ WITH "t0" AS (
     CASE
       WHEN "cc_num" IS NULL OR "merchant" IS NULL
       THEN CAST(NULL AS DOUBLE)
-      ELSE AVG("amt") OVER (
-        PARTITION BY "cc_num", "merchant"
-        ORDER BY EPOCH_US("ts")
-        RANGE BETWEEN 86399999999 PRECEDING AND CURRENT ROW
-      )
+      ELSE AVG("amt") OVER "w0"
     END AS "average_amount_by_merchant_1d"
   FROM "t1"
+  WINDOW "w0" AS (
+    PARTITION BY "cc_num", "merchant"
+    ORDER BY EPOCH_US("ts")
+    RANGE BETWEEN 86399999999 PRECEDING AND CURRENT ROW
+  )
 ), "t3" AS (
   SELECT
     *,
@@ -51,26 +52,28 @@ WITH "t0" AS (
           )
           THEN "amt"
         END
-      ) OVER (
-        PARTITION BY "account_id"
-        ORDER BY EPOCH_US("ts")
-        RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS DOUBLE)
+      ) OVER "w0" AS DOUBLE)
     END AS "big_spend_lifetime"
   FROM "t2"
+  WINDOW "w0" AS (
+    PARTITION BY "account_id"
+    ORDER BY EPOCH_US("ts")
+    RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+  )
 ), "t4" AS (
   SELECT
     *,
     CASE
       WHEN "bucket_spread_30m__key_bucket" IS NULL
       THEN CAST(NULL AS DOUBLE)
-      ELSE STDDEV_SAMP("amt") OVER (
-        PARTITION BY "bucket_spread_30m__key_bucket"
-        ORDER BY EPOCH_US("ts")
-        RANGE BETWEEN 1799999999 PRECEDING AND CURRENT ROW
-      )
+      ELSE STDDEV_SAMP("amt") OVER "w0"
     END AS "bucket_spread_30m"
   FROM "t3"
+  WINDOW "w0" AS (
+    PARTITION BY "bucket_spread_30m__key_bucket"
+    ORDER BY EPOCH_US("ts")
+    RANGE BETWEEN 1799999999 PRECEDING AND CURRENT ROW
+  )
 ), "t5" AS (
   SELECT
     *,
@@ -80,11 +83,7 @@ WITH "t0" AS (
       ELSE ARG_MIN(
         "merchant",
         CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END
-      ) OVER (
-        PARTITION BY "account_id"
-        ORDER BY EPOCH_US("ts")
-        RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
-      )
+      ) OVER "w0"
     END AS "merchant_history_2h_first",
     CASE
       WHEN "account_id" IS NULL
@@ -92,13 +91,14 @@ WITH "t0" AS (
       ELSE ARG_MAX(
         "merchant",
         CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END
-      ) OVER (
-        PARTITION BY "account_id"
-        ORDER BY EPOCH_US("ts")
-        RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
-      )
+      ) OVER "w0"
     END AS "merchant_history_2h_last"
   FROM "t4"
+  WINDOW "w0" AS (
+    PARTITION BY "account_id"
+    ORDER BY EPOCH_US("ts")
+    RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW
+  )
 ), "t6" AS (
   SELECT
     "cc_num",
