@@ -61,6 +61,13 @@ def _and(*conds: exp.Expression) -> exp.Expression:
     return out
 
 
+def _or(*conds: exp.Expression) -> exp.Expression:
+    out = conds[0]
+    for c in conds[1:]:
+        out = exp.Or(this=out, expression=c)
+    return out
+
+
 def _window(e: exp.Expression, partition: list[str], order: str, kind: str, start: object, end: object) -> exp.Window:
     def bound(b: object) -> tuple[exp.Expression | str, str | None]:
         if b == "CURRENT ROW":
@@ -94,38 +101,48 @@ class TiledWindows:
         return name
 
     def ctes(self) -> list[tuple[str, exp.Expression]]:
-        n = self.n
+        n, low = self.n, self.low
+        keys = list(n.keys)
         native = tuple((f, aggs) for f, aggs in n.windows if f.tile is None)
         rows = self.src
         if native:
-            rows = self.add(self.low.window_aggregate(WindowAggregate(n.input, n.keys, n.order, native), self.src))
-        tiled_columns: dict[str, exp.Expression] = {}  # output column -> its value in the final SELECT
-        joins: list[tuple[str, str]] = []  # (R CTE, alias)
-        for g, (frame, aggs) in enumerate((f, a) for f, a in n.windows if f.tile is not None):
-            alias = f"r{g}"
-            joins.append((self.tiled_frame(frame, aggs), alias))
-            for j, a in enumerate(aggs):
-                value = self.low.cast(col(f"__rp_v{j}", alias), a.dtype)
-                tiled_columns[a.name] = exp.alias_(value, ident(a.name), copy=False)
+            rows = self.add(low.window_aggregate(WindowAggregate(n.input, n.keys, n.order, native), self.src))
+        us = low.epoch_us(col(n.order))
+        rows = self.add(exp.select(exp.Star(), exp.alias_(us, ident(US), copy=False)).from_(ident(rows), copy=False))
+        tiled = [(g, f, aggs) for g, (f, aggs) in enumerate((f, a) for f, a in n.windows if f.tile is not None)]
+        values: dict[str, exp.Expression] = {}  # output column -> its value over the frame
+        joins: list[tuple[str, str, exp.Expression]] = []  # (CTE, alias, join kind, condition)
+        for g, frame, aggs in tiled:
+            rows, frame_values, frame_joins = self.tiled_frame(g, frame, aggs, rows)
+            values.update(frame_values)
+            joins += frame_joins
         cols: list[exp.Expression] = [col(f.name, "i") for f in n.input.schema]
         for _, a in n.calls:
-            cols.append(tiled_columns.get(a.name) or col(a.name, "i"))
+            if a.name not in values:
+                cols.append(col(a.name, "i"))
+                continue
+            value = low.cast(values[a.name], a.dtype)
+            if keys:  # a NULL key is no entity: NULL, as for every window aggregate
+                any_null = _or(*[exp.Is(this=col(k, "i"), expression=exp.Null()) for k in keys])
+                value = exp.Case().when(any_null, low.cast(exp.Null(), a.dtype), copy=False).else_(value, copy=False)
+            cols.append(exp.alias_(value, ident(a.name), copy=False))
         q = exp.select(*cols).from_(exp.Table(this=ident(rows)).as_(ident("i")), copy=False)
-        for r, alias in joins:
-            on = _and(
-                *[exp.EQ(this=col(key, "i"), expression=col(key, alias)) for key in n.keys],
-                exp.EQ(this=self.low.epoch_us(col(n.order, "i")), expression=col(US, alias)),
-            )
-            q = q.join(exp.Table(this=ident(r)).as_(ident(alias)), on=on, join_type="left", copy=False)
+        for cte, alias, kind, on in joins:
+            q = q.join(exp.Table(this=ident(cte)).as_(ident(alias)), on=on, join_type=kind, copy=False)
         self.add(q)
         return self.out
 
-    def tiled_frame(self, frame: Frame, aggs: tuple[AggCall, ...]) -> str:
-        """CTEs E, T, F, P, R of one tiled frame; returns R's name."""
+    def tiled_frame(
+        self, g: int, frame: Frame, aggs: tuple[AggCall, ...], rows: str
+    ) -> tuple[str, dict[str, exp.Expression], list[tuple[str, str, str, exp.Expression]]]:
+        """CTEs of tiled frame ``g`` (see the module docstring) over ``rows``; returns the
+        rows CTE now carrying the frame's prefixes, each aggregate's value (over the
+        aliases i, x<g>, f<g>) and the joins those aliases need."""
         n, low = self.n, self.low
         w, h = frame.lower, frame.tile
         assert w is not None and h is not None
         keys = list(n.keys)
+        tile = f"__rp_tile{g}"
 
         # Each distinct (argument, filter) once, masked: NULL where the filter drops the row.
         args: dict[tuple[object, object], int] = {}
@@ -135,87 +152,88 @@ class TiledWindows:
         for arg, cond in args:
             value = low.expr(arg) if arg is not None else lit(1)  # type: ignore[arg-type]
             masked.append(value if cond is None else exp.Case().when(low.expr(cond), value, copy=False))  # type: ignore[arg-type]
-        # Each distinct (argument, partial) once: p{i} names it in every CTE.
+        # Each distinct (argument, partial) once: __rp_p<g>_<p> names it in every CTE.
         partials: dict[tuple[int, str], int] = {}
         for a in aggs:
             for partial, _ in _PARTIALS[a.func]:
                 partials.setdefault((args[(a.arg, a.filter)], partial), len(partials))
         over_rows = {partial: fn for a in aggs for partial, fn in _PARTIALS[a.func]}
 
+        def name(kind: str, p: int) -> str:
+            return f"__rp_{kind}{g}_{p}"
+
         def of_rows(i: int, partial: str) -> exp.Expression:
-            return over_rows[partial](this=col(f"__rp_a{i}"))
+            return over_rows[partial](this=col(f"__rp_a{g}_{i}"))
 
         def combine(column: str, partial: str) -> exp.Expression:
             return _COMBINE[partial](this=col(column))
 
-        us = low.epoch_us(col(n.order))
-        rows = exp.select(
-            *[col(key) for key in keys],
-            exp.alias_(us, ident(US), copy=False),
-            exp.alias_(exp.Sub(this=us.copy(), expression=low.pymod(us.copy(), lit(h))), ident(TILE), copy=False),
-            *[exp.alias_(v, ident(f"__rp_a{i}"), copy=False) for i, v in enumerate(masked)],
-        ).from_(ident(self.src), copy=False)
-        if keys:
-            rows = rows.where(low.keys_present(n.keys), copy=False)
-        e_name = self.add(rows)
+        # E: the rows, with their tile and masked arguments.
+        e_name = self.add(exp.select(
+            exp.Star(),
+            exp.alias_(exp.Sub(this=col(US), expression=low.pymod(col(US), lit(h))), ident(tile), copy=False),
+            *[exp.alias_(v, ident(f"__rp_a{g}_{i}"), copy=False) for i, v in enumerate(masked)],
+        ).from_(ident(rows), copy=False))
+        # The tail: each row's prefix of its tile, ties included (RANGE: peers are in).
+        tails = self.add(exp.select(
+            exp.Star(),
+            *[
+                exp.alias_(_window(of_rows(i, partial), [*keys, tile], US, "RANGE", "UNBOUNDED PRECEDING", "CURRENT ROW"),
+                           ident(name("pre", p)), copy=False)
+                for (i, partial), p in partials.items()
+            ],
+        ).from_(ident(e_name), copy=False))
 
-        def grouped(by: list[str], source: str) -> str:
-            """Partials per ``by`` (key, tile) or (key, time, tile)."""
+        def grouped(by: list[str]) -> str:
+            """Partials of the rows with a key, per ``by``."""
             q = exp.select(
                 *[col(c) for c in by],
-                *[exp.alias_(of_rows(i, partial), ident(f"__rp_p{p}"), copy=False) for (i, partial), p in partials.items()],
-            ).from_(ident(source), copy=False).group_by(*[col(c) for c in by], copy=False)
-            return self.add(q)
+                *[exp.alias_(of_rows(i, partial), ident(name("p", p)), copy=False) for (i, partial), p in partials.items()],
+            ).from_(ident(e_name), copy=False)
+            if keys:
+                q = q.where(low.keys_present(n.keys), copy=False)
+            return self.add(q.group_by(*[col(c) for c in by], copy=False))
 
-        t_name = grouped([*keys, TILE], e_name)
-        full = exp.select(
-            *[col(key) for key in keys], col(TILE),
+        # T and F: partials per tile, and per tile the whole tiles of its frame.
+        t_name = grouped([*keys, tile])
+        f_name = self.add(exp.select(
+            *[col(key) for key in keys], col(tile),
             *[
                 exp.alias_(
-                    _window(combine(f"__rp_p{p}", partial), keys, TILE, "RANGE", (w - h, "PRECEDING"), (h, "PRECEDING")),
-                    ident(f"__rp_full{p}"), copy=False,
+                    _window(combine(name("p", p), partial), keys, tile, "RANGE", (w - h, "PRECEDING"), (h, "PRECEDING")),
+                    ident(name("full", p)), copy=False,
                 )
                 for (_, partial), p in partials.items()
             ],
-        ).from_(ident(t_name), copy=False)
-        f_name = self.add(full)
-
-        # One row per (key, time): the time's partials, then the prefix of its tile up to
-        # it and the suffix from it (ROWS over distinct times: exactly the RANGE peers).
-        times = grouped([*keys, US, TILE], e_name)
-        within = [*keys, TILE]
-        edges = exp.select(
-            *[col(key) for key in keys], col(US), col(TILE),
-            exp.alias_(exp.Sub(this=col(US), expression=lit(w)), ident(HEAD_US), copy=False),
-            exp.alias_(exp.Sub(this=col(TILE), expression=lit(w)), ident(HEAD_TILE), copy=False),
+        ).from_(ident(t_name), copy=False))
+        # G and X: partials per time, and each time's suffix of its tile (ROWS over
+        # distinct times: exactly the rows at or after it).
+        g_name = grouped([*keys, US, tile])
+        x_name = self.add(exp.select(
+            *[col(key) for key in keys], col(US), col(tile),
             *[
-                exp.alias_(_window(combine(f"__rp_p{p}", partial), within, US, "ROWS", "UNBOUNDED PRECEDING", "CURRENT ROW"),
-                           ident(f"__rp_pre{p}"), copy=False)
+                exp.alias_(_window(combine(name("p", p), partial), [*keys, tile], US, "ROWS", "CURRENT ROW", "UNBOUNDED FOLLOWING"),
+                           ident(name("suf", p)), copy=False)
                 for (_, partial), p in partials.items()
             ],
-            *[
-                exp.alias_(_window(combine(f"__rp_p{p}", partial), within, US, "ROWS", "CURRENT ROW", "UNBOUNDED FOLLOWING"),
-                           ident(f"__rp_suf{p}"), copy=False)
-                for (_, partial), p in partials.items()
-            ],
-        ).from_(ident(times), copy=False)
-        p_name = self.add(edges)
+        ).from_(ident(g_name), copy=False))
 
-        # The head: the suffix at the first time of tile T - w after t - w (none: empty head).
+        x, f = f"x{g}", f"f{g}"
+        # The head: the suffix at the first time of tile T - w after t - w (none: empty).
         head_on = _and(
-            *[exp.EQ(this=col(key, "p"), expression=col(key, "h")) for key in keys],
-            exp.EQ(this=col(HEAD_TILE, "p"), expression=col(TILE, "h")),
-            exp.LT(this=col(HEAD_US, "p"), expression=col(US, "h")),
+            *[exp.EQ(this=col(key, "i"), expression=col(key, x)) for key in keys],
+            exp.EQ(this=exp.Sub(this=col(tile, "i"), expression=lit(w)), expression=col(tile, x)),
+            exp.LT(this=exp.Sub(this=col(US, "i"), expression=lit(w)), expression=col(US, x)),
         )
         full_on = _and(
-            *[exp.EQ(this=col(key, "p"), expression=col(key, "f")) for key in keys],
-            exp.EQ(this=col(TILE, "p"), expression=col(TILE, "f")),
+            *[exp.EQ(this=col(key, "i"), expression=col(key, f)) for key in keys],
+            exp.EQ(this=col(tile, "i"), expression=col(tile, f)),
         )
 
         def value_of(a: AggCall, partial: str) -> exp.Expression:
             """``partial`` of ``a``'s argument over the whole frame: tail + full tiles + head."""
             p = partials[(args[(a.arg, a.filter)], partial)]
-            tail, full, head = col(f"__rp_pre{p}", "p"), col(f"__rp_full{p}", "f"), col(f"__rp_suf{p}", "h")
+            tail, full, head = col(name("pre", p), "i"), col(name("full", p), f), col(name("suf", p), x)
             # ignore_nulls: DuckDB's LEAST/GREATEST skip NULLs (an empty part); sqlglot
             # would otherwise wrap them in a CASE that makes any empty part NULL.
             if partial == "min":
@@ -233,20 +251,14 @@ class TiledWindows:
             empty = _and(*[exp.Is(this=c.copy(), expression=exp.Null()) for c in (tail, full, head)])
             return exp.Case().when(empty, exp.Null(), copy=False).else_(total, copy=False)  # a sum: NULL when empty
 
-        values = []
-        for j, a in enumerate(aggs):
+        values: dict[str, exp.Expression] = {}
+        for a in aggs:
             if a.func == "mean":
-                value: exp.Expression = exp.Div(
+                values[a.name] = exp.Div(
                     this=low.cast(value_of(a, "sum"), a.dtype),
                     expression=exp.Nullif(this=value_of(a, "count"), expression=lit(0)),
                 )
             else:
-                value = value_of(a, a.func)
-            values.append(exp.alias_(value, ident(f"__rp_v{j}"), copy=False))
-        result = (
-            exp.select(*[col(key, "p") for key in keys], col(US, "p"), *values)
-            .from_(exp.Table(this=ident(p_name)).as_(ident("p")), copy=False)
-            .join(exp.Table(this=ident(p_name)).as_(ident("h")), on=head_on, join_type="asof left", copy=False)
-            .join(exp.Table(this=ident(f_name)).as_(ident("f")), on=full_on, join_type="left", copy=False)
-        )
-        return self.add(result)
+                values[a.name] = value_of(a, a.func)
+        joins = [(x_name, x, "asof left", head_on), (f_name, f, "left", full_on)]
+        return tails, values, joins
