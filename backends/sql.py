@@ -247,7 +247,7 @@ class SqlLowering:
         return out
 
     def over(self, a: AggCall, **window: exp.Expression | list[exp.Expression]) -> exp.Expression:
-        """``a`` computed over a window (``window``: exp.Window's partition_by, order, spec)."""
+        """``a`` computed over a window (``window``: exp.Window's arguments, here a named window)."""
         return exp.Window(this=self.agg(a), **window)
 
     # ---- nodes ----------------------------------------------------------------
