@@ -149,12 +149,31 @@ class SqlLowering:
         raise UnsupportedError(f"literal {v!r} cannot be written in {self.engine} SQL")
 
     def nonzero(self, e: exp.Expression) -> exp.Expression:
+        """``e``, NULL where it is 0 (a divisor: division by zero is NULL)."""
+        if isinstance(e, exp.Literal) and not e.is_string and float(e.this) != 0:
+            return e
         return exp.Nullif(this=e, expression=lit(0))
 
     def pymod(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
-        """Python's a % b (sign of b), from SQL's truncating remainder."""
-        inner = exp.Add(this=paren(exp.Mod(this=paren(a), expression=paren(b))), expression=paren(b))
-        return exp.Mod(this=paren(inner), expression=paren(b))
+        """Python's a % b (sign of b), from SQL's truncating remainder r: r + b where r
+        and b differ in sign. Not ((a % b) + b) % b, which overflows for |b| > 2**62."""
+        if isinstance(b, exp.Literal) and not b.is_string and int(b.this) > 0:
+            # A positive constant (window sizes, tiles): ((a % b) + b) % b cannot overflow.
+            inner = exp.Add(this=paren(exp.Mod(this=paren(a), expression=b)), expression=b)
+            return exp.Mod(this=paren(inner), expression=b)
+        r = exp.Mod(this=paren(a), expression=paren(b))
+        differ = exp.NEQ(this=paren(exp.LT(this=r.copy(), expression=lit(0))), expression=paren(exp.LT(this=paren(b.copy()), expression=lit(0))))
+        fix = exp.And(this=exp.NEQ(this=r.copy(), expression=lit(0)), expression=differ)
+        return exp.Case().when(fix, exp.Add(this=r.copy(), expression=paren(b.copy())), copy=False).else_(r, copy=False)
+
+    def floordiv(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        """Python's a // b from SQL's truncating integer division: one less where the
+        division is inexact and the signs differ (exact for every Int64, no floats)."""
+        q = exp.IntDiv(this=paren(a), expression=paren(b))
+        inexact = exp.NEQ(this=exp.Mod(this=paren(a.copy()), expression=paren(b.copy())), expression=lit(0))
+        differ = exp.NEQ(this=paren(exp.LT(this=paren(a.copy()), expression=lit(0))), expression=paren(exp.LT(this=paren(b.copy()), expression=lit(0))))
+        fix = exp.And(this=inexact, expression=differ)
+        return exp.Case().when(fix, exp.Sub(this=q.copy(), expression=lit(1)), copy=False).else_(q, copy=False)
 
     def expr(self, e: Expr) -> exp.Expression:
         if isinstance(e, Column):
@@ -198,10 +217,7 @@ class SqlLowering:
         if op == "%":
             return self.pymod(a, self.nonzero(b))
         if op == "//":
-            b = self.nonzero(b)
-            exact = exp.Sub(this=a, expression=paren(self.pymod(a, b)))  # a multiple of b
-            # Integer division: exact here, and no float rounding above 2**53.
-            return exp.IntDiv(this=paren(exact), expression=b)
+            return self.floordiv(a, self.nonzero(b))
         cls = {
             "+": exp.Add, "-": exp.Sub, "*": exp.Mul, "=": exp.EQ, "!=": exp.NEQ, "<": exp.LT,
             "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE, "AND": exp.And, "OR": exp.Or,

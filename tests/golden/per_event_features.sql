@@ -17,9 +17,9 @@ WITH "t0" AS (
     "ts",
     (
       (
-        "cc_num" % NULLIF(4, 0)
-      ) + NULLIF(4, 0)
-    ) % NULLIF(4, 0) AS "bucket_spread_30m__key_bucket"
+        "cc_num" % 4
+      ) + 4
+    ) % 4 AS "bucket_spread_30m__key_bucket"
   FROM "t0"
 ), "t2" AS (
   SELECT
