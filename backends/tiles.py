@@ -124,7 +124,7 @@ class TiledWindows:
             value = low.cast(values[a.name], a.dtype)
             if keys:  # a NULL key is no entity: NULL, as for every window aggregate
                 any_null = _or(*[exp.Is(this=col(k, "i"), expression=exp.Null()) for k in keys])
-                value = exp.Case().when(any_null, low.cast(exp.Null(), a.dtype), copy=False).else_(value, copy=False)
+                value = exp.Case().when(any_null, exp.Null(), copy=False).else_(value, copy=False)
             cols.append(exp.alias_(value, ident(a.name), copy=False))
         q = exp.select(*cols).from_(exp.Table(this=ident(rows)).as_(ident("i")), copy=False)
         for cte, alias, kind, on in joins:

@@ -26,7 +26,7 @@ WITH "t0" AS (
     *,
     CASE
       WHEN "cc_num" IS NULL OR "merchant" IS NULL
-      THEN CAST(NULL AS DOUBLE)
+      THEN NULL
       ELSE AVG("amt") OVER "w0"
     END AS "average_amount_by_merchant_1d"
   FROM "t1"
@@ -40,7 +40,7 @@ WITH "t0" AS (
     *,
     CASE
       WHEN "account_id" IS NULL
-      THEN CAST(NULL AS DOUBLE)
+      THEN NULL
       ELSE CAST(SUM(
         CASE
           WHEN (
@@ -65,7 +65,7 @@ WITH "t0" AS (
     *,
     CASE
       WHEN "bucket_spread_30m__key_bucket" IS NULL
-      THEN CAST(NULL AS DOUBLE)
+      THEN NULL
       ELSE STDDEV_SAMP("amt") OVER "w0"
     END AS "bucket_spread_30m"
   FROM "t3"
@@ -79,7 +79,7 @@ WITH "t0" AS (
     *,
     CASE
       WHEN "account_id" IS NULL
-      THEN CAST(NULL AS TEXT)
+      THEN NULL
       ELSE ARG_MIN(
         "merchant",
         CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END
@@ -87,7 +87,7 @@ WITH "t0" AS (
     END AS "merchant_history_2h_first",
     CASE
       WHEN "account_id" IS NULL
-      THEN CAST(NULL AS TEXT)
+      THEN NULL
       ELSE ARG_MAX(
         "merchant",
         CASE WHEN NOT "merchant" IS NULL THEN {'f0': "ts", 'f1': "merchant"} END

@@ -12,7 +12,7 @@ WITH `t0` AS (
     *,
     CASE
       WHEN `account_id` IS NULL
-      THEN CAST(NULL AS BIGINT)
+      THEN NULL
       ELSE COUNT(CASE WHEN `status` = 'failed' THEN 1 END) OVER `w0`
     END AS `failed_count_1h`
   FROM `t0`
