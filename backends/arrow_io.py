@@ -7,8 +7,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from relplan.ir.errors import DataError, RelplanError
-from relplan.ir.nodes import Source
+from relplan.ir.errors import DataError, EngineError, RelplanError
+from relplan.ir.nodes import Sink, Source
 from relplan.ir.types import from_arrow
 
 
@@ -70,3 +70,14 @@ def conform_table(source: Source, value: Any) -> pa.Table:
                 f"{arrays[-1].null_count} NULL value(s); every event needs a time"
             )
     return pa.Table.from_arrays(arrays, schema=source.columns.to_arrow())
+
+
+def in_ir_types(result: pa.Table | None, sink: Sink, engine: str) -> pa.Table:
+    """An engine's result for ``sink`` cast to the output's IR types (None: no rows)."""
+    target = sink.schema.to_arrow()
+    if result is None:
+        return target.empty_table()
+    try:
+        return result.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:  # e.g. an Int64 out of range
+        raise EngineError(f"{engine}'s result for output {sink.name!r} does not fit its IR types: {e}") from e

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from sqlglot import exp
 
+from relplan.backends.arrow_io import in_ir_types
 from relplan.backends.sql import SqlLowering
 from relplan.backends.tiles import TiledWindows
 from relplan.ir import types as T
@@ -73,10 +74,7 @@ class DuckDBBackend:
                     result = con.sql(sql).to_arrow_table()
                 except duckdb.Error as e:
                     raise EngineError(f"DuckDB failed on output {s.name!r}: {e}\nSQL:\n{sql}") from e
-                try:
-                    out[s.name] = result.cast(s.schema.to_arrow())
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:  # e.g. an Int64 out of range
-                    raise EngineError(f"DuckDB's result for output {s.name!r} does not fit its IR types: {e}") from e
+                out[s.name] = in_ir_types(result, s, "DuckDB")
             return out
         finally:
             for name in registered:

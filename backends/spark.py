@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlglot import exp
 
+from relplan.backends.arrow_io import in_ir_types
 from relplan.backends.sql import SqlLowering, lit
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
@@ -76,9 +77,7 @@ class SparkLowering(SqlLowering):
     def exact_mean(self, a: AggCall, over: Any = None) -> exp.Expression:
         """mean of Int64 as DuckDB computes it: an exact sum (DECIMAL(38,0); Spark's AVG
         of BIGINT adds DOUBLEs) over the count, rounded once. ``over``: exp.Window args."""
-        value = self.expr(a.arg)  # type: ignore[arg-type]
-        if a.filter is not None:
-            value = exp.Case().when(self.expr(a.filter), value, copy=False)
+        value = self.masked(a.arg, a.filter)
         decimal = exp.DataType.build("DECIMAL(38, 0)")
         total: exp.Expression = exp.Sum(this=exp.Cast(this=value, to=decimal))
         count: exp.Expression = exp.Count(this=value.copy())
@@ -96,9 +95,7 @@ class SparkLowering(SqlLowering):
             return self.exact_mean(a, window)
         if a.func == "count_distinct":
             # Spark refuses DISTINCT in a window; COLLECT_SET skips NULLs as COUNT(DISTINCT) does.
-            value = self.expr(a.arg)  # type: ignore[arg-type]
-            if a.filter is not None:
-                value = exp.Case().when(self.expr(a.filter), value, copy=False)
+            value = self.masked(a.arg, a.filter)
             distinct = exp.Window(this=exp.Anonymous(this="COLLECT_SET", expressions=[value]), **window)
             return exp.ArraySize(this=distinct)
         return super().over(a, **window)
@@ -203,11 +200,7 @@ class SparkBackend:
                     result = _collect_arrow(spark.sql(sql))
                 except Exception as e:  # AnalysisException, Py4JJavaError, ...: the engine's own words
                     raise EngineError(f"Spark failed on output {s.name!r}: {spark_message(e)}\nSQL:\n{sql}") from e
-                target = s.schema.to_arrow()
-                try:
-                    out[s.name] = target.empty_table() if result is None else result.cast(target)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                    raise EngineError(f"Spark's result for output {s.name!r} does not fit its IR types: {e}") from e
+                out[s.name] = in_ir_types(result, s, "Spark")
             return out
         finally:
             for view in views.values():

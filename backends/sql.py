@@ -54,6 +54,26 @@ def lit(n: int) -> exp.Literal:
     return exp.Literal.number(n)
 
 
+def all_of(conds: list[exp.Expression]) -> exp.Expression:
+    """``c1 AND c2 AND ...`` (one condition: itself)."""
+    out = conds[0]
+    for c in conds[1:]:
+        out = exp.And(this=out, expression=c)
+    return out
+
+
+def any_of(conds: list[exp.Expression]) -> exp.Expression:
+    out = conds[0]
+    for c in conds[1:]:
+        out = exp.Or(this=out, expression=c)
+    return out
+
+
+def any_key_null(keys: tuple[str, ...] | list[str], table: str | None = None) -> exp.Expression:
+    """Some key is NULL: the row is no entity."""
+    return any_of([exp.Is(this=col(k, table), expression=exp.Null()) for k in keys])
+
+
 def paren(e: exp.Expression) -> exp.Expression:
     # sqlglot's AND/OR are Funcs too, yet operators: NOT (a AND b) must keep its parentheses
     atomic = isinstance(e, (exp.Column, exp.Literal, exp.Paren, exp.Null, exp.Boolean, exp.Func))
@@ -262,6 +282,11 @@ class SqlLowering:
             raise UnsupportedError(f"aggregate {f!r} is not supported by the {self.engine} backend")
         return out
 
+    def masked(self, arg: Expr | None, cond: Expr | None) -> exp.Expression:
+        """An aggregate's argument (1 for counting rows), NULL where its filter drops the row."""
+        value = self.expr(arg) if arg is not None else lit(1)
+        return value if cond is None else exp.Case().when(self.expr(cond), value, copy=False)
+
     def over(self, a: AggCall, **window: exp.Expression | list[exp.Expression]) -> exp.Expression:
         """``a`` computed over a window (``window``: exp.Window's arguments, here a named window)."""
         return exp.Window(this=self.agg(a), **window)
@@ -326,11 +351,7 @@ class SqlLowering:
         raise UnsupportedError(f"{n.kind} is not supported by the {self.engine} backend")
 
     def keys_present(self, keys: tuple[str, ...]) -> exp.Expression:
-        conds = [exp.Not(this=exp.Is(this=col(k), expression=exp.Null())) for k in keys]
-        out = conds[0]
-        for c in conds[1:]:
-            out = exp.And(this=out, expression=c)
-        return out
+        return all_of([exp.Not(this=exp.Is(this=col(k), expression=exp.Null())) for k in keys])
 
     def frame(self, f: Frame) -> exp.WindowSpec:
         """Integer RANGE bounds over epoch microseconds; exclusive edges move by 1us."""
@@ -363,13 +384,9 @@ class SqlLowering:
                 name = windows.setdefault(frame, f"w{len(windows)}")
                 value = self.typed_agg(a, self.over(a, alias=ident(name), over="OVER"))
             if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
-                nulls = [exp.Is(this=col(k), expression=exp.Null()) for k in n.keys]
-                any_null = nulls[0]
-                for c in nulls[1:]:
-                    any_null = exp.Or(this=any_null, expression=c)
                 # A bare NULL: the CASE takes the ELSE branch's type, and a thousand
                 # CAST(NULL AS ...) were a third of the time sqlglot took to emit Spark SQL.
-                value = exp.Case().when(any_null, exp.Null(), copy=False).else_(value, copy=False)
+                value = exp.Case().when(any_key_null(n.keys), exp.Null(), copy=False).else_(value, copy=False)
             cols.append(exp.alias_(value, ident(a.name), copy=False))
         q = exp.select(*cols).from_(ident(src), copy=False)
         if windows:
@@ -415,10 +432,7 @@ class SqlLowering:
         return ctes
 
     def join(self, n: Join, left: str, right: str) -> exp.Select:
-        cond: exp.Expression | None = None
-        for lk, rk in n.on:
-            eq = exp.EQ(this=col(lk, "l"), expression=col(rk, "r"))
-            cond = eq if cond is None else exp.And(this=cond, expression=eq)
+        cond = all_of([exp.EQ(this=col(lk, "l"), expression=col(rk, "r")) for lk, rk in n.on]) if n.on else None
         kind = {"inner": "inner", "left": "left", "right": "right", "full": "full outer"}[n.how]
         return (
             exp.select(*[col(f.name, "l") for f in n.left.schema], *[col(f.name, "r") for f in n.right.schema])

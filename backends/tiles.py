@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
-from relplan.backends.sql import col, ident, lit
+from relplan.backends.sql import all_of, any_key_null, col, ident, lit
 from relplan.ir.aggregates import AggCall
+from relplan.ir.expr import Expr
 from relplan.ir.nodes import WindowAggregate
 from relplan.ir.windows import Frame
 
@@ -52,20 +53,6 @@ _PARTIALS: dict[str, tuple[tuple[str, type[exp.Expression]], ...]] = {
 }
 # How values of a partial over parts combine into its value over their union.
 _COMBINE: dict[str, type[exp.Expression]] = {"count": exp.Sum, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
-
-
-def _and(*conds: exp.Expression) -> exp.Expression:
-    out = conds[0]
-    for c in conds[1:]:
-        out = exp.And(this=out, expression=c)
-    return out
-
-
-def _or(*conds: exp.Expression) -> exp.Expression:
-    out = conds[0]
-    for c in conds[1:]:
-        out = exp.Or(this=out, expression=c)
-    return out
 
 
 def _window(e: exp.Expression, partition: list[str], order: str, kind: str, start: object, end: object) -> exp.Window:
@@ -123,8 +110,7 @@ class TiledWindows:
                 continue
             value = low.cast(values[a.name], a.dtype)
             if keys:  # a NULL key is no entity: NULL, as for every window aggregate
-                any_null = _or(*[exp.Is(this=col(k, "i"), expression=exp.Null()) for k in keys])
-                value = exp.Case().when(any_null, exp.Null(), copy=False).else_(value, copy=False)
+                value = exp.Case().when(any_key_null(keys, "i"), exp.Null(), copy=False).else_(value, copy=False)
             cols.append(exp.alias_(value, ident(a.name), copy=False))
         q = exp.select(*cols).from_(exp.Table(this=ident(rows)).as_(ident("i")), copy=False)
         for cte, alias, kind, on in joins:
@@ -145,13 +131,10 @@ class TiledWindows:
         tile = f"__rp_tile{g}"
 
         # Each distinct (argument, filter) once, masked: NULL where the filter drops the row.
-        args: dict[tuple[object, object], int] = {}
+        args: dict[tuple[Expr | None, Expr | None], int] = {}
         for a in aggs:
             args.setdefault((a.arg, a.filter), len(args))
-        masked = []
-        for arg, cond in args:
-            value = low.expr(arg) if arg is not None else lit(1)  # type: ignore[arg-type]
-            masked.append(value if cond is None else exp.Case().when(low.expr(cond), value, copy=False))  # type: ignore[arg-type]
+        masked = [low.masked(arg, cond) for arg, cond in args]
         # Each distinct (argument, partial) once: __rp_p<g>_<p> names it in every CTE.
         partials: dict[tuple[int, str], int] = {}
         for a in aggs:
@@ -220,15 +203,15 @@ class TiledWindows:
 
         x, f = f"x{g}", f"f{g}"
         # The head: the suffix at the first time of tile T - w after t - w (none: empty).
-        head_on = _and(
+        head_on = all_of([
             *[exp.EQ(this=col(key, "i"), expression=col(key, x)) for key in keys],
             exp.EQ(this=exp.Sub(this=col(tile, "i"), expression=lit(w)), expression=col(tile, x)),
             exp.LT(this=exp.Sub(this=col(US, "i"), expression=lit(w)), expression=col(US, x)),
-        )
-        full_on = _and(
+        ])
+        full_on = all_of([
             *[exp.EQ(this=col(key, "i"), expression=col(key, f)) for key in keys],
             exp.EQ(this=col(tile, "i"), expression=col(tile, f)),
-        )
+        ])
 
         def value_of(a: AggCall, partial: str) -> exp.Expression:
             """``partial`` of ``a``'s argument over the whole frame: tail + full tiles + head."""
@@ -248,7 +231,7 @@ class TiledWindows:
             )
             if partial == "count":
                 return total  # 0 when every part is empty
-            empty = _and(*[exp.Is(this=c.copy(), expression=exp.Null()) for c in (tail, full, head)])
+            empty = all_of([exp.Is(this=c.copy(), expression=exp.Null()) for c in (tail, full, head)])
             return exp.Case().when(empty, exp.Null(), copy=False).else_(total, copy=False)  # a sum: NULL when empty
 
         values: dict[str, exp.Expression] = {}

@@ -181,7 +181,6 @@ def test_a_named_table_reads_nan_as_null_and_refuses_null_times(spark: Any, tmp_
     table = payments(6).set_column(1, "amount", pa.array([1.0, float("nan"), 2.0, None, 4.0, 8.0]))
     spark_df(spark, table, tmp_path).createOrReplaceTempView("payments_nan")
     nulls = payments(3).set_column(3, "ts", pa.array([T0, None, T0], pa.timestamp("us", "UTC")))
-    spark.read.parquet(str(tmp_path / "input.parquet"))  # (the file above stays readable)
     (tmp_path / "n").mkdir()
     spark_df(spark, nulls, tmp_path / "n").createOrReplaceTempView("payments_null_time")
     try:
