@@ -6,15 +6,16 @@ from typing import Any
 
 from relplan.ir.errors import RelplanError
 
-ENGINES = ("duckdb", "spark", "reference")
+ENGINES = ("duckdb", "spark", "flink", "reference")
 
 
 def get_backend(engine: str, **options: Any) -> Any:
     """The backend for ``engine``; options go to its constructor.
 
     "duckdb" (embedded, the default), "spark" (pyspark: a local session, or pass
-    ``session=``) and "reference" (the IR run directly in Python: slow, obviously
-    correct, the tests' oracle).
+    ``session=``), "flink" (PyFlink: ``mode="batch"`` or ``"streaming"``, a local
+    mini-cluster or pass ``table_env=``) and "reference" (the IR run directly in
+    Python: slow, obviously correct, the tests' oracle).
     """
     if engine == "duckdb":
         from relplan.backends.duckdb import DuckDBBackend
@@ -29,5 +30,7 @@ def get_backend(engine: str, **options: Any) -> Any:
 
         return ReferenceBackend(**options)
     if engine == "flink":
-        raise RelplanError("engine 'flink' is not available in this version of relplan; use 'duckdb' or 'spark'")
+        from relplan.backends.flink import FlinkBackend
+
+        return FlinkBackend(**options)
     raise RelplanError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")

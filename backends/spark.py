@@ -74,17 +74,6 @@ class SparkLowering(SqlLowering):
             return self.cast(super().expr(e.operand), e.dtype)
         return super().expr(e)
 
-    def exact_mean(self, a: AggCall, over: Any = None) -> exp.Expression:
-        """mean of Int64 as DuckDB computes it: an exact sum (DECIMAL(38,0); Spark's AVG
-        of BIGINT adds DOUBLEs) over the count, rounded once. ``over``: exp.Window args."""
-        value = self.masked(a.arg, a.filter)
-        decimal = exp.DataType.build("DECIMAL(38, 0)")
-        total: exp.Expression = exp.Sum(this=exp.Cast(this=value, to=decimal))
-        count: exp.Expression = exp.Count(this=value.copy())
-        if over is not None:
-            total, count = exp.Window(this=total, **over), exp.Window(this=count, **over)
-        return exp.Div(this=self.cast(total, T.Float64), expression=exp.Nullif(this=count, expression=lit(0)))
-
     def agg(self, a: AggCall) -> exp.Expression:
         if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
             return self.exact_mean(a)

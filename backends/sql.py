@@ -39,8 +39,6 @@ from relplan.ir.nodes import (
 )
 from relplan.ir.windows import Frame
 
-_WS = "__window_start_us"
-
 
 def ident(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
@@ -84,6 +82,7 @@ class SqlLowering:
     """Lower a plan's sinks to sqlglot SELECTs; subclass per engine."""
 
     dialect: ClassVar[str] = "duckdb"
+    WS: ClassVar[str] = "__window_start_us"  # a hopping window's start, epoch microseconds
     engine: ClassVar[str] = "sql"
     # sqlglot type enums, rendered by each dialect in its own spelling.
     TYPES: ClassVar[dict[str, exp.DataType.Type]] = {
@@ -100,6 +99,11 @@ class SqlLowering:
 
     def __init__(self, table_names: dict[str, str] | None = None) -> None:
         self.table_names = table_names or {}
+
+    @property
+    def variant(self) -> object:
+        """What, besides a node, decides its SQL text here (the caches' keys start with it)."""
+        return type(self)
 
     # ---- engine hooks -------------------------------------------------------
     def epoch_us(self, e: exp.Expression) -> exp.Expression:
@@ -291,6 +295,18 @@ class SqlLowering:
         """``a`` computed over a window (``window``: exp.Window's arguments, here a named window)."""
         return exp.Window(this=self.agg(a), **window)
 
+    def exact_mean(self, a: AggCall, over: Any = None) -> exp.Expression:
+        """mean of Int64 as DuckDB computes it: an exact sum (DECIMAL(38,0)) over the count,
+        rounded once, for engines whose AVG(BIGINT) adds DOUBLEs (Spark) or truncates to
+        BIGINT (Flink). ``over``: exp.Window's arguments, for a window."""
+        value = self.masked(a.arg, a.filter)
+        decimal = exp.DataType.build("DECIMAL(38, 0)")
+        total: exp.Expression = exp.Sum(this=exp.Cast(this=value, to=decimal))
+        count: exp.Expression = exp.Count(this=value.copy())
+        if over is not None:
+            total, count = exp.Window(this=total, **over), exp.Window(this=count, **over)
+        return exp.Div(this=self.cast(total, T.Float64), expression=exp.Nullif(this=count, expression=lit(0)))
+
     # ---- nodes ----------------------------------------------------------------
     def check_supported(self, n: Node) -> None:
         for kind, reason in self.UNSUPPORTED.items():
@@ -369,12 +385,20 @@ class SqlLowering:
         tiled lowering override this; here a frame's ``tile`` is ignored (same rows)."""
         return [(f"t{k}", self.window_aggregate(n, src))]
 
-    def window_aggregate(self, n: WindowAggregate, src: str) -> exp.Select:
+    def window_order(self, order: exp.Expression) -> exp.Expression:
+        """The ORDER BY of a frame: epoch microseconds, so frames are integer RANGEs."""
+        return self.epoch_us(order)
+
+    def window_aggregate(
+        self, n: WindowAggregate, src: str, windows_: tuple[tuple[Frame, tuple[AggCall, ...]], ...] | None = None
+    ) -> exp.Select:
         """``SELECT *, agg OVER w<i> ... WINDOW w<i> AS (...)``: one named window per frame
-        (the SQL stays short, and so does emitting it for a thousand features)."""
+        (the SQL stays short, and so does emitting it for a thousand features).
+        ``windows_``: a part of ``n.windows`` (default all of it)."""
         cols: list[exp.Expression] = [exp.Star()]
         windows: dict[Frame, str] = {}
-        for frame, a in n.calls:
+        calls = n.calls if windows_ is None else [(f, a) for f, aggs in windows_ for a in aggs]
+        for frame, a in calls:
             if _holds_no_time(frame):
                 # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its
                 # end; the aggregate over no rows is 0 for a count, NULL otherwise.
@@ -394,7 +418,7 @@ class SqlLowering:
                 exp.Window(
                     this=ident(name),
                     partition_by=[col(k) for k in n.keys],
-                    order=exp.Order(expressions=[exp.Ordered(this=self.epoch_us(col(n.order)))]),
+                    order=exp.Order(expressions=[exp.Ordered(this=self.window_order(col(n.order)))]),
                     spec=self.frame(frame),
                 )
                 for frame, name in windows.items()
@@ -410,18 +434,17 @@ class SqlLowering:
         base = exp.select("*").from_(ident(src), copy=False).where(self.keys_present((*n.keys, n.time)), copy=False)
         ctes: list[tuple[str, exp.Expression]] = []
         if w.is_tumbling:
-            ctes.append((starts_name, base.select(exp.alias_(last, ident(_WS), copy=False))))
+            ctes.append((starts_name, base.select(exp.alias_(last, ident(self.WS), copy=False))))
         else:
             # Every start s = j * slide with e - size < s <= e; generate a superset, then trim.
             span = -(-w.size // w.slide) * w.slide
-            first = exp.Sub(this=paren(last), expression=lit(span))
-            ctes.append((f"t{k}", base.select(exp.alias_(self.hop_starts(last, first, w.slide), ident(_WS), copy=False))))
+            ctes.append((f"t{k}", self.hop_start_rows(base, last, span, w.slide)))
             starts_name = f"t{k + 1}"
             trimmed = exp.select("*").from_(ident(f"t{k}"), copy=False).where(
-                exp.GT(this=exp.Add(this=col(_WS), expression=lit(w.size)), expression=self.epoch_us(col(n.time)))
+                exp.GT(this=exp.Add(this=col(self.WS), expression=lit(w.size)), expression=self.epoch_us(col(n.time)))
             )
             ctes.append((starts_name, trimmed))
-        ws = col(_WS)
+        ws = col(self.WS)
         q = exp.select(
             *[col(key) for key in n.keys],
             exp.alias_(self.from_epoch_us(ws), ident(WINDOW_START), copy=False),
@@ -430,6 +453,11 @@ class SqlLowering:
         ).from_(ident(starts_name), copy=False).group_by(*[col(key) for key in n.keys], ws, copy=False)
         ctes.append((f"t{k + len(ctes)}", q))
         return ctes
+
+    def hop_start_rows(self, base: exp.Select, last: exp.Expression, span: int, slide: int) -> exp.Select:
+        """``base``'s rows, each once per window start last - span, ..., last (in ``WS``)."""
+        first = exp.Sub(this=paren(last), expression=lit(span))
+        return base.select(exp.alias_(self.hop_starts(last, first, slide), ident(self.WS), copy=False))
 
     def join(self, n: Join, left: str, right: str) -> exp.Select:
         cond = all_of([exp.EQ(this=col(lk, "l"), expression=col(rk, "r")) for lk, rk in n.on]) if n.on else None
@@ -442,7 +470,7 @@ class SqlLowering:
 
     def render(self, sink: Sink, *, pretty: bool = True) -> str:
         """The SQL of one output; outputs seen before come from a cache (they are values)."""
-        key = (type(self), tuple(sorted(self.table_names.items())), sink, pretty)
+        key = (self.variant, tuple(sorted(self.table_names.items())), sink, pretty)
         sql = _RENDERED.get(key)
         if sql is None:
             sql = _bounded_put(_RENDERED, key, self.render_ctes(sink, pretty), _RENDERED_MAX)
@@ -465,7 +493,7 @@ class SqlLowering:
             # changed feature keeps its text. A source's text (the one place a table
             # name appears) is cheap and not cached: table names may change every run.
             local = (type(n), n._own_values(), tuple(i.schema for i in n.inputs))
-            key = (type(self), local, ins, len(parts), pretty)
+            key = (self.variant, local, ins, len(parts), pretty)
             texts = None if isinstance(n, Source) else _CTE_TEXT.get(key)
             if texts is None:
                 self.check_supported(n)

@@ -65,13 +65,14 @@ BASES_US = (0, -86_400 * SECOND, ref.to_us(dt.datetime(2024, 1, 1, tzinfo=UTC)))
 
 
 @st.composite
-def timestamps(draw: st.DrawFn, base_us: int, first: int, steps: int) -> dt.datetime:
-    """One of ``steps`` grid points from base + first * STEP (+-1us); now and then anywhere near."""
+def timestamps(draw: st.DrawFn, base_us: int, first: int, steps: int, unit_us: int = 1) -> dt.datetime:
+    """One of ``steps`` grid points from base + first * STEP (+-1 unit); now and then
+    anywhere near. Times are whole ``unit_us`` (Flink streaming: milliseconds)."""
     if draw(st.integers(0, 9)) == 0:
-        us = base_us + draw(st.integers(first * STEP, (first + steps) * STEP))
+        us = base_us + draw(st.integers(first * STEP // unit_us, (first + steps) * STEP // unit_us)) * unit_us
     else:
         step = draw(st.integers(first, first + steps - 1))
-        us = base_us + step * STEP + draw(st.sampled_from((0, 0, 0, -1, 1)))
+        us = base_us + step * STEP + draw(st.sampled_from((0, 0, 0, -1, 1))) * unit_us
     return ref.from_us(us)
 
 
@@ -90,9 +91,11 @@ bools = st.booleans()
 
 
 @st.composite
-def event_rows(draw: st.DrawFn, max_rows: int = 24) -> list[dict[str, Any]]:
-    """Rows of ``Events``; possibly none."""
-    base = draw(st.sampled_from(BASES_US))
+def event_rows(
+    draw: st.DrawFn, max_rows: int = 24, unit_us: int = 1, bases: tuple[int, ...] = BASES_US
+) -> list[dict[str, Any]]:
+    """Rows of ``Events``; possibly none; times in whole ``unit_us`` around one of ``bases``."""
+    base = draw(st.sampled_from(bases))
     int_scale = draw(st.sampled_from((1, 2**32)))  # extreme magnitudes, exact sums
     float_scale = draw(st.sampled_from((1.0, 2.0**36, 2.0**-12)))
     null_rate = draw(st.sampled_from((0, 5, 20, 50)))  # percent
@@ -114,7 +117,7 @@ def event_rows(draw: st.DrawFn, max_rows: int = 24) -> list[dict[str, Any]]:
             "x": None if x is None else x * float_scale,
             "s": maybe(strings),
             "b": maybe(bools),
-            "ts": draw(timestamps(base, first, steps)),
+            "ts": draw(timestamps(base, first, steps, unit_us)),
         })
     if rows and draw(st.booleans()):  # exact duplicates of a row: same key, same time
         rows += [dict(r) for r in draw(st.lists(st.sampled_from(rows), max_size=3))]
@@ -282,30 +285,41 @@ per_window_windows = st.one_of(
 )
 
 
+# Which aggregates a window may take (default: all): an engine's limits, e.g. Flink's.
+FuncsFor = Callable[[tuple[str, ...]], tuple[str, ...]]
+
+
+def all_funcs(window: tuple[str, ...]) -> tuple[str, ...]:
+    return ref.AGG_FUNCS
+
+
 @st.composite
-def aggregate_calls(draw: st.DrawFn) -> tuple[str, str | None]:
-    func = draw(st.sampled_from(ref.AGG_FUNCS))
+def aggregate_calls(draw: st.DrawFn, funcs: tuple[str, ...] = ref.AGG_FUNCS) -> tuple[str, str | None]:
+    func = draw(st.sampled_from(funcs))
     return func, draw(st.sampled_from(COLUMNS_FOR[func]))
 
 
 @st.composite
-def feature_specs(draw: st.DrawFn, window: st.SearchStrategy[tuple[str, ...]] = windows) -> FeatureSpec:
+def feature_specs(
+    draw: st.DrawFn, window: st.SearchStrategy[tuple[str, ...]] = windows, funcs_for: FuncsFor = all_funcs
+) -> FeatureSpec:
     keys = draw(st.sampled_from(KEYS))
     mask = draw(st.sampled_from(tuple(MASKS)))
     w = draw(window)
+    funcs = funcs_for(w)
     if draw(st.booleans()):
-        func, column = draw(aggregate_calls())
+        func, column = draw(aggregate_calls(funcs))
         aggs: tuple[tuple[str | None, str, str | None], ...] = ((None, func, column),)
     else:
-        calls = draw(st.lists(aggregate_calls(), min_size=1, max_size=4))
+        calls = draw(st.lists(aggregate_calls(funcs), min_size=1, max_size=4))
         aggs = tuple((f"a{i}", f, c) for i, (f, c) in enumerate(calls))
     return FeatureSpec(keys, mask, w, aggs)
 
 
 def feature_spec_lists(
-    window: st.SearchStrategy[tuple[str, ...]] = windows, max_size: int = 3
+    window: st.SearchStrategy[tuple[str, ...]] = windows, max_size: int = 3, funcs_for: FuncsFor = all_funcs
 ) -> st.SearchStrategy[list[FeatureSpec]]:
-    return st.lists(feature_specs(window), min_size=1, max_size=max_size)
+    return st.lists(feature_specs(window, funcs_for), min_size=1, max_size=max_size)
 
 
 # ---- running features on an engine and checking them against the reference ------

@@ -1,0 +1,562 @@
+"""Flink: IR -> Flink SQL (relplan's own sqlglot dialect), run on PyFlink.
+
+One plan becomes one script a user can hand to Flink's SQL client as it is:
+``SET`` options, a ``CREATE TABLE`` per source (the event-time column with a
+``WATERMARK``) and per output, and the ``INSERT INTO`` statements (a ``STATEMENT
+SET`` when there are several outputs: one job). Two execution modes:
+
+- **batch**: bounded inputs, every event counted. Flink's batch OVER windows
+  cannot RANGE over a TIMESTAMP (FLINK-25802: accepted by the planner, fails at run
+  time), so frames range over epoch microseconds, as on the other engines.
+- **streaming**: OVER windows ``RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT
+  ROW`` on the event-time attribute (TIMESTAMP(3): Flink's event time has
+  millisecond precision), one frame per SELECT (Flink computes every OVER aggregate
+  of a SELECT on one window), tumbling and hopping windows through the TUMBLE and HOP
+  window table-valued functions. The watermark trails the largest event time seen by
+  the source's declared lateness plus 1 ms, emitted on every event: an event at or
+  below the watermark when it arrives is late, and Flink's OVER and window
+  aggregates drop it (it gets no output row and is counted nowhere). An event out of
+  order by at most the lateness is counted exactly as in batch mode.
+
+Runs go through PyFlink on a local mini-cluster (one per mode per process, started
+on first use; parallelism 1, heap capped by ``JVM_ARGS``, default ``-Xmx1g``), or on
+a ``TableEnvironment`` you pass. Inputs are written as JSON lines (the connector
+formats the PyPI package ships are CSV and JSON; JSON keeps NULL apart from '') and
+read by the filesystem connector; outputs come back through a filesystem sink read
+with Python's json and returned as Arrow in the IR's types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from relplan.backends import flink_dialect as fd
+from relplan.backends.arrow_io import in_ir_types
+from relplan.backends.sql import SqlLowering, all_of, col, ident, lit, paren
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import DataError, EngineError, RelplanError, UnsupportedError
+from relplan.ir.expr import Cast, Expr
+from relplan.ir.graph import walk
+from relplan.ir.nodes import WINDOW_END, WINDOW_START, Aggregate, Join, Node, Sink, Source, TimeWindowAggregate, WindowAggregate
+from relplan.ir.windows import Frame, format_duration
+
+MODES = ("batch", "streaming")
+_MS = 1000  # microseconds
+_HOP_I = "__hop_i"
+
+def _script_options(mode: str) -> dict[str, str]:
+    """Options every script runs under: the mode; instants in UTC (TO_TIMESTAMP_LTZ
+    reads the session zone); in streaming, a watermark after every event (interval 0),
+    so that which events are late depends on the input's order alone, not on timing."""
+    options = {"execution.runtime-mode": mode, "table.local-time-zone": "UTC"}
+    if mode == "streaming":
+        options["pipeline.auto-watermark-interval"] = "0"
+    return options
+
+
+def filesystem_options(path: str, *, format: str = "json") -> dict[str, str]:
+    """WITH options of a filesystem table (the connector the PyPI package ships)."""
+    opts = {"connector": "filesystem", "path": path, "format": format}
+    if format == "json":
+        opts["json.timestamp-format.standard"] = "SQL"
+    return opts
+
+
+def kafka_options(
+    topic: str, bootstrap_servers: str, *, format: str = "json", group_id: str | None = None,
+    startup_mode: str = "earliest-offset",
+) -> dict[str, str]:
+    """WITH options of a Kafka table (needs the Kafka connector jar on the cluster)."""
+    opts = {
+        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": bootstrap_servers,
+        "format": format, "scan.startup.mode": startup_mode,
+    }
+    if group_id:
+        opts["properties.group.id"] = group_id
+    if format == "json":
+        opts["json.timestamp-format.standard"] = "SQL"
+    return opts
+
+
+class FlinkLowering(SqlLowering):
+    dialect = "flink"
+    engine = "flink"
+    # COUNT and SUM(BIGINT) are BIGINT, mean and var of DOUBLE are DOUBLE.
+    NATIVE_RESULT: ClassVar[frozenset[str]] = frozenset({"count", "count_distinct", "sum", "mean", "min", "max", "var", "std"})
+
+    def __init__(self, table_names: dict[str, str] | None = None, mode: str = "batch") -> None:
+        super().__init__(table_names)
+        if mode not in MODES:
+            raise RelplanError(f"Flink mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+
+    @property
+    def variant(self) -> tuple[object, ...]:
+        return (type(self), self.mode)
+
+    @property
+    def streaming(self) -> bool:
+        return self.mode == "streaming"
+
+    # ---- types and expressions ---------------------------------------------
+    def dtype(self, t: T.DataType) -> exp.DataType:
+        if t == T.Timestamp:
+            return timestamp_type(6)
+        return super().dtype(t)
+
+    def epoch_us(self, e: exp.Expression) -> exp.Expression:
+        # EXTRACT(EPOCH) truncates toward zero and EXTRACT(MICROSECOND) follows its
+        # sign (1969-12-31 23:59:59.999999 is 0 and -1), so the sum is exact both sides of 1970.
+        secs = exp.Extract(this=exp.var("EPOCH"), expression=e)
+        micros = exp.Extract(this=exp.var("MICROSECOND"), expression=e.copy())
+        return paren(exp.Add(this=exp.Mul(this=secs, expression=lit(1_000_000)), expression=micros))
+
+    def from_epoch_us(self, e: exp.Expression) -> exp.Expression:
+        # An instant, shown in the session zone (UTC, set by every script), as TIMESTAMP(6).
+        return exp.Cast(this=exp.Anonymous(this="TO_TIMESTAMP_LTZ", expressions=[e, lit(6)]), to=timestamp_type(6))
+
+    def timestamp_literal(self, v: dt.datetime) -> exp.Expression:
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return super().timestamp_literal(v)
+
+    def literal(self, lit_: Any) -> exp.Expression:
+        v = lit_.value
+        if isinstance(v, float) and math.isinf(v):  # Java's spelling; 'inf' is no DOUBLE to Flink
+            return self.cast(exp.Literal.string("Infinity" if v > 0 else "-Infinity"), T.Float64)
+        return super().literal(lit_)
+
+    def expr(self, e: Expr) -> exp.Expression:
+        if isinstance(e, Cast) and e.operand.dtype == T.Float64 and e.dtype == T.Int64:
+            # Flink's CAST(DOUBLE AS BIGINT) truncates toward zero, as Python's int().
+            return self.cast(super().expr(e.operand), e.dtype)
+        return super().expr(e)
+
+    def arg_extreme(self, largest: bool, value: exp.Expression, key: exp.Expression) -> exp.Expression:
+        raise UnsupportedError(
+            "first/last are not supported by the flink backend: Flink SQL has no ARG_MIN/ARG_MAX, "
+            "and FIRST_VALUE/LAST_VALUE follow arrival order, not event time"
+        )
+
+    def agg(self, a: AggCall) -> exp.Expression:
+        if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
+            return self.exact_mean(a)  # AVG(BIGINT) is a truncated BIGINT in Flink
+        return super().agg(a)
+
+    def over(self, a: AggCall, **window: exp.Expression | list[exp.Expression]) -> exp.Expression:
+        if a.func == "count_distinct":
+            raise UnsupportedError(
+                f"count_distinct over a window ({a.name!r}) is not supported by the flink backend: "
+                "Flink refuses DISTINCT aggregates in OVER windows"
+            )
+        if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
+            return self.exact_mean(a, window)
+        return super().over(a, **window)
+
+    # ---- nodes ----------------------------------------------------------------
+    def check_supported(self, n: Node) -> None:
+        super().check_supported(n)
+        if not self.streaming:
+            return
+        # Only append-only results can be written to the sinks a streaming job feeds.
+        if isinstance(n, Aggregate):
+            raise UnsupportedError(
+                f"{n.kind} ({n.details()}) is not supported in Flink streaming mode: a GROUP BY without "
+                "a time window is an updating result; use a tumbling/hopping window or batch mode"
+            )
+        if isinstance(n, Join) and n.how != "inner":
+            raise UnsupportedError(
+                f"{n.how} join ({n.details()}) is not supported in Flink streaming mode: an outer join "
+                "is an updating result; use batch mode"
+            )
+
+    def window_order(self, order: exp.Expression) -> exp.Expression:
+        # Streaming: the event-time attribute itself (a numeric ORDER BY is refused).
+        return order if self.streaming else super().window_order(order)
+
+    def frame(self, f: Frame) -> exp.WindowSpec:
+        if not self.streaming:
+            return super().frame(f)
+        # Streaming OVER frames end at CURRENT ROW and range over milliseconds.
+        up_inclusive_zero = f.upper == 0 and f.upper_inclusive
+        if not up_inclusive_zero:
+            raise UnsupportedError(
+                f"frame {f.describe()} is not supported in Flink streaming mode: a streaming OVER window "
+                "ends at the current row"
+            )
+        if f.lower is None:
+            return exp.WindowSpec(kind="RANGE", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW")
+        # Flink's RANGE INTERVAL includes its lower edge: (t - w, t] is [t - (w - 1ms), t] in milliseconds.
+        width = f.lower if f.lower_inclusive else f.lower - _MS
+        if f.lower % _MS or width < 0:
+            raise UnsupportedError(
+                f"frame {f.describe()} is not supported in Flink streaming mode: event time has "
+                "millisecond precision there, so frame edges must be whole milliseconds"
+            )
+        return exp.WindowSpec(kind="RANGE", start=fd.interval(width), start_side="PRECEDING", end="CURRENT ROW")
+
+    def window_aggregate_ctes(self, n: WindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
+        if not self.streaming or len(n.windows) == 1:
+            return [(f"t{k}", self.window_aggregate(n, src))]
+        # Streaming: one frame per SELECT, stacked (an OVER aggregate keeps its rows and
+        # its event-time attribute, so the next frame's SELECT reads the previous one).
+        ctes: list[tuple[str, exp.Expression]] = []
+        for i, (frame, aggs) in enumerate(n.windows):
+            name = f"t{k + i}"
+            ctes.append((name, self.window_aggregate(n, src, ((frame, aggs),))))
+            src = name
+        return ctes
+
+    def time_window_aggregate(self, n: TimeWindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
+        if self.streaming:
+            return [(f"t{k}", self.window_tvf_aggregate(n, src))]
+        return super().time_window_aggregate(n, src, k)
+
+    def hop_start_rows(self, base: exp.Select, last: exp.Expression, span: int, slide: int) -> exp.Select:
+        # No SEQUENCE/GENERATE_SERIES in Flink: a row per possible window, from a VALUES list of
+        # offsets (a row is in span // slide windows at most, a constant).
+        offsets = exp.Values(
+            expressions=[exp.Tuple(expressions=[lit(i)]) for i in range(span // slide + 1)],
+            alias=exp.TableAlias(this=ident("o"), columns=[ident(_HOP_I)]),
+        )
+        start = exp.Sub(this=paren(last), expression=exp.Mul(this=col(_HOP_I), expression=lit(slide)))
+        return base.select(exp.alias_(start, ident(self.WS), copy=False), copy=False).join(offsets, join_type="cross", copy=False)
+
+    def window_tvf_aggregate(self, n: TimeWindowAggregate, src: str) -> exp.Select:
+        """Streaming tumbling/hopping windows: Flink's TUMBLE/HOP table-valued functions."""
+        w = n.window
+        if w.size % _MS or w.slide % _MS:
+            raise UnsupportedError(
+                f"window {w.describe()} is not supported in Flink streaming mode: event time has "
+                "millisecond precision there"
+            )
+        if w.size % w.slide:
+            raise UnsupportedError(
+                f"window {w.describe()} is not supported in Flink streaming mode: Flink's HOP needs "
+                "the size to be a multiple of the slide; use batch mode"
+            )
+        tvf = (
+            fd.window_tvf("TUMBLE", src, n.time, w.size) if w.is_tumbling
+            else fd.window_tvf("HOP", src, n.time, w.size, slide_us=w.slide)
+        )
+        keys = [col(key) for key in n.keys]
+        q = exp.select(
+            *keys,
+            exp.alias_(exp.Cast(this=col("window_start"), to=timestamp_type(6)), ident(WINDOW_START), copy=False),
+            exp.alias_(exp.Cast(this=col("window_end"), to=timestamp_type(6)), ident(WINDOW_END), copy=False),
+            *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs],
+        ).from_(tvf, copy=False)
+        if n.keys:
+            q = q.where(self.keys_present(n.keys), copy=False)
+        return q.group_by(*[k_.copy() for k_ in keys], col("window_start"), col("window_end"), copy=False)
+
+    # ---- the script ---------------------------------------------------------------
+    def source_ddl(self, src: Source, table: str, options: dict[str, str], *, temporary: bool = False) -> str:
+        columns = []
+        for f in src.columns:
+            t = self.dtype(f.dtype)
+            if self.streaming and f.name == src.event_time:
+                t = timestamp_type(3)  # an event-time attribute is TIMESTAMP(3)
+            columns.append((f.name, t))
+        watermark = None
+        if self.streaming and src.event_time is not None:
+            if src.lateness % _MS:
+                raise UnsupportedError(
+                    f"allowed lateness {format_duration(src.lateness)} of source {src.name!r} is not a whole "
+                    "number of milliseconds, as Flink's event time is"
+                )
+            # + 1 ms: an event at the watermark is late, so ties with the newest event must stay above it.
+            watermark = (src.event_time, src.lateness + _MS)
+            options = {"scan.watermark.emit.strategy": "on-event", **options}
+        return self._ddl(fd.create_table(table, columns, watermark=watermark, options=options), temporary)
+
+    def sink_ddl(self, sink: Sink, table: str, options: dict[str, str], *, temporary: bool = False) -> str:
+        columns = [(f.name, self.dtype(f.dtype)) for f in sink.schema]
+        return self._ddl(fd.create_table(table, columns, options=options), temporary)
+
+    def _ddl(self, create: exp.Expression, temporary: bool) -> str:
+        text = self.sql_text(create, pretty=True)
+        return text.replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1) if temporary else text
+
+    def insert(self, sink: Sink, table: str, *, pretty: bool = True) -> str:
+        return f"INSERT INTO {self.sql_text(ident(table), pretty)}\n{self.render_ctes(sink, pretty)}"
+
+    def script(
+        self, sinks: tuple[Sink, ...], connectors: dict[str, dict[str, str]], *, pretty: bool = True,
+    ) -> str:
+        """The whole job as Flink SQL client statements, each ending in ';'."""
+        statements = [fd.set_option(k, v) for k, v in _script_options(self.mode).items()]
+        for src in _sources(sinks):
+            statements.append(self.source_ddl(src, self.table_names.get(src.name, src.name), connectors[src.name]))
+        tables = output_tables(sinks)
+        for s in sinks:
+            statements.append(self.sink_ddl(s, tables[s.name], connectors[tables[s.name]]))
+        inserts = [self.insert(s, tables[s.name], pretty=pretty) for s in sinks]
+        statements.append(inserts[0] if len(inserts) == 1 else fd.statement_set(inserts))
+        return ";\n\n".join(statements) + ";"
+
+
+def timestamp_type(precision: int) -> exp.DataType:
+    return exp.DataType(this=exp.DataType.Type.TIMESTAMP, expressions=[exp.DataTypeParam(this=lit(precision))])
+
+
+def output_tables(sinks: tuple[Sink, ...]) -> dict[str, str]:
+    """The table each output is written to: its name, or ``<name>_features`` where a
+    source has that name (per-event features are output under their source's name)."""
+    sources = {s.name for s in _sources(sinks)}
+    return {s.name: f"{s.name}_features" if s.name in sources else s.name for s in sinks}
+
+
+def _sources(sinks: tuple[Sink, ...]) -> list[Source]:
+    return [n for n in walk(sinks) if isinstance(n, Source)]
+
+
+# ---- running on PyFlink ---------------------------------------------------------
+
+_LOCAL_ENVS: dict[str, Any] = {}
+
+
+def local_table_env(mode: str) -> Any:
+    """The process's local TableEnvironment for ``mode``, created on first use (~5 s)."""
+    env = _LOCAL_ENVS.get(mode)
+    if env is not None:
+        return env
+    try:
+        from pyflink.table import EnvironmentSettings, TableEnvironment
+    except ImportError:
+        raise EngineError("engine 'flink' needs PyFlink: pip install 'relplan[flink]'") from None
+    # The mini-cluster's heap grows to several GB unless capped; JVM_ARGS is read when
+    # PyFlink starts its JVM (once per process).
+    os.environ.setdefault("JVM_ARGS", os.environ.get("RELPLAN_FLINK_JVM_ARGS", "-Xmx1g"))
+    settings = EnvironmentSettings.in_streaming_mode() if mode == "streaming" else EnvironmentSettings.in_batch_mode()
+    try:
+        env = TableEnvironment.create(settings)
+    except Exception as e:  # noqa: BLE001 - the JVM failing to start
+        hint = "" if shutil.which("java") or os.environ.get("JAVA_HOME") else " (no Java found: Flink needs Java 17)"
+        raise EngineError(f"could not start a local Flink environment: {flink_message(e)}{hint}") from e
+    config = env.get_config()
+    config.set("parallelism.default", "1")  # as fast as 2 on small jobs, half the memory
+    for k, v in _script_options(mode).items():
+        config.set(k, v)
+    _LOCAL_ENVS[mode] = env
+    return env
+
+
+class FlinkBackend:
+    """Runs plans on Flink through PyFlink.
+
+    ``mode``: "batch" (default) or "streaming". ``table_env``: a TableEnvironment of
+    yours (its mode must match), else a local mini-cluster. ``connectors``: WITH options
+    per table of the script, by its name: a source's, or an output's table (see
+    ``output_tables``), for ``to_sql`` (default: a filesystem table of JSON lines at a
+    path named after it; see ``filesystem_options`` and ``kafka_options``).
+    ``staging_dir``: where inputs and outputs are written while a plan runs.
+    """
+
+    name = "flink"
+
+    def __init__(
+        self, mode: str = "batch", table_env: Any | None = None, connectors: dict[str, dict[str, str]] | None = None,
+        staging_dir: str | None = None,
+    ) -> None:
+        self.lowering = FlinkLowering(mode=mode)
+        self.mode = mode
+        self._env = table_env
+        self._connectors = connectors or {}
+        self._staging_dir = staging_dir
+
+    def connector(self, name: str) -> dict[str, str]:
+        return self._connectors.get(name) or filesystem_options(name)
+
+    def to_sql(self, sinks: tuple[Sink, ...], *, pretty: bool = True) -> str:
+        names = [s.name for s in _sources(sinks)] + list(output_tables(sinks).values())
+        unknown = sorted(set(self._connectors) - set(names))
+        if unknown:
+            raise RelplanError(
+                f"connectors given for {unknown}, which are no tables of the plan's script; its tables: {names}"
+            )
+        return self.lowering.script(sinks, {n: self.connector(n) for n in names}, pretty=pretty)
+
+    @property
+    def env(self) -> Any:
+        return self._env if self._env is not None else local_table_env(self.mode)
+
+    def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        env = self.env
+        staging = tempfile.mkdtemp(prefix="relplan-flink-", dir=self._staging_dir)
+        run_id = uuid.uuid4().hex[:12]
+        created: list[str] = []
+        try:
+            views = {src.name: f"relplan_{run_id}_s{i}" for i, src in enumerate(_sources(sinks))}
+            lowering = FlinkLowering(views, mode=self.mode)
+            for src in _sources(sinks):
+                path = os.path.join(staging, views[src.name])
+                os.makedirs(path)
+                _write_json_lines(self._checked(src, tables[src.name]), os.path.join(path, "data.json"))
+                self._execute(env, lowering.source_ddl(src, views[src.name], filesystem_options(path), temporary=True))
+                created.append(views[src.name])
+            outs = {}
+            statements = env.create_statement_set()
+            for i, s in enumerate(sinks):
+                table = f"relplan_{run_id}_o{i}"
+                outs[s.name] = (table, os.path.join(staging, table))
+                self._execute(env, lowering.sink_ddl(s, table, filesystem_options(outs[s.name][1]), temporary=True))
+                created.append(table)
+                statements.add_insert_sql(lowering.insert(s, table, pretty=False))
+            try:  # all outputs in one job: a job costs seconds to start
+                statements.execute().wait()
+            except Exception as e:  # noqa: BLE001 - Py4JJavaError and friends: Flink's own words
+                sql = "\n\n".join(lowering.insert(s, outs[s.name][0]) for s in sinks)
+                raise EngineError(f"Flink failed on outputs {[s.name for s in sinks]}: {flink_message(e)}\nSQL:\n{sql}") from e
+            return {s.name: in_ir_types(_read_json_lines(outs[s.name][1], s), s, "Flink") for s in sinks}
+        finally:
+            for table in created:
+                try:
+                    env.drop_temporary_table(table)
+                except Exception:  # noqa: BLE001 - the JVM may be gone
+                    pass
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _execute(self, env: Any, ddl: str) -> None:
+        try:
+            env.execute_sql(ddl)
+        except Exception as e:  # noqa: BLE001
+            raise EngineError(f"Flink refused a table definition: {flink_message(e)}\nSQL:\n{ddl}") from e
+
+    def _checked(self, src: Source, table: pa.Table) -> pa.Table:
+        """Streaming: event times must be whole milliseconds (Flink's event-time precision)
+        and after 1970 (Flink's OVER windows take a time at or before the epoch for late)."""
+        if self.mode == "streaming" and src.event_time is not None and table.num_rows:
+            us = table.column(src.event_time).cast(pa.int64())
+            early = pc.sum(pc.less_equal(us, 0)).as_py()
+            if early:
+                raise DataError(
+                    f"event-time column {src.event_time!r} of source {src.name!r} has {early} value(s) at or "
+                    "before 1970-01-01; Flink's streaming OVER windows would drop them as late (use batch mode)"
+                )
+            sub_ms = pc.sum(pc.not_equal(pc.subtract(us, pc.multiply(pc.divide(us, _MS), _MS)), 0)).as_py()
+            if sub_ms:
+                raise DataError(
+                    f"event-time column {src.event_time!r} of source {src.name!r} has {sub_ms} value(s) with "
+                    "sub-millisecond parts; Flink's streaming event time has millisecond precision "
+                    "(round the times, or use batch mode)"
+                )
+        return table
+
+
+_BUNDLED_CONNECTORS = ("filesystem", "datagen", "blackhole", "print")
+
+
+def validate_script(script: str, table_env: Any | None = None) -> str:
+    """Check a ``to_sql`` script with Flink's parser, validator and planner without
+    running it; returns Flink's plan (EXPLAIN). ``table_env``: where to check (default
+    a new environment on the local mini-cluster's JVM, in the script's mode).
+
+    Tables of connectors PyPI's PyFlink lacks (Kafka, ...) cannot be planned: each is
+    shadowed by a temporary table LIKE it (same columns and watermark) on a bundled
+    connector, datagen for sources and blackhole for sinks, so that everything but the
+    connector's own options is checked.
+    """
+    statements = [s.strip().rstrip(";") for s in script.split(";\n\n")]
+    settings = dict(re.findall(r"^SET '([^']+)' = '([^']*)'$", "\n".join(statements), flags=re.M))
+    mode = settings.get("execution.runtime-mode", "batch")
+    env = table_env if table_env is not None else _new_table_env(mode)
+    for k, v in settings.items():
+        env.get_config().set(k, v)
+    job = statements[-1]
+    sinks = set(re.findall(r"INSERT INTO `((?:[^`]|``)+)`", job))
+    try:
+        for statement in statements[:-1]:
+            if statement.startswith("CREATE TABLE"):
+                env.execute_sql(statement)
+                name = re.match(r"CREATE TABLE `((?:[^`]|``)+)`", statement).group(1)  # type: ignore[union-attr]
+                connector = re.search(r"'connector' = '([^']*)'", statement)
+                if connector and connector.group(1) not in _BUNDLED_CONNECTORS:
+                    stand_in = "blackhole" if name in sinks else "datagen"
+                    env.execute_sql(
+                        f"CREATE TEMPORARY TABLE `{name}` WITH ('connector' = '{stand_in}') "
+                        f"LIKE `{name}` (EXCLUDING OPTIONS)"
+                    )
+        return str(env.explain_sql(job))
+    except Exception as e:  # noqa: BLE001 - Flink's refusal, in its own words
+        raise EngineError(f"Flink refused the script: {flink_message(e)}") from e
+
+
+def _new_table_env(mode: str) -> Any:
+    local_table_env(mode)  # the JVM, started once with its options
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    settings = EnvironmentSettings.in_streaming_mode() if mode == "streaming" else EnvironmentSettings.in_batch_mode()
+    return TableEnvironment.create(settings)
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"  # Flink's JSON format parses these strings
+    if isinstance(v, dt.datetime):
+        return (v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v.tzinfo else v).isoformat(" ", "microseconds")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return v
+
+
+def _write_json_lines(table: pa.Table, path: str) -> None:
+    names = table.column_names
+    with open(path, "w", encoding="utf-8") as f:
+        for batch in table.to_batches():
+            columns = [c.to_pylist() for c in batch.columns]
+            for row in zip(*columns):
+                f.write(json.dumps({n: _json_value(v) for n, v in zip(names, row)}, ensure_ascii=False))
+                f.write("\n")
+
+
+def _read_json_lines(path: str, sink: Sink) -> pa.Table | None:
+    """The part files of a filesystem sink (hidden in-progress files skipped)."""
+    rows = []
+    for part in sorted(glob.glob(os.path.join(path, "**", "*"), recursive=True)):
+        if os.path.isfile(part) and not os.path.basename(part).startswith("."):
+            with open(part, encoding="utf-8") as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        return None
+    arrays = []
+    for field in sink.schema:
+        values = [r.get(field.name) for r in rows]
+        if field.dtype == T.Float64:  # NaN and infinities come as strings
+            arrays.append(pa.array([float(v) if v is not None else None for v in values], pa.float64()))
+        elif field.dtype == T.Timestamp:  # UTC wall time, "2024-01-01 00:00:09[.fraction]"
+            arrays.append(pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(field.dtype.to_arrow()))
+        elif field.dtype == T.Date:
+            arrays.append(pa.array(values, pa.string()).cast(field.dtype.to_arrow()))
+        else:
+            arrays.append(pa.array(values, field.dtype.to_arrow()))
+    return pa.Table.from_arrays(arrays, names=[f.name for f in sink.schema])
+
+
+def flink_message(e: BaseException) -> str:
+    """Flink's own words: the message of the innermost Java cause, else the first line."""
+    cause = getattr(e, "java_exception", None)
+    root = None
+    try:
+        while cause is not None:
+            message = cause.getMessage()
+            root = message if message else root
+            cause = cause.getCause()
+    except Exception:  # noqa: BLE001 - the JVM may be gone; fall back to the Python text
+        pass
+    text = (root or str(e)).strip()
+    return text.splitlines()[0] if text else type(e).__name__
