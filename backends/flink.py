@@ -45,11 +45,11 @@ from sqlglot import exp
 
 from relplan.backends import flink_dialect as fd
 from relplan.backends.arrow_io import in_ir_types
-from relplan.backends.sql import SqlLowering, all_of, col, ident, lit, paren
+from relplan.backends.sql import SqlLowering, as_name, col, ident, lit, paren
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import DataError, EngineError, RelplanError, UnsupportedError
-from relplan.ir.expr import Cast, Expr
+from relplan.ir.expr import Cast, Expr, Literal
 from relplan.ir.graph import walk
 from relplan.ir.nodes import WINDOW_END, WINDOW_START, Aggregate, Join, Node, Sink, Source, TimeWindowAggregate, WindowAggregate
 from relplan.ir.windows import Frame, format_duration
@@ -146,18 +146,40 @@ class FlinkLowering(SqlLowering):
             return self.cast(super().expr(e.operand), e.dtype)
         return super().expr(e)
 
+    def group_key(self, name: str, dtype: T.DataType, table: str | None = None) -> exp.Expression:
+        if dtype == T.Float64:
+            # Flink groups, partitions and hash-joins by the key's bits: -0.0 and 0.0
+            # would be two keys, though they compare equal.
+            zero = exp.EQ(this=col(name, table), expression=lit(0))
+            return exp.Case().when(zero, self.cast(lit(0), T.Float64), copy=False).else_(col(name, table), copy=False)
+        return col(name, table)
+
     def arg_extreme(self, largest: bool, value: exp.Expression, key: exp.Expression) -> exp.Expression:
         raise UnsupportedError(
             "first/last are not supported by the flink backend: Flink SQL has no ARG_MIN/ARG_MAX, "
             "and FIRST_VALUE/LAST_VALUE follow arrival order, not event time"
         )
 
+    def no_rows(self, a: AggCall) -> exp.Expression | None:
+        """The aggregate's value where its filter is a constant NULL or FALSE (no row
+        counts): Flink's planner fails on such a COUNT over an aggregated input
+        ("Index 1 out of bounds")."""
+        if isinstance(a.filter, Literal) and a.filter.value in (None, False):
+            return self.cast(lit(0), T.Int64) if a.func in ("count", "count_distinct") else self.cast(exp.Null(), a.dtype)
+        return None
+
     def agg(self, a: AggCall) -> exp.Expression:
+        empty = self.no_rows(a)
+        if empty is not None:
+            return empty
         if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
             return self.exact_mean(a)  # AVG(BIGINT) is a truncated BIGINT in Flink
         return super().agg(a)
 
     def over(self, a: AggCall, **window: exp.Expression | list[exp.Expression]) -> exp.Expression:
+        empty = self.no_rows(a)
+        if empty is not None:
+            return empty
         if a.func == "count_distinct":
             raise UnsupportedError(
                 f"count_distinct over a window ({a.name!r}) is not supported by the flink backend: "
@@ -253,9 +275,9 @@ class FlinkLowering(SqlLowering):
             fd.window_tvf("TUMBLE", src, n.time, w.size) if w.is_tumbling
             else fd.window_tvf("HOP", src, n.time, w.size, slide_us=w.slide)
         )
-        keys = [col(key) for key in n.keys]
+        keys = [self.group_key(key, n.input.schema.dtype(key)) for key in n.keys]
         q = exp.select(
-            *keys,
+            *[as_name(e, key) for e, key in zip(keys, n.keys)],
             exp.alias_(exp.Cast(this=col("window_start"), to=timestamp_type(6)), ident(WINDOW_START), copy=False),
             exp.alias_(exp.Cast(this=col("window_end"), to=timestamp_type(6)), ident(WINDOW_END), copy=False),
             *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs],
@@ -281,6 +303,9 @@ class FlinkLowering(SqlLowering):
                 )
             # + 1 ms: an event at the watermark is late, so ties with the newest event must stay above it.
             watermark = (src.event_time, src.lateness + _MS)
+            # A watermark after every event, as pipeline.auto-watermark-interval 0 gives
+            # where the watermark is assigned after the scan (filesystem); a source that
+            # generates it itself (Kafka) would otherwise emit none at that interval.
             options = {"scan.watermark.emit.strategy": "on-event", **options}
         return self._ddl(fd.create_table(table, columns, watermark=watermark, options=options), temporary)
 

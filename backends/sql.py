@@ -350,10 +350,11 @@ class SqlLowering:
         if isinstance(n, WindowAggregate):
             return self.window_aggregate_ctes(n, ins[0], k)
         if isinstance(n, Aggregate):
-            q = exp.select(*[col(k_) for k_ in n.keys], *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs])
+            keys = [self.group_key(k_, n.input.schema.dtype(k_)) for k_ in n.keys]
+            q = exp.select(*[as_name(e, k_) for e, k_ in zip(keys, n.keys)], *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs])
             q = q.from_(ident(ins[0]), copy=False)
             if n.keys:
-                q = q.where(self.keys_present(n.keys), copy=False).group_by(*[col(k_) for k_ in n.keys], copy=False)
+                q = q.where(self.keys_present(n.keys), copy=False).group_by(*[e.copy() for e in keys], copy=False)
             return [(t, q)]
         if isinstance(n, TimeWindowAggregate):
             return self.time_window_aggregate(n, ins[0], k)
@@ -365,6 +366,11 @@ class SqlLowering:
                 q = exp.union(q, exp.select("*").from_(ident(other), copy=False), distinct=False)
             return [(t, q)]
         raise UnsupportedError(f"{n.kind} is not supported by the {self.engine} backend")
+
+    def group_key(self, name: str, dtype: T.DataType, table: str | None = None) -> exp.Expression:
+        """A GROUP BY / PARTITION BY / join key: the column, unless the engine groups
+        -0.0 and 0.0 apart (the IR's keys compare as numbers)."""
+        return col(name, table)
 
     def keys_present(self, keys: tuple[str, ...]) -> exp.Expression:
         return all_of([exp.Not(this=exp.Is(this=col(k), expression=exp.Null())) for k in keys])
@@ -417,7 +423,7 @@ class SqlLowering:
             q.set("windows", [
                 exp.Window(
                     this=ident(name),
-                    partition_by=[col(k) for k in n.keys],
+                    partition_by=[self.group_key(k, n.input.schema.dtype(k)) for k in n.keys],
                     order=exp.Order(expressions=[exp.Ordered(this=self.window_order(col(n.order)))]),
                     spec=self.frame(frame),
                 )
@@ -445,12 +451,13 @@ class SqlLowering:
             )
             ctes.append((starts_name, trimmed))
         ws = col(self.WS)
+        keys = [self.group_key(key, n.input.schema.dtype(key)) for key in n.keys]
         q = exp.select(
-            *[col(key) for key in n.keys],
+            *[as_name(e, key) for e, key in zip(keys, n.keys)],
             exp.alias_(self.from_epoch_us(ws), ident(WINDOW_START), copy=False),
             exp.alias_(self.from_epoch_us(exp.Add(this=ws, expression=lit(w.size))), ident(WINDOW_END), copy=False),
             *[exp.alias_(self.typed_agg(a, self.agg(a)), ident(a.name), copy=False) for a in n.aggs],
-        ).from_(ident(starts_name), copy=False).group_by(*[col(key) for key in n.keys], ws, copy=False)
+        ).from_(ident(starts_name), copy=False).group_by(*[e.copy() for e in keys], ws, copy=False)
         ctes.append((f"t{k + len(ctes)}", q))
         return ctes
 
@@ -460,7 +467,10 @@ class SqlLowering:
         return base.select(exp.alias_(self.hop_starts(last, first, slide), ident(self.WS), copy=False))
 
     def join(self, n: Join, left: str, right: str) -> exp.Select:
-        cond = all_of([exp.EQ(this=col(lk, "l"), expression=col(rk, "r")) for lk, rk in n.on]) if n.on else None
+        cond = all_of([
+            exp.EQ(this=self.group_key(lk, n.left.schema.dtype(lk), "l"), expression=self.group_key(rk, n.right.schema.dtype(rk), "r"))
+            for lk, rk in n.on
+        ]) if n.on else None
         kind = {"inner": "inner", "left": "left", "right": "right", "full": "full outer"}[n.how]
         return (
             exp.select(*[col(f.name, "l") for f in n.left.schema], *[col(f.name, "r") for f in n.right.schema])
@@ -520,6 +530,11 @@ class SqlLowering:
             sql = self.render(s, pretty=pretty)
             parts.append(f"-- output: {s.name}\n{sql}" if len(sinks) > 1 else sql)
         return ";\n\n".join(parts) + ";"
+
+
+def as_name(e: exp.Expression, name: str) -> exp.Expression:
+    """``e AS name``, or the column itself where ``e`` is it."""
+    return e if isinstance(e, exp.Column) and e.name == name else exp.alias_(e, ident(name), copy=False)
 
 
 def _holds_no_time(f: Frame) -> bool:

@@ -58,6 +58,10 @@ def rows_by_time(table: pa.Table) -> list[dict[str, Any]]:
     return sorted(table.to_pylist(), key=lambda r: (r["ts"], r["amount"]))
 
 
+def window_rows(table: pa.Table) -> list[dict[str, Any]]:
+    return sorted(table.to_pylist(), key=lambda r: (r["window_start"], r["account_id"]))
+
+
 # ---- the script -----------------------------------------------------------------
 
 
@@ -140,11 +144,17 @@ def dropped_in_streaming(events: list[tuple[int, float]], lateness_s: float, fra
     The watermark trails the newest event time seen by the lateness + 1 ms, and moves
     after each event. A row is emitted once the watermark reaches its time. A lifetime
     frame drops an event at or below the watermark when it arrives; a sliding frame
-    drops an event at or below the newest emitted row of its own key.
+    drops an event at or below the newest emitted row of its own key; a tumbling window
+    (of 5 s here) drops an event whose window's last millisecond is at or below it.
     """
     watermark, emitted, pending, dropped = -math.inf, {}, [], set()
     for i, (key, t) in enumerate(events):
-        late = t <= watermark if frame == "lifetime" else t <= emitted.get(key, -math.inf)
+        if frame == "lifetime":
+            late = t <= watermark
+        elif frame == "tumbling":
+            late = (t // 5 * 5 + 5) - 0.001 <= watermark
+        else:
+            late = t <= emitted.get(key, -math.inf)
         if late:
             dropped.add(i)
         else:
@@ -161,26 +171,25 @@ def amount_total(tx: Tx, wspec: rp.WindowSpec) -> Any:
     return tx.groupby("account_id").window(wspec)["amount"].sum()
 
 
-@pytest.mark.parametrize("frame", ["sliding", "lifetime"])
+@pytest.mark.parametrize("frame", ["sliding", "lifetime", "tumbling"])
 def test_late_and_out_of_order_events_in_each_mode_are_as_documented(frame: str) -> None:
     # (account, seconds) in arrival order; the source's lateness is 3 s.
     events = [(1, 0), (1, 5), (1, 2.5), (1, 1.5), (1, 5), (2, 1), (1, 9), (1, 4), (2, 0.5), (2, 9), (1, 5.5)]
     data = tx([(k, float(2**i), "failed", t) for i, (k, t) in enumerate(events)])  # amounts name the events
-    p = (
-        plan() if frame == "sliding"
-        else rp.optimize(rp.compile([amount_total(window=rp.lifetime(), name="amount_total")]))
-    )
+    window = {"sliding": None, "lifetime": rp.lifetime(), "tumbling": rp.tumbling("5s")}[frame]
+    p = plan() if window is None else rp.optimize(rp.compile([amount_total(window=window, name="amount_total")]))
     out = p.output_names[0]
-    batch = rows_by_time(execute_all(p, "flink", {"Tx": data}, mode="batch")[out])
-    assert batch == rows_by_time(execute_all(p, "duckdb", {"Tx": data})[out])  # batch: every event counts
+    by_time = rows_by_time if frame != "tumbling" else window_rows
+    batch = by_time(execute_all(p, "flink", {"Tx": data}, mode="batch")[out])
+    assert batch == by_time(execute_all(p, "duckdb", {"Tx": data})[out])  # batch: every event counts
 
     dropped = dropped_in_streaming(events, 3, frame)
     assert dropped and len(dropped) < len(events) - 2  # the data exercises both sides of the rule
     on_time = data.take([i for i in range(len(events)) if i not in dropped])
-    streaming = rows_by_time(execute_all(p, "flink", {"Tx": data}, mode="streaming")[out])
+    streaming = by_time(execute_all(p, "flink", {"Tx": data}, mode="streaming")[out])
     # A dropped event has no row and is counted in no other row: the rows are the
     # batch engines' rows over the events that were not dropped.
-    assert streaming == rows_by_time(execute_all(p, "duckdb", {"Tx": on_time})[out])
+    assert streaming == by_time(execute_all(p, "duckdb", {"Tx": on_time})[out])
 
 
 # ---- what Flink cannot run is refused up front, naming it ---------------------------------
@@ -211,3 +220,18 @@ def test_unsupported_features_name_what_the_user_wrote() -> None:
         FlinkLowering(mode="realtime")
     with pytest.raises(rp.RelplanError, match=r"connectors given for \['Txx'\], which are no tables"):
         plan().to_sql("flink", connectors={"Txx": filesystem_options("x")})
+
+
+# ---- golden scripts ------------------------------------------------------------------
+
+GOLDEN_PLANS = ("per_event_failed_count", "tumbling_daily_stats", "hopping_and_tumbling")
+
+
+@pytest.mark.parametrize("mode", ["batch", "streaming"])
+@pytest.mark.parametrize("name", GOLDEN_PLANS)
+def test_script_matches_golden_file_and_flinks_planner_accepts_it(name: str, mode: str) -> None:
+    from test_sql_golden import PLANS, check_golden
+
+    script = PLANS[name]().to_sql("flink", mode=mode)
+    check_golden(f"{name}.{mode}", script, "flink")
+    validate_script(script)  # parsed, validated and planned by Flink
