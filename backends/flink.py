@@ -45,7 +45,7 @@ from sqlglot import exp
 
 from relplan.backends import flink_dialect as fd
 from relplan.backends.arrow_io import in_ir_types
-from relplan.backends.sql import SqlLowering, as_name, col, ident, lit, paren
+from relplan.backends.sql import SqlLowering, as_name, bounded_put, col, gc_paused, ident, lit, paren
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import DataError, EngineError, RelplanError, UnsupportedError
@@ -288,6 +288,10 @@ class FlinkLowering(SqlLowering):
 
     # ---- the script ---------------------------------------------------------------
     def source_ddl(self, src: Source, table: str, options: dict[str, str], *, temporary: bool = False) -> str:
+        key = ("source", self.variant, src, table, tuple(options.items()), temporary)
+        return _DDL_TEXT.get(key) or bounded_put(_DDL_TEXT, key, self._source_ddl(src, table, options, temporary), 4096)
+
+    def _source_ddl(self, src: Source, table: str, options: dict[str, str], temporary: bool) -> str:
         columns = []
         for f in src.columns:
             t = self.dtype(f.dtype)
@@ -310,8 +314,13 @@ class FlinkLowering(SqlLowering):
         return self._ddl(fd.create_table(table, columns, watermark=watermark, options=options), temporary)
 
     def sink_ddl(self, sink: Sink, table: str, options: dict[str, str], *, temporary: bool = False) -> str:
-        columns = [(f.name, self.dtype(f.dtype)) for f in sink.schema]
-        return self._ddl(fd.create_table(table, columns, options=options), temporary)
+        # By schema, not by sink: recompiling after one feature changed keeps the others' outputs' schemas.
+        key = ("sink", sink.schema, table, tuple(options.items()), temporary)
+        text = _DDL_TEXT.get(key)
+        if text is None:
+            columns = [(f.name, self.dtype(f.dtype)) for f in sink.schema]
+            text = bounded_put(_DDL_TEXT, key, self._ddl(fd.create_table(table, columns, options=options), temporary), 4096)
+        return text
 
     def _ddl(self, create: exp.Expression, temporary: bool) -> str:
         text = self.sql_text(create, pretty=True)
@@ -324,6 +333,10 @@ class FlinkLowering(SqlLowering):
         self, sinks: tuple[Sink, ...], connectors: dict[str, dict[str, str]], *, pretty: bool = True,
     ) -> str:
         """The whole job as Flink SQL client statements, each ending in ';'."""
+        with gc_paused():
+            return self._script(sinks, connectors, pretty)
+
+    def _script(self, sinks: tuple[Sink, ...], connectors: dict[str, dict[str, str]], pretty: bool) -> str:
         statements = [fd.set_option(k, v) for k, v in _script_options(self.mode).items()]
         for src in _sources(sinks):
             statements.append(self.source_ddl(src, self.table_names.get(src.name, src.name), connectors[src.name]))
@@ -333,6 +346,10 @@ class FlinkLowering(SqlLowering):
         inserts = [self.insert(s, tables[s.name], pretty=pretty) for s in sinks]
         statements.append(inserts[0] if len(inserts) == 1 else fd.statement_set(inserts))
         return ";\n\n".join(statements) + ";"
+
+
+# CREATE TABLE texts by what decides them (a thousand-column output's takes ~10 ms).
+_DDL_TEXT: dict[tuple[object, ...], str] = {}
 
 
 def timestamp_type(precision: int) -> exp.DataType:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def clear_caches() -> None:
     """Forget compiled, optimized and rendered plans (e.g. to measure a cold compile)."""
-    from relplan.backends import sql
+    from relplan.backends import flink, sql
     from relplan.compiler import compile as compile_module
     from relplan.compiler import optimize as optimize_module
 
@@ -14,3 +14,4 @@ def clear_caches() -> None:
     optimize_module._optimize_component.cache_clear()
     sql._RENDERED.clear()
     sql._CTE_TEXT.clear()
+    flink._DDL_TEXT.clear()
