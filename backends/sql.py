@@ -399,14 +399,14 @@ class SqlLowering:
         return self.epoch_us(order)
 
     def window_aggregate(
-        self, n: WindowAggregate, src: str, windows_: tuple[tuple[Frame, tuple[AggCall, ...]], ...] | None = None
+        self, n: WindowAggregate, src: str, windows: tuple[tuple[Frame, tuple[AggCall, ...]], ...] | None = None
     ) -> exp.Select:
         """``SELECT *, agg OVER w<i> ... WINDOW w<i> AS (...)``: one named window per frame
         (the SQL stays short, and so does emitting it for a thousand features).
-        ``windows_``: a part of ``n.windows`` (default all of it)."""
+        ``windows``: a part of ``n.windows`` (default all of it)."""
         cols: list[exp.Expression] = [exp.Star()]
-        windows: dict[Frame, str] = {}
-        calls = n.calls if windows_ is None else [(f, a) for f, aggs in windows_ for a in aggs]
+        named: dict[Frame, str] = {}
+        calls = n.calls if windows is None else [(f, a) for f, aggs in windows for a in aggs]
         for frame, a in calls:
             if _holds_no_time(frame):
                 # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its
@@ -414,7 +414,7 @@ class SqlLowering:
                 empty = a.func in ("count", "count_distinct")
                 value: exp.Expression = lit(0) if empty else self.cast(exp.Null(), a.dtype)
             else:
-                name = windows.setdefault(frame, f"w{len(windows)}")
+                name = named.setdefault(frame, f"w{len(named)}")
                 value = self.typed_agg(a, self.over(a, alias=ident(name), over="OVER"))
             if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
                 # A bare NULL: the CASE takes the ELSE branch's type, and a thousand
@@ -422,7 +422,7 @@ class SqlLowering:
                 value = exp.Case().when(any_key_null(n.keys), exp.Null(), copy=False).else_(value, copy=False)
             cols.append(exp.alias_(value, ident(a.name), copy=False))
         q = exp.select(*cols).from_(ident(src), copy=False)
-        if windows:
+        if named:
             q.set("windows", [
                 exp.Window(
                     this=ident(name),
@@ -430,7 +430,7 @@ class SqlLowering:
                     order=exp.Order(expressions=[exp.Ordered(this=self.window_order(col(n.order)))]),
                     spec=self.frame(frame),
                 )
-                for frame, name in windows.items()
+                for frame, name in named.items()
             ])
         return q
 
