@@ -439,6 +439,20 @@ class FlinkBackend:
 
     def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
         env = self.env
+        config = env.get_config()
+        # The options every script sets (UTC above all: TO_TIMESTAMP_LTZ reads the
+        # session zone); a TableEnvironment passed in gets its own values back.
+        saved = {k: config.get(k, "") for k in _script_options(self.mode)}
+        for k, v in _script_options(self.mode).items():
+            config.set(k, v)
+        try:
+            return self._run(env, sinks, tables)
+        finally:
+            for k, v in saved.items():
+                if v:
+                    config.set(k, v)
+
+    def _run(self, env: Any, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
         staging = tempfile.mkdtemp(prefix="relplan-flink-", dir=self._staging_dir)
         run_id = uuid.uuid4().hex[:12]
         created: list[str] = []

@@ -263,3 +263,19 @@ def test_script_matches_golden_file_and_flinks_planner_accepts_it(name: str, mod
     script = PLANS[name]().to_sql("flink", mode=mode)
     check_golden(f"{name}.{mode}", script, "flink")
     validate_script(script)  # parsed, validated and planned by Flink
+
+
+def test_a_table_environment_of_the_users_runs_the_plan_and_is_left_clean() -> None:
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    local_table_env("batch")  # the JVM, with its options
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    env.get_config().set("table.local-time-zone", "America/New_York")  # the run sets UTC, then restores it
+    before = set(env.list_temporary_tables())
+    data = tx([(1, 5.0, "failed", 0), (1, 7.0, "ok", 4), (2, 1.0, "failed", 4), (1, 2.5, "failed", 9.5)])
+    # window starts come through TO_TIMESTAMP_LTZ, which reads the session zone
+    p = rp.optimize(rp.compile([failed_count(window=rp.tumbling("5s"), name="failed_5s")]))
+    got = execute_all(p, "flink", {"Tx": data}, table_env=env)[p.output_names[0]]
+    assert window_rows(got) == window_rows(execute_all(p, "duckdb", {"Tx": data})[p.output_names[0]])
+    assert set(env.list_temporary_tables()) == before  # the run's tables are dropped
+    assert env.get_config().get("table.local-time-zone", "") == "America/New_York"
