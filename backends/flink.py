@@ -45,6 +45,7 @@ from sqlglot import exp
 
 from relplan.backends import flink_dialect as fd
 from relplan.backends.arrow_io import in_ir_types
+from relplan.backends.jvm import java_root_message
 from relplan.backends.sql import SqlLowering, as_name, bounded_put, col, gc_paused, ident, lit, paren
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
@@ -390,10 +391,7 @@ def local_table_env(mode: str) -> Any:
     except Exception as e:  # noqa: BLE001 - the JVM failing to start
         hint = "" if shutil.which("java") or os.environ.get("JAVA_HOME") else " (no Java found: Flink needs Java 17)"
         raise EngineError(f"could not start a local Flink environment: {flink_message(e)}{hint}") from e
-    config = env.get_config()
-    config.set("parallelism.default", "1")  # as fast as 2 on small jobs, half the memory
-    for k, v in _script_options(mode).items():
-        config.set(k, v)
+    env.get_config().set("parallelism.default", "1")  # as fast as 2 on small jobs, half the memory
     _LOCAL_ENVS[mode] = env
     return env
 
@@ -451,6 +449,8 @@ class FlinkBackend:
             for k, v in saved.items():
                 if v:
                     config.set(k, v)
+                else:  # it had none
+                    config.get_configuration().remove_config(k)
 
     def _run(self, env: Any, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
         staging = tempfile.mkdtemp(prefix="relplan-flink-", dir=self._staging_dir)
@@ -527,12 +527,8 @@ def validate_script(script: str, table_env: Any | None = None) -> str:
     connector, datagen for sources and blackhole for sinks, so that everything but the
     connector's own options is checked.
     """
-    statements = [s.strip().rstrip(";") for s in script.split(";\n\n")]
-    settings = dict(re.findall(r"^SET '([^']+)' = '([^']*)'$", "\n".join(statements), flags=re.M))
-    mode = settings.get("execution.runtime-mode", "batch")
-    env = table_env if table_env is not None else _new_table_env(mode)
-    for k, v in settings.items():
-        env.get_config().set(k, v)
+    settings, statements = script_statements(script)
+    env = _script_env(settings, table_env)
     job = statements[-1]
     sinks = set(re.findall(r"INSERT INTO `((?:[^`]|``)+)`", job))
     try:
@@ -550,6 +546,40 @@ def validate_script(script: str, table_env: Any | None = None) -> str:
         return str(env.explain_sql(job))
     except Exception as e:  # noqa: BLE001 - Flink's refusal, in its own words
         raise EngineError(f"Flink refused the script: {flink_message(e)}") from e
+
+
+_SET = re.compile(r"SET '((?:[^']|'')*)' = '((?:[^']|'')*)'")
+
+
+def script_statements(script: str) -> tuple[dict[str, str], list[str]]:
+    """A ``to_sql`` script's SET options (commands of Flink's SQL client, not SQL) and
+    its other statements, in order, without their ';'."""
+    settings: dict[str, str] = {}
+    statements = []
+    for statement in (s.strip().rstrip(";") for s in script.split(";\n\n")):
+        option = _SET.fullmatch(statement)
+        if option:
+            settings[option.group(1).replace("''", "'")] = option.group(2).replace("''", "'")
+        else:
+            statements.append(statement)
+    return settings, statements
+
+
+def run_script(script: str, table_env: Any | None = None) -> None:
+    """Run a ``to_sql`` script as Flink's SQL client does: its SET options into the
+    configuration, then each statement in order, waiting for the job to end.
+    ``table_env``: where (default a new environment in the script's mode)."""
+    settings, statements = script_statements(script)
+    env = _script_env(settings, table_env)
+    for statement in statements:
+        env.execute_sql(statement).wait()
+
+
+def _script_env(settings: dict[str, str], table_env: Any | None) -> Any:
+    env = table_env if table_env is not None else _new_table_env(settings.get("execution.runtime-mode", "batch"))
+    for k, v in settings.items():
+        env.get_config().set(k, v)
+    return env
 
 
 def _new_table_env(mode: str) -> Any:
@@ -605,14 +635,5 @@ def _read_json_lines(path: str, sink: Sink) -> pa.Table | None:
 
 def flink_message(e: BaseException) -> str:
     """Flink's own words: the message of the innermost Java cause, else the first line."""
-    cause = getattr(e, "java_exception", None)
-    root = None
-    try:
-        while cause is not None:
-            message = cause.getMessage()
-            root = message if message else root
-            cause = cause.getCause()
-    except Exception:  # noqa: BLE001 - the JVM may be gone; fall back to the Python text
-        pass
-    text = (root or str(e)).strip()
+    text = (java_root_message(e) or str(e)).strip()
     return text.splitlines()[0] if text else type(e).__name__

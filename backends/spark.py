@@ -33,6 +33,7 @@ from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
 from relplan.backends.arrow_io import in_ir_types
+from relplan.backends.jvm import java_root_message
 from relplan.backends.sql import SqlLowering, lit
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
@@ -259,18 +260,8 @@ class SparkBackend:
 
 def spark_message(e: BaseException) -> str:
     """Spark's own words for a failure: the message of the root cause of a Java
-    exception (a failed task is wrapped two or three times), else the first
-    ``[ERROR_CLASS] ...`` line, else the first line."""
-    cause = getattr(e, "java_exception", None)
-    root = None
-    try:
-        while cause is not None:
-            message = cause.getMessage()
-            root = message if message else root
-            cause = cause.getCause()
-    except Exception:  # noqa: BLE001 - the JVM may be gone; fall back to the Python text
-        pass
-    text = root or str(e)
+    exception, else the first ``[ERROR_CLASS] ...`` line, else the first line."""
+    text = java_root_message(e) or str(e)
     found = re.search(r"\[[A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*\][^\n]*", text)
     if found:
         return found.group(0).strip()

@@ -18,7 +18,7 @@ What each side's time includes, per round:
   (made once, before the timing; filesystem connectors on fixed paths), and in the
   timing: writing the same table as JSON lines with a plain ``json.dumps`` loop over
   ``to_pylist()``, running the script statement by statement on the same
-  ``local_table_env(mode)`` (SET to the configuration, the rest through
+  ``local_table_env(mode)`` (``run_script``: SET to the configuration, the rest through
   ``execute_sql(...).wait()``), reading the output's part files with json into
   Python dicts (no Arrow), and dropping the two tables and the output files.
 
@@ -40,7 +40,7 @@ import pytest
 
 import relplan as rp
 from bench.results import record
-from relplan.backends.flink import filesystem_options, local_table_env
+from relplan.backends.flink import filesystem_options, local_table_env, run_script
 from relplan.compiler.execute import execute_all
 from relplan.demo import demo_features, make_transactions
 
@@ -85,12 +85,7 @@ class ByHand:
                 row["ts"] = row["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")
                 f.write(json.dumps(row) + "\n")
         try:
-            for statement in (s.strip().rstrip(";") for s in self.script.split(";\n\n")):
-                if statement.startswith("SET "):
-                    key, value = (part.strip().strip("'") for part in statement[4:].split("=", 1))
-                    env.get_config().set(key, value)
-                else:
-                    env.execute_sql(statement).wait()
+            run_script(self.script, env)
             rows = []
             for name in sorted(os.listdir(self.out_dir)):
                 if not name.startswith("."):
