@@ -34,6 +34,7 @@ from relplan.ir.nodes import (
     WINDOW_END,
     WINDOW_START,
     Aggregate,
+    AsOfJoin,
     Filter,
     Join,
     Node,
@@ -457,6 +458,31 @@ def window_aggregate(n: WindowAggregate, rows: list[Row]) -> list[Row]:
     return out
 
 
+def asof_join(n: AsOfJoin, spine: list[Row], events: list[Row]) -> list[Row]:
+    """Each spine row with its aggregates, by the definition: every event of the
+    row's key, tested against every frame (no lowering, no shortcut)."""
+    types = [T.common_type(n.spine.schema.dtype(s), n.events.schema.dtype(e)) for s, e in n.on]
+    by_key: dict[tuple[Any, ...], list[Row]] = {}
+    for r in events:
+        k = key_of(r, [e for _, e in n.on], types)  # type: ignore[arg-type]
+        if k is not None:
+            by_key.setdefault(k, []).append(r)
+    calls = [(frame, AggEval(a)) for frame, a in n.calls]
+    out = []
+    for r in spine:
+        k = key_of(r, [s for s, _ in n.on], types)  # type: ignore[arg-type]
+        t = r[n.spine_time]
+        values = {}
+        for frame, agg in calls:
+            if k is None or t is None:  # no point: NULL, whatever the aggregate
+                values[agg.call.name] = None
+            else:
+                members = [u for u in by_key.get(k, []) if in_frame(frame, t, u[n.event_time])]
+                values[agg.call.name] = agg.over(members)
+        out.append({**r, **values})
+    return out
+
+
 def time_window_aggregate(n: TimeWindowAggregate, rows: list[Row]) -> list[Row]:
     aggs = [AggEval(a) for a in n.aggs]
     groups: dict[tuple[tuple[Any, ...], int], list[Row]] = {}
@@ -557,6 +583,8 @@ class ReferenceBackend:
             return join(n, ins[0], ins[1])
         if isinstance(n, Union):
             return [r for rows in ins for r in rows]
+        if isinstance(n, AsOfJoin):
+            return asof_join(n, ins[0], ins[1])
         if isinstance(n, Sink):
             return ins[0]
         raise UnsupportedError(

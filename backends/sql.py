@@ -30,6 +30,7 @@ from relplan.ir.nodes import (
     WINDOW_END,
     WINDOW_START,
     Aggregate,
+    AsOfJoin,
     Filter,
     Join,
     Node,
@@ -41,6 +42,7 @@ from relplan.ir.nodes import (
     WindowAggregate,
 )
 from relplan.ir.windows import Frame
+from relplan.backends.asof import range_join_ctes, union_subplan
 
 
 def ident(name: str) -> exp.Identifier:
@@ -363,12 +365,36 @@ class SqlLowering:
             return self.time_window_aggregate(n, ins[0], k)
         if isinstance(n, Join):
             return [(t, self.join(n, ins[0], ins[1]))]
+        if isinstance(n, AsOfJoin):
+            return self.asof_join_ctes(n, ins[0], ins[1], k)
         if isinstance(n, Union):
             q: exp.Expression = exp.select("*").from_(ident(ins[0]), copy=False)
             for other in ins[1:]:
                 q = exp.union(q, exp.select("*").from_(ident(other), copy=False), distinct=False)
             return [(t, q)]
         raise UnsupportedError(f"{n.kind} is not supported by the {self.engine} backend")
+
+    def asof_join_ctes(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
+        """A point-in-time join by its chosen lowering (backends/asof.py); ``union`` where
+        the engine has no lowering of that name."""
+        if n.lowering == "range_join" and n.row_id is not None:
+            return range_join_ctes(self, n, spine, events, k)
+        placeholders = (Source(spine, n.spine.schema), Source(events, n.events.schema))
+        return self.subplan_ctes(union_subplan(n, *placeholders), dict(zip(placeholders, (spine, events))), k)
+
+    def subplan_ctes(self, root: Node, names: dict[Node, str], k: int) -> list[tuple[str, exp.Expression]]:
+        """CTEs computing ``root``, an IR subplan a node is lowered to, over nodes
+        ``names`` has CTEs for already."""
+        names = dict(names)
+        ctes: list[tuple[str, exp.Expression]] = []
+        for m in walk(root):
+            if m in names:
+                continue
+            self.check_supported(m)
+            made = self.node(m, [names[i] for i in m.inputs], k + len(ctes))
+            ctes += made
+            names[m] = made[-1][0]
+        return ctes
 
     def group_key(self, name: str, dtype: T.DataType, table: str | None = None) -> exp.Expression:
         """A GROUP BY / PARTITION BY / join key: the column, unless the engine groups

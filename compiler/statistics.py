@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -12,13 +12,13 @@ from relplan.ir.errors import DataError
 from relplan.rules.statistics import SourceStats, Statistics
 
 
-def measure_statistics(tables: Mapping[str, Any]) -> Statistics:
+def measure_statistics(tables: Mapping[str, Any], *, columns: Mapping[str, Iterable[str]] | None = None) -> Statistics:
     """Row counts, distinct counts of every column and the time each timestamp
     column spans, by source name.
 
     ``tables`` maps source names to pyarrow Tables or pandas DataFrames (a sample
     scales the row count only if you scale it: pass the full table for exact
-    rows). Distinct counts are DuckDB's HyperLogLog estimates (a few percent).
+    rows). ``columns``: per source, the columns to measure (default all of them). Distinct counts are DuckDB's HyperLogLog estimates (a few percent).
     """
     import duckdb
 
@@ -31,7 +31,9 @@ def measure_statistics(tables: Mapping[str, Any]) -> Statistics:
             table = as_arrow(value, name)
             con.register("t", table)
             cols = table.column_names
-            times = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
+            if columns is not None and name in columns:
+                cols = [c for c in cols if c in set(columns[name])]
+            times = [f.name for f in table.schema if pa.types.is_timestamp(f.type) and f.name in cols]
             (row,) = con.sql(
                 "SELECT COUNT(*)"
                 + "".join(f", APPROX_COUNT_DISTINCT({_quote(c)})" for c in cols)

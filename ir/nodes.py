@@ -391,6 +391,91 @@ class Union(Node):
         return Union(tuple(inputs))
 
 
+ASOF_LOWERINGS = ("asof", "range_join", "union")
+
+
+@node
+class AsOfJoin(Node):
+    """Point-in-time join: every spine row, plus aggregates of its key's events as of its time.
+
+    Output: exactly the spine's rows (none dropped, none repeated) and columns, plus
+    one column per aggregate. An aggregate in frame ``f`` of a spine row at time t
+    is computed over the events whose ``on`` keys equal the row's and whose
+    ``event_time`` lies in ``f`` around t (``t - lower <(=) event_time <(=) t - upper``,
+    as in WindowAggregate). The aggregates read the events' columns. A spine row
+    with a NULL key or a NULL time is no point: every aggregate is NULL (a count
+    too); a key with no events gets each aggregate's value over no rows (count 0).
+    Events with a NULL key or time are in no frame.
+
+    ``row_id`` names a spine column unique per row, for lowerings that group by spine
+    row. ``lowering`` is a physical choice, not a meaning (explain shows it; the
+    ``choose_asof_lowering`` rule sets it): ``asof`` takes the newest event per key
+    (DuckDB's ASOF JOIN; only for last() over frames ending at t), ``range_join``
+    joins each spine row to its key's events in the widest frame and groups by row,
+    ``union`` sorts spine rows in among the events and computes window functions.
+    Engines without a lowering use ``union``.
+    """
+
+    kind: ClassVar[str] = "AsOfJoin"
+    spine: Node
+    events: Node
+    on: tuple[tuple[str, str], ...]
+    spine_time: str
+    event_time: str
+    windows: tuple[tuple[Frame, tuple[AggCall, ...]], ...]
+    row_id: str | None = None
+    lowering: str | None = None
+
+    def __post_init__(self) -> None:
+        ss, es = self.spine.schema, self.events.schema
+        if not self.on:
+            raise SchemaError("a point-in-time join needs at least one pair of key columns")
+        for sk, ek in self.on:
+            st = ss.field(sk, context="(spine key)").dtype
+            et = es.field(ek, context="(event key)").dtype
+            if T.common_type(st, et) is None:
+                raise TypeMismatchError(f"spine key {sk!r} ({st}) and event key {ek!r} ({et}) have incompatible types")
+        for name, schema, what in ((self.spine_time, ss, "spine"), (self.event_time, es, "event")):
+            if schema.field(name, context=f"({what} time)").dtype != T.Timestamp:
+                raise TypeMismatchError(f"{what} time column {name!r} must be a Timestamp")
+        if self.row_id is not None:
+            ss.field(self.row_id, context="(spine row id)")
+        if self.lowering is not None and self.lowering not in ASOF_LOWERINGS:
+            raise SchemaError(f"unknown point-in-time lowering {self.lowering!r}; use one of {', '.join(ASOF_LOWERINGS)}")
+        if not self.windows or any(not aggs for _, aggs in self.windows):
+            raise SchemaError("a point-in-time join needs at least one aggregate per frame")
+        frames = [f for f, _ in self.windows]
+        if len(set(frames)) != len(frames):
+            raise SchemaError("a point-in-time join lists a frame twice; group its aggregates instead")
+        added = _agg_fields(self.aggs, es, "point-in-time join")
+        clash = sorted(set(ss.names) & {f.name for f in added})
+        if clash:
+            raise SchemaError(f"point-in-time features {clash} have the names of spine columns; rename them")
+        self._finish(Schema(ss.fields + tuple(added)))
+
+    @property
+    def aggs(self) -> tuple[AggCall, ...]:
+        return tuple(a for _, aggs in self.windows for a in aggs)
+
+    @property
+    def calls(self) -> tuple[tuple[Frame, AggCall], ...]:
+        return tuple((f, a) for f, aggs in self.windows for a in aggs)
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.spine, self.events)
+
+    def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
+        return dataclasses.replace(self, spine=inputs[0], events=inputs[1])
+
+    def details(self) -> str:
+        on = ", ".join(f"{s} = {e}" for s, e in self.on)
+        head = f"on {on} time {self.spine_time} events {self.event_time}"
+        if self.lowering:
+            head += f" lowering={self.lowering}"
+        return head + " frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"
+
+
 @node
 class Sink(Node):
     """A named output of a plan."""

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from relplan.rules.choose_asof_lowering import choose_asof_lowering
 from relplan.rules.driver import OptimizerConfig, Roots, RuleContext, TraceEntry, run_rules
 from relplan.rules.eliminate_common_subplans import eliminate_common_subplans
 from relplan.rules.merge_filters import merge_filters
@@ -25,6 +26,7 @@ RULES: tuple[tuple[str, object], ...] = (
     ("eliminate_common_subplans", eliminate_common_subplans),
     ("share_windows", share_windows),
     ("tile_long_windows", tile_long_windows),
+    ("choose_asof_lowering", choose_asof_lowering),
     ("prune_columns", prune_columns),
 )
 RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in RULES)

@@ -30,12 +30,16 @@ class OptimizerConfig:
     (row counts, distinct-key counts and time spans of the sources) lets
     ``tile_long_windows`` decide; ``tile_min_rows_per_frame`` is where tiles start to
     pay on DuckDB, measured by bench/test_tiles_bench.py (see the rule's docstring).
+    ``asof_pair_cost`` and ``asof_union_row_cost`` weigh the point-in-time join's
+    lowerings for ``choose_asof_lowering`` (measured by bench/test_pitc_bench.py).
     """
 
     disabled: frozenset[str] = frozenset()
     max_passes: int = 8
     statistics: Statistics | None = None
     tile_min_rows_per_frame: int = 20_000
+    asof_pair_cost: float = 1.0
+    asof_union_row_cost: float = 20.0
 
     def __post_init__(self) -> None:
         from relplan.rules import RULE_NAMES

@@ -59,6 +59,7 @@ from relplan.ir.expr import Column, Expr
 from relplan.ir.graph import transform, walk
 from relplan.ir.nodes import (
     Aggregate,
+    AsOfJoin,
     Filter,
     Join,
     Node,
@@ -157,6 +158,9 @@ def _input_needs(n: Node, mine: set[str]) -> list[set[str]]:
         ]
     if isinstance(n, Union):
         return [set(mine) for _ in n.members]
+    if isinstance(n, AsOfJoin):
+        spine = (mine & set(n.spine.schema.names)) | {s for s, _ in n.on} | {n.spine_time}
+        return [spine | ({n.row_id} if n.row_id else set()), {e for _, e in n.on} | {n.event_time} | _agg_cols(n.aggs)]
     return [set(i.schema.names) for i in n.inputs]  # any other node: all of its inputs
 
 

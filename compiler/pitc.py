@@ -1,0 +1,268 @@
+"""Point-in-time-correct training data: features joined onto a spine, as of each row's time.
+
+    train = rp.pitc_join_features(
+        spine,                                   # keys, an inference time, labels, anything
+        features=[failed_1d, rp.latest(Transactions, "amt", by="cc_num", ttl="30d")],
+        tables={"Transactions": tx},
+        engine="duckdb",
+    )
+
+The result is the spine, row for row and in its order (duplicates kept, every
+column untouched), plus one column per feature holding its value as of the
+row's inference time t. The semantics (README, "Training data"):
+
+- **Events at exactly t are not counted** by default (``inclusive=False``): the
+  value is the one an online store would have served an instant before t, the
+  feature's per-event value at t - 1us. A spine row is usually made from an event
+  (a transaction to score, with its label); with its own event counted, every
+  feature would see the event it is meant to predict. ``inclusive=True`` counts
+  them: a sliding window w then holds ``t - w < ts <= t``, otherwise ``t - w <= ts < t``.
+- **TTL**: ``rp.latest(source, column, by=..., ttl="30d")`` is NULL when the key's
+  newest value is older than the TTL; a windowed feature is bounded by its window.
+- **Ties**: among events of a key with equal times, latest() takes the largest
+  non-NULL value (last()'s rule), so the result never depends on row order.
+- **Missing keys**: a spine row whose key or time is NULL gets NULL for every
+  feature (a count too); a key without events gets each aggregate's value over no
+  rows (count 0, NULL otherwise). No spine row is ever dropped or repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from relplan.backends.arrow_io import as_arrow, conform_table
+from relplan.backends.asof import PREFIX, ROW
+from relplan.compiler.compile import _check_features, _key_columns
+from relplan.compiler.dsl import FeatureBody
+from relplan.compiler.location import user_location
+from relplan.compiler.plan import Plan
+from relplan.compiler.source import Source
+from relplan.compiler.transformation import Feature
+from relplan.compiler.windowspec import WindowSpec, lifetime, sliding
+from relplan.ir import nodes
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import DataError, EngineError, FeatureError, RelplanError, SchemaError
+from relplan.ir.expr import Column
+from relplan.ir.schema import Field, Schema
+from relplan.ir.windows import Frame
+from relplan.rules import OptimizerConfig, Statistics
+
+SPINE = "pitc_spine"  # the spine's source name in the plan (and its table in the SQL)
+OUTPUT = "training_data"
+
+
+def latest(
+    source: type[Source], column: str, *, by: str | Iterable[str], ttl: str | dt.timedelta | None = None, name: str | None = None
+) -> Feature:
+    """The newest non-NULL value of ``column`` per key ``by`` (NULL once older than ``ttl``)."""
+    where = user_location()
+    if not (isinstance(source, type) and issubclass(source, Source)):
+        raise FeatureError(f"rp.latest() takes a source class such as Transactions, got {source!r}", where=where)
+    src = source.node()
+    keys = (by,) if isinstance(by, str) else tuple(by)
+    for k in (column, *keys):
+        src.columns.field(k, context=f"(in rp.latest over {src.name})")
+    if src.event_time is None:
+        raise FeatureError(f"rp.latest() needs a source with an event time; {src.name} has none", where=where)
+    spec: WindowSpec = lifetime() if ttl is None else sliding(ttl)
+    call = AggCall("last", Column(column, src.columns.dtype(column)), "_", order=Column(src.event_time, T.Timestamp))
+    body = FeatureBody(source, tuple((k, Column(k, src.columns.dtype(k))) for k in keys), spec, None, ((None, call),), where)
+    fname = name if name is not None else f"latest_{column}" + ("" if ttl is None else f"_{spec.label}")
+    return Feature(fname, "latest", body, where, where)
+
+
+def pitc_plan(
+    spine: Any,
+    features: Feature | Iterable[Feature],
+    *,
+    time: str | None = None,
+    keys: Mapping[str, str] | None = None,
+    inclusive: bool = False,
+    tables: Mapping[str, Any] | None = None,
+    statistics: Statistics | None = None,
+    config: OptimizerConfig | None = None,
+) -> Plan:
+    """The optimized plan of a point-in-time join (``plan.explain()`` shows each join's
+    lowering; ``plan.to_sql(engine)`` its SQL over the table ``pitc_spine``, which
+    holds the spine's row number ``__pitc_row``, keys and time).
+
+    ``spine``: a table (pyarrow, pandas) or just its schema. ``tables`` or
+    ``statistics`` let the optimizer choose lowerings by cost."""
+    spine = spine if isinstance(spine, pa.Schema) else as_arrow(spine, "spine")
+    return _plan(spine, _check_features(features), time, keys, inclusive, tables, statistics, config)[0]
+
+
+def pitc_join_features(
+    spine: Any,
+    features: Feature | Iterable[Feature],
+    tables: Mapping[str, Any] | None = None,
+    engine: str = "duckdb",
+    *,
+    time: str | None = None,
+    keys: Mapping[str, str] | None = None,
+    inclusive: bool = False,
+    statistics: Statistics | None = None,
+    config: OptimizerConfig | None = None,
+    **options: Any,
+) -> pa.Table:
+    """The spine, row for row, plus each feature's value as of the row's time.
+
+    ``time``: the spine's inference-time column (default: its only timestamp column).
+    ``keys``: feature key -> spine column, where the names differ. ``inclusive``:
+    count events at exactly the inference time (default False: they may be the
+    label's own event). ``options`` go to the engine's backend."""
+    from relplan.backends import get_backend
+    from relplan.compiler.execute import _inputs
+
+    table = as_arrow(spine, "spine")
+    feats = _check_features(features)
+    plan, spine_source = _plan(table, feats, time, keys, inclusive, tables, statistics, config)
+    if engine == "flink":
+        mode = options.setdefault("mode", "batch")
+        if mode != "batch":
+            raise RelplanError(f"training data is computed in batch; pitc_join_features() on Flink takes mode='batch', got {mode!r}")
+    backend = get_backend(engine, **options)
+    given = dict(tables or {})
+    if SPINE in given:
+        raise DataError(f"tables= has a table named {SPINE!r}, the name relplan gives the spine; rename it")
+    given[SPINE] = _spine_rows(table, spine_source)
+    computed = backend.run(plan.outputs, _inputs(plan, given, backend))[OUTPUT]
+    return _assemble(table, computed, feats)
+
+
+def _spine_rows(table: pa.Table, source: nodes.Source) -> pa.Table:
+    """The columns of the spine the engine needs, and each row's number."""
+    cols = {f.name: table.column(f.name) for f in source.columns if f.name != ROW}
+    cols[ROW] = pa.array(range(table.num_rows), pa.int64())
+    return conform_table(source, pa.table(cols))
+
+
+def _assemble(spine: pa.Table, computed: pa.Table, feats: list[Feature]) -> pa.Table:
+    """The spine as given plus the feature columns, put back in spine order by row number."""
+    rows = computed.column(ROW)
+    n = spine.num_rows
+    ok = computed.num_rows == n and (n == 0 or (pc.min(rows).as_py() == 0 and pc.max(rows).as_py() == n - 1
+                                                and pc.count_distinct(rows).as_py() == n))
+    if not ok:
+        # The lowering's promise (exactly the spine's rows) is checked, never assumed.
+        raise EngineError(
+            f"the point-in-time join returned {computed.num_rows} rows for a spine of {n}; "
+            "this is a relplan bug, please report it with the plan (rp.pitc_plan(...).explain())"
+        )
+    order = pc.sort_indices(rows)
+    out = spine
+    for f in feats:
+        for c in f.columns:
+            out = out.append_column(c, computed.column(c).take(order))
+    return out
+
+
+def _plan(
+    spine: pa.Table | pa.Schema,
+    feats: list[Feature],
+    time: str | None,
+    keys: Mapping[str, str] | None,
+    inclusive: bool,
+    tables: Mapping[str, Any] | None,
+    statistics: Statistics | None,
+    config: OptimizerConfig | None,
+) -> tuple[Plan, nodes.Source]:
+    from relplan.compiler.optimize import optimize
+    from relplan.compiler.statistics import measure_statistics
+
+    spine_schema = Schema.from_arrow(spine if isinstance(spine, pa.Schema) else spine.schema)
+    time = _time_column(spine_schema, time)
+    key_map = dict(keys or {})
+    for c in spine_schema.names:
+        if c.startswith(PREFIX):
+            raise SchemaError(f"spine column {c!r} starts with {PREFIX!r}, which relplan keeps for itself; rename it")
+    groups: dict[tuple[Any, ...], list[Feature]] = {}
+    for f in feats:
+        if not f.per_event:
+            raise FeatureError(
+                f"feature {f.name!r} has window {f.spec!r}, which gives one row per window, not a value at any "
+                "time: pitc_join_features() takes sliding and lifetime windows, and rp.latest(...)",
+                where=f.defined_at,
+            )
+        for c in f.columns:
+            if c in spine_schema.names:
+                raise FeatureError(f"feature {c!r} has the name of a spine column; pass name=... to rename it", where=f.defined_at)
+        groups.setdefault((f.source.node(), f.body.keys), []).append(f)
+    spine_keys = sorted({key_map.get(k, k) for f in feats for k in f.keys})
+    for f in feats:
+        for k in f.keys:
+            col = key_map.get(k, k)
+            if col not in spine_schema.names:
+                raise FeatureError(
+                    f"feature {f.name!r} is keyed by {k!r}, which the spine lacks (its columns: {list(spine_schema.names)}); "
+                    f"add the column, or map it with keys={{{k!r}: '<spine column>'}}",
+                    where=f.defined_at,
+                )
+    fields = [Field(ROW, T.Int64)] + [spine_schema.field(k) for k in spine_keys if k != time] + [Field(time, T.Timestamp)]
+    spine_source = nodes.Source(SPINE, Schema(tuple(fields)))
+    node: nodes.Node = spine_source
+    for (src, _), members in groups.items():
+        assert src.event_time is not None
+        try:
+            events, keys_of = _key_columns(src, [(members[0].name, members[0].body)])
+            ev_keys = keys_of[members[0].name]
+            on = tuple((key_map.get(k, k), ek) for k, ek in zip(members[0].keys, ev_keys))
+            newest: dict[Frame, list[AggCall]] = {}
+            windowed: dict[Frame, list[AggCall]] = {}
+            for f in members:
+                frame = _frame(f.spec, inclusive)
+                for col_name, (_, call) in zip(f.columns, f.body.aggs):
+                    target = newest if call.func == "last" else windowed
+                    target.setdefault(frame, []).append(replace(call, name=col_name, filter=f.body.mask))
+            for calls in (newest, windowed):
+                if calls:
+                    windows = tuple((fr, tuple(c)) for fr, c in calls.items())
+                    node = nodes.AsOfJoin(node, events, on, time, src.event_time, windows, row_id=ROW)
+        except RelplanError as e:
+            raise e.at(members[-1].defined_at) from None
+    plan = Plan((nodes.Sink(node, OUTPUT),), tuple(feats))
+    if statistics is None and tables is not None and _needs_statistics(plan):
+        # Only what the lowering choice reads: rows, distinct keys, time spans.
+        wanted = {src.name: [*(k for k, _ in body_keys), src.event_time] for src, body_keys in groups}
+        measured = {name: tables[name] for name in wanted if name in tables}
+        if isinstance(spine, pa.Table):
+            measured[SPINE] = _spine_rows(spine, spine_source)
+            wanted[SPINE] = [time]
+        statistics = measure_statistics(measured, columns=wanted)
+    return optimize(plan, config, statistics=statistics), spine_source
+
+
+def _needs_statistics(plan: Plan) -> bool:
+    from relplan.backends.asof import newest_event_only
+    from relplan.ir.graph import walk
+
+    return any(isinstance(n, nodes.AsOfJoin) and not newest_event_only(n) for n in walk(plan.outputs))
+
+
+def _time_column(schema: Schema, time: str | None) -> str:
+    if time is not None:
+        f = schema.field(time, context="(the spine's inference time)")
+        if f.dtype != T.Timestamp:
+            raise SchemaError(f"the spine's time column {time!r} is {f.dtype}, not a Timestamp")
+        return time
+    times = [f.name for f in schema if f.dtype == T.Timestamp]
+    if len(times) != 1:
+        raise SchemaError(
+            f"the spine has {len(times)} timestamp columns {times}: pass time='<column>' to say which is the inference time"
+        )
+    return times[0]
+
+
+def _frame(spec: WindowSpec, inclusive: bool) -> Frame:
+    """The feature's frame at a spine row: as of t (inclusive), or as of an instant before t."""
+    lower = spec.size if spec.kind == "sliding" else None
+    if inclusive:
+        return Frame(lower)
+    return Frame(lower, lower_inclusive=lower is not None, upper=0, upper_inclusive=False)
