@@ -24,7 +24,7 @@ from sqlglot import exp
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.expr import Binary, Case, Cast, Column, Expr, Literal, Unary, and_all
-from relplan.ir.nodes import AsOfJoin, Filter, Node, Project, Union, WindowAggregate
+from relplan.ir.nodes import Aggregate, AsOfJoin, Filter, Join, Node, Project, Union, WindowAggregate
 from relplan.ir.windows import Frame
 
 if TYPE_CHECKING:
@@ -179,3 +179,44 @@ def range_join_ctes(low: SqlLowering, n: AsOfJoin, spine: str, events: str, k: i
         copy=False,
     )
     return [(f"t{k}", pairs), (f"t{k + 1}", grouped), (f"t{k + 2}", joined)]
+
+
+def extremes_by_join(n: AsOfJoin, spine: Node, events: Node) -> Node:
+    """``n`` with first()/last() computed from plain aggregates, for engines without
+    ARG_MIN/ARG_MAX (Flink): the time of the key's earliest/latest event with a
+    value in the frame (min/max of the event time, itself a point-in-time
+    aggregate), then an equi-join on key and that time to the events reduced to
+    one row per key and time, holding the smallest/largest value there (the
+    tie rule of first/last). A TTL is the frame: no event in it, no time, no match."""
+    picks = [(f, a) for f, a in n.calls if a.func in ("first", "last")]
+    windows: dict[Frame, list[AggCall]] = {}
+    for f, a in n.calls:
+        if a.func not in ("first", "last"):
+            windows.setdefault(f, []).append(a)
+    es = n.events.schema
+    for i, (f, a) in enumerate(picks):
+        assert a.arg is not None
+        present = and_all([p for p in (Unary("IS NOT NULL", a.arg), a.filter) if p is not None])
+        at = AggCall("max" if a.func == "last" else "min", Column(n.event_time, T.Timestamp), f"{PREFIX}at{i}", present)
+        windows.setdefault(f, []).append(at)
+    lowering = None if n.lowering == "asof" else n.lowering
+    node: Node = AsOfJoin(
+        spine, events, n.on, n.spine_time, n.event_time, tuple((f, tuple(c)) for f, c in windows.items()), n.row_id, lowering
+    )
+    types = key_types(n)
+    for i, (f, a) in enumerate(picks):
+        assert a.arg is not None
+        present = and_all([p for p in (Unary("IS NOT NULL", a.arg), a.filter) if p is not None])
+        keys = [(f"{PREFIX}j{i}_{j}", _as(Column(e, es.dtype(e)), t)) for j, ((_, e), t) in enumerate(zip(n.on, types))]
+        time = f"{PREFIX}jt{i}"
+        rows = Project(Filter(events, present), (*keys, (time, Column(n.event_time, T.Timestamp)), (f"{PREFIX}x{i}", a.arg)))  # type: ignore[arg-type]
+        value = AggCall("max" if a.func == "last" else "min", Column(f"{PREFIX}x{i}", a.dtype), f"{PREFIX}v{i}")
+        at_time = Aggregate(rows, (*(k for k, _ in keys), time), (value,))
+        on = tuple((s, k) for (s, _), (k, _) in zip(n.on, keys)) + ((f"{PREFIX}at{i}", time),)
+        node = Join(node, at_time, "left", on)
+    out: list[tuple[str, Expr]] = [(c.name, Column(c.name, c.dtype)) for c in n.spine.schema]
+    pick_names = {a.name: i for i, (_, a) in enumerate(picks)}
+    for a in n.aggs:
+        source = f"{PREFIX}v{pick_names[a.name]}" if a.name in pick_names else a.name
+        out.append((a.name, Column(source, a.dtype)))
+    return Project(node, tuple(out))

@@ -52,7 +52,7 @@ from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import DataError, EngineError, RelplanError, UnsupportedError
 from relplan.ir.expr import Cast, Expr, Literal
 from relplan.ir.graph import walk
-from relplan.ir.nodes import WINDOW_END, WINDOW_START, Aggregate, Join, Node, Sink, Source, TimeWindowAggregate, WindowAggregate
+from relplan.ir.nodes import WINDOW_END, WINDOW_START, Aggregate, AsOfJoin, Join, Node, Sink, Source, TimeWindowAggregate, WindowAggregate
 from relplan.ir.windows import Frame, format_duration
 
 MODES = ("batch", "streaming")
@@ -98,6 +98,7 @@ class FlinkLowering(SqlLowering):
     engine = "flink"
     # COUNT and SUM(BIGINT) are BIGINT, mean and var of DOUBLE are DOUBLE.
     NATIVE_RESULT: ClassVar[frozenset[str]] = frozenset({"count", "count_distinct", "sum", "mean", "min", "max", "var", "std"})
+    ARG_EXTREMES: ClassVar[bool] = False  # first/last at spine times: backends/asof.py extremes_by_join
 
     def __init__(self, table_names: dict[str, str] | None = None, mode: str = "batch") -> None:
         super().__init__(table_names)
@@ -205,6 +206,11 @@ class FlinkLowering(SqlLowering):
             raise UnsupportedError(
                 f"{n.how} join ({n.details()}) is not supported in Flink streaming mode: an outer join "
                 "is an updating result; use batch mode"
+            )
+        if isinstance(n, AsOfJoin):
+            raise UnsupportedError(
+                f"{n.kind} ({n.details()}) is not supported in Flink streaming mode: training data is "
+                "computed over bounded tables; use mode='batch'"
             )
 
     def window_order(self, order: exp.Expression) -> exp.Expression:

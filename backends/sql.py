@@ -42,7 +42,7 @@ from relplan.ir.nodes import (
     WindowAggregate,
 )
 from relplan.ir.windows import Frame
-from relplan.backends.asof import range_join_ctes, union_subplan
+from relplan.backends.asof import extremes_by_join, range_join_ctes, union_subplan
 
 
 def ident(name: str) -> exp.Identifier:
@@ -96,6 +96,7 @@ class SqlLowering:
         "Timestamp": exp.DataType.Type.TIMESTAMP, "Date": exp.DataType.Type.DATE,
     }
     UNSUPPORTED: ClassVar[dict[type, str]] = {}
+    ARG_EXTREMES: ClassVar[bool] = True  # has ARG_MIN/ARG_MAX (first/last); see arg_extreme
     # Aggregates whose native result type already is the IR's, for every input type
     # (the rest are cast explicitly). DuckDB: SUM(BIGINT) is HUGEINT, so sum is cast.
     NATIVE_RESULT: ClassVar[frozenset[str]] = frozenset(
@@ -377,10 +378,13 @@ class SqlLowering:
     def asof_join_ctes(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
         """A point-in-time join by its chosen lowering (backends/asof.py); ``union`` where
         the engine has no lowering of that name."""
+        placeholders = (Source(spine, n.spine.schema), Source(events, n.events.schema))
+        names = dict(zip(placeholders, (spine, events)))
+        if not self.ARG_EXTREMES and any(a.func in ("first", "last") for a in n.aggs):
+            return self.subplan_ctes(extremes_by_join(n, *placeholders), names, k)
         if n.lowering == "range_join" and n.row_id is not None:
             return range_join_ctes(self, n, spine, events, k)
-        placeholders = (Source(spine, n.spine.schema), Source(events, n.events.schema))
-        return self.subplan_ctes(union_subplan(n, *placeholders), dict(zip(placeholders, (spine, events))), k)
+        return self.subplan_ctes(union_subplan(n, *placeholders), names, k)
 
     def subplan_ctes(self, root: Node, names: dict[Node, str], k: int) -> list[tuple[str, exp.Expression]]:
         """CTEs computing ``root``, an IR subplan a node is lowered to, over nodes

@@ -755,7 +755,7 @@ def _plan() -> rp.Plan:
 def test_the_driver_runs_the_rules_in_the_documented_order() -> None:
     assert RULE_NAMES == (
         "simplify_expressions", "merge_filters", "push_down_filter", "merge_projections",
-        "eliminate_common_subplans", "share_windows", "tile_long_windows", "prune_columns",
+        "eliminate_common_subplans", "share_windows", "tile_long_windows", "choose_asof_lowering", "prune_columns",
     )
     for name, rule in RULES:
         assert getattr(rule, "__name__", None) == name
