@@ -51,6 +51,7 @@ from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import DataError, EngineError, FeatureError, RelplanError, SchemaError
 from relplan.ir.expr import Column
 from relplan.ir.schema import Field, Schema
+from relplan.ir.types import from_arrow
 from relplan.ir.windows import Frame
 from relplan.rules import OptimizerConfig, Statistics
 
@@ -177,10 +178,13 @@ def _plan(
     from relplan.compiler.optimize import optimize
     from relplan.compiler.statistics import measure_statistics
 
-    spine_schema = Schema.from_arrow(spine if isinstance(spine, pa.Schema) else spine.schema)
-    time = _time_column(spine_schema, time)
+    # Only the keys and the time go to the engine: other columns (labels, anything,
+    # of any arrow type) stay in the caller's table.
+    arrow_schema = spine if isinstance(spine, pa.Schema) else spine.schema
+    time = _time_column(arrow_schema, time)
+    spine_names = arrow_schema.names
     key_map = dict(keys or {})
-    for c in spine_schema.names:
+    for c in spine_names:
         if c.startswith(PREFIX):
             raise SchemaError(f"spine column {c!r} starts with {PREFIX!r}, which relplan keeps for itself; rename it")
     groups: dict[tuple[Any, ...], list[Feature]] = {}
@@ -192,20 +196,22 @@ def _plan(
                 where=f.defined_at,
             )
         for c in f.columns:
-            if c in spine_schema.names:
+            if c in spine_names:
                 raise FeatureError(f"feature {c!r} has the name of a spine column; pass name=... to rename it", where=f.defined_at)
         groups.setdefault((f.source.node(), f.body.keys), []).append(f)
     spine_keys = sorted({key_map.get(k, k) for f in feats for k in f.keys})
     for f in feats:
         for k in f.keys:
             col = key_map.get(k, k)
-            if col not in spine_schema.names:
+            if col not in spine_names:
                 raise FeatureError(
-                    f"feature {f.name!r} is keyed by {k!r}, which the spine lacks (its columns: {list(spine_schema.names)}); "
+                    f"feature {f.name!r} is keyed by {k!r}, which the spine lacks (its columns: {spine_names}); "
                     f"add the column, or map it with keys={{{k!r}: '<spine column>'}}",
                     where=f.defined_at,
                 )
-    fields = [Field(ROW, T.Int64)] + [spine_schema.field(k) for k in spine_keys if k != time] + [Field(time, T.Timestamp)]
+    fields = [Field(ROW, T.Int64)]
+    fields += [Field(k, from_arrow(arrow_schema.field(k).type, column=k)) for k in spine_keys if k != time]
+    fields.append(Field(time, T.Timestamp))
     spine_source = nodes.Source(SPINE, Schema(tuple(fields)))
     node: nodes.Node = spine_source
     for (src, _), members in groups.items():
@@ -246,13 +252,15 @@ def _needs_statistics(plan: Plan) -> bool:
     return any(isinstance(n, nodes.AsOfJoin) and not newest_event_only(n) for n in walk(plan.outputs))
 
 
-def _time_column(schema: Schema, time: str | None) -> str:
+def _time_column(schema: pa.Schema, time: str | None) -> str:
     if time is not None:
-        f = schema.field(time, context="(the spine's inference time)")
-        if f.dtype != T.Timestamp:
-            raise SchemaError(f"the spine's time column {time!r} is {f.dtype}, not a Timestamp")
+        if time not in schema.names:
+            raise SchemaError(f"the spine has no column {time!r} (its columns: {schema.names}) for the inference time")
+        if not pa.types.is_timestamp(schema.field(time).type):
+            got = schema.field(time).type
+            raise SchemaError(f"the spine's time column {time!r} is {got}, not a timestamp")
         return time
-    times = [f.name for f in schema if f.dtype == T.Timestamp]
+    times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
     if len(times) != 1:
         raise SchemaError(
             f"the spine has {len(times)} timestamp columns {times}: pass time='<column>' to say which is the inference time"

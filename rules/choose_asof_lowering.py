@@ -13,6 +13,8 @@ of magnitude with the data's shape, and no single one wins everywhere:
 - ``union``: costs a sort and a window pass over N + M rows, whatever the keys.
   Never ruinous: the choice without statistics.
 
+``OptimizerConfig(asof_lowering=...)`` forces a lowering wherever it applies.
+
 Estimated cost, in the units of one key-matched pair (``OptimizerConfig``):
 ``range_join`` = N * M / K * asof_pair_cost, ``union`` = (N + M) * asof_union_row_cost.
 The defaults were measured by bench/test_pitc_bench.py on DuckDB 2.0.1 (its
@@ -51,6 +53,9 @@ def choose_asof_lowering(roots: Roots, ctx: RuleContext) -> Roots:
 
 
 def choose(n: AsOfJoin, ctx: RuleContext) -> str:
+    forced = ctx.config.asof_lowering
+    if forced == "range_join" and n.row_id is not None or forced == "union":
+        return forced
     if newest_event_only(n):
         return "asof"
     costs = estimated_costs(n, ctx.config.statistics, ctx.config.asof_pair_cost, ctx.config.asof_union_row_cost)

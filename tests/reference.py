@@ -255,6 +255,48 @@ def per_event(
     return out
 
 
+def at_points(
+    rows: Sequence[Row],
+    spine: Sequence[Row],
+    *,
+    keys: Mapping[str, Value],
+    mask: Callable[[Row], bool | None] | None,
+    aggs: Sequence[Agg],
+    size_us: int | None,
+    inclusive: bool,
+    time: str = "ts",
+    at: str = "at",
+) -> list[Row]:
+    """The feature columns at every spine row, in the order of ``spine`` (point in time).
+
+    At a spine row with values K in the key columns (named as the feature's keys) and
+    time t, each aggregate is taken over the event rows whose key values equal K,
+    that pass ``mask``, and whose time u has ``t - size < u <= t`` (``inclusive``) or
+    ``t - size <= u < t`` (not: the value an instant before t); ``size_us=None`` drops
+    the lower bound. A spine row with a NULL key or time gets NULL everywhere.
+    """
+    rows = normalize(rows)
+    out = []
+    for point in normalize(spine):
+        k = tuple(point[name] for name in keys)
+        if any(v is None for v in k) or point[at] is None:
+            out.append({a.name: None for a in aggs})
+            continue
+        t = to_us(point[at])
+
+        def in_frame(u: int) -> bool:
+            if inclusive:
+                return u <= t and (size_us is None or u > t - size_us)
+            return u < t and (size_us is None or u >= t - size_us)
+
+        frame = [
+            r for r in rows
+            if tuple(f(r) for f in keys.values()) == k and _passes(mask, r) and in_frame(to_us(r[time]))
+        ]
+        out.append({a.name: aggregate(a.func, frame, a.value, time) for a in aggs})
+    return out
+
+
 def window_starts(t: int, size: int, slide: int) -> list[int]:
     """Starts of the epoch-aligned windows ``[s, s + size)`` that hold time ``t``."""
     starts = []

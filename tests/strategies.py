@@ -266,6 +266,15 @@ class FeatureSpec:
             rows, keys=keys, mask=mask and mask[1], aggs=aggs, size_us=w.size, slide_us=w.slide
         )
 
+    def at_points(self, rows: list[dict[str, Any]], spine: list[dict[str, Any]], name: str, inclusive: bool) -> list[dict[str, Any]]:
+        """Its value at every spine row (tests/reference.py at_points), aligned with ``spine``."""
+        assert self.per_event
+        keys = {k: value_of(k) for k in self.keys}
+        mask = MASKS[self.mask]
+        aggs = [ref.Agg(c, f, value_of(col)) for c, (_, f, col) in zip(self.columns(name), self.aggs)]
+        size = None if self.window[0] == "lifetime" else window_spec(self.window).size
+        return ref.at_points(rows, spine, keys=keys, mask=mask and mask[1], aggs=aggs, size_us=size, inclusive=inclusive)
+
     def result_types(self, name: str) -> dict[str, str]:
         return {
             c: ref.result_type(f, column_type(col)) for c, (_, f, col) in zip(self.columns(name), self.aggs)
