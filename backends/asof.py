@@ -209,14 +209,20 @@ def extremes_by_join(n: AsOfJoin, spine: Node, events: Node) -> Node:
         present = and_all([p for p in (Unary("IS NOT NULL", a.arg), a.filter) if p is not None])
         keys = [(f"{PREFIX}j{i}_{j}", _as(Column(e, es.dtype(e)), t)) for j, ((_, e), t) in enumerate(zip(n.on, types))]
         time = f"{PREFIX}jt{i}"
-        rows = Project(Filter(events, present), (*keys, (time, Column(n.event_time, T.Timestamp)), (f"{PREFIX}x{i}", a.arg)))  # type: ignore[arg-type]
-        value = AggCall("max" if a.func == "last" else "min", Column(f"{PREFIX}x{i}", a.dtype), f"{PREFIX}v{i}")
+        # Booleans have no MIN/MAX in the IR: FALSE < TRUE as 0 < 1, and back.
+        boolean = a.dtype == T.Bool
+        x: Expr = Cast(a.arg, T.Int64) if boolean else a.arg
+        rows = Project(Filter(events, present), (*keys, (time, Column(n.event_time, T.Timestamp)), (f"{PREFIX}x{i}", x)))  # type: ignore[arg-type]
+        value = AggCall("max" if a.func == "last" else "min", Column(f"{PREFIX}x{i}", x.dtype), f"{PREFIX}v{i}")
         at_time = Aggregate(rows, (*(k for k, _ in keys), time), (value,))
         on = tuple((s, k) for (s, _), (k, _) in zip(n.on, keys)) + ((f"{PREFIX}at{i}", time),)
         node = Join(node, at_time, "left", on)
     out: list[tuple[str, Expr]] = [(c.name, Column(c.name, c.dtype)) for c in n.spine.schema]
     pick_names = {a.name: i for i, (_, a) in enumerate(picks)}
     for a in n.aggs:
-        source = f"{PREFIX}v{pick_names[a.name]}" if a.name in pick_names else a.name
-        out.append((a.name, Column(source, a.dtype)))
+        if a.name not in pick_names:
+            out.append((a.name, Column(a.name, a.dtype)))
+            continue
+        picked = Column(f"{PREFIX}v{pick_names[a.name]}", T.Int64 if a.dtype == T.Bool else a.dtype)
+        out.append((a.name, Binary("=", picked, Literal(1)) if a.dtype == T.Bool else picked))
     return Project(node, tuple(out))

@@ -172,10 +172,11 @@ def test_no_value_comes_from_after_the_inference_time(
     )
 
 
-SPARK_FLINK = settings(SETTINGS, max_examples=20)
+SPARK = settings(SETTINGS, max_examples=20)
+FLINK = settings(SETTINGS, max_examples=12)  # 4-7 s a job
 
 
-@SPARK_FLINK
+@SPARK
 @given(data=st.data(), specs=point_features, rows=event_rows(max_rows=16), inclusive=st.booleans(),
        lowering=st.sampled_from(LOWERINGS))
 def test_spark_equals_the_brute_force(
@@ -188,12 +189,12 @@ def test_spark_equals_the_brute_force(
 
 
 def flink_funcs(window: tuple[str, ...]) -> tuple[str, ...]:
-    # Flink's VAR_SAMP is one-pass (README); count_distinct has no OVER form there.
-    out = tuple(f for f in ref.AGG_FUNCS if f not in ("var", "std"))
-    return out if window[0] == "lifetime" else tuple(f for f in out if f != "count_distinct")
+    # Flink's VAR_SAMP is one-pass (README); Flink refuses DISTINCT in OVER windows,
+    # which the union lowering needs.
+    return tuple(f for f in ref.AGG_FUNCS if f not in ("var", "std", "count_distinct"))
 
 
-@SPARK_FLINK
+@FLINK
 @given(data=st.data(), specs=st.lists(feature_specs(per_event_windows, flink_funcs), min_size=1, max_size=3),
        rows=event_rows(max_rows=16), inclusive=st.booleans(), lowering=st.sampled_from(LOWERINGS))
 def test_flink_batch_equals_the_brute_force(
