@@ -13,17 +13,20 @@ comparison within this run (the summary at the end prints the ratios):
    (10^10 pairs at full size, hours): it runs on a spine of ROW_NUMBER_DENSE_SPINE rows
    instead, in a comparison of its own with the ASOF JOIN and relplan on that spine.
 2. **Windowed aggregates at spine times, DuckDB**: count, sum and max of amt over a
-   sliding window of 1, 7 or 30 days, sparse (50k keys) and dense (50 keys; smaller,
-   see WINDOW_SHAPES: the range join's pairs grow as spine x events / keys). relplan's
+   sliding window of 1, 7 or 30 days, sparse (100k spine x 5M events, 50k keys), dense
+   (50 keys; smaller, see WINDOW_SHAPES: the range join's pairs grow as spine x events /
+   keys) and a shape between them where the cost model's constants decide. relplan's
    own choice of lowering (statistics measured from ``tables=`` on every call) against
-   each lowering forced (range_join, union; forced with ``OptimizerConfig`` costs, see
-   FORCE, so every variant pays for the same statistics). The baseline of each
+   each lowering forced (range_join, union: ``OptimizerConfig(asof_lowering=...)``,
+   FORCE; every variant pays for the same statistics). The baseline of each
    comparison is the faster forced lowering (known once both ran); the label says which
    lowering relplan chose (``rp.pitc_plan(...).explain()``).
 3. **Spark and Flink (batch)** at SMALL_SPINE x SMALL_EVENTS, the latest value and one
    windowed feature: relplan against the same plan's SQL run by hand (``plan.to_sql``,
    the spine's row number, keys and time staged as ``pitc_spine`` by the user), and
-   relplan on each engine against relplan on DuckDB on the same data.
+   relplan on each engine against relplan on DuckDB on the same data. The label shows
+   the plan's lowering as explain() does; engines without an ``asof`` lowering run the
+   latest value as ``union`` (Flink: the newest time by a window, then an equi-join).
 
 Data: numpy with fixed seeds, built once per module (module-scoped fixtures, never
 timed). Events (key int64, ts timestamp[us], amt float64) are a log in time order over
@@ -57,11 +60,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 import relplan as rp
-from bench.results import RESULTS, record
 from relplan.backends.asof import ROW
 from relplan.compiler.pitc import OUTPUT, SPINE
+
+from bench.results import RESULTS, record
 
 SCALE = float(os.environ.get("RELPLAN_BENCH_SCALE", "1.0"))
 
@@ -74,7 +77,14 @@ LATEST_ROUNDS = 3  # ASOF JOIN by hand and relplan (after one warm-up round)
 SLOW_ROUNDS = 1  # range join + ROW_NUMBER, pandas: seconds to a minute each
 
 # 2. Windowed aggregates, DuckDB: (spine rows, events, keys).
-WINDOW_SHAPES = {"sparse": (100_000, 5_000_000, 50_000), "dense": (20_000, 1_000_000, 50)}
+# dense: 10k events a key, a spine row pairs with 10k of them (range join: 5*10^8 pairs, about
+# 4 s; at the 100k x 5M it would be 10^10, minutes a round). crossover: the same keys
+# and events, a fifth of the spine: 10^8 pairs, where the two lowerings cost about the same.
+WINDOW_SHAPES = {
+    "sparse": (100_000, 5_000_000, 50_000),
+    "dense": (50_000, 500_000, 50),
+    "crossover": (10_000, 500_000, 50),
+}
 WINDOWS = ("1d", "7d", "30d")
 WINDOW_ROUNDS = 2
 CHECK_SAMPLE = 200  # spine rows checked against the hand-written SQL
@@ -126,12 +136,8 @@ def windowed_columns(window: str) -> list[str]:
     return [f"amt_{window}_{a}" for a in ("n", "total", "biggest")]
 
 
-# How a lowering is forced: its rival's estimated cost made prohibitive (the rule never
-# overrides a lowering already set, but pitc_join_features builds the plan itself).
-FORCE = {
-    "range_join": rp.OptimizerConfig(asof_union_row_cost=1e12),
-    "union": rp.OptimizerConfig(asof_pair_cost=1e12),
-}
+# A lowering forced: the optimizer's hint (statistics are still measured from tables=).
+FORCE = {lowering: rp.OptimizerConfig(asof_lowering=lowering) for lowering in ("range_join", "union")}
 
 
 # ---- data ---------------------------------------------------------------------------
@@ -440,7 +446,7 @@ class Small:
 
     def comparison(self, feature: str, engine: str) -> str:
         size = f"{human(self.spine.num_rows)} spine x {human(self.events.num_rows)} events, {human(SMALL_KEYS)} keys"
-        return f"pitc {feature} [{self.lowering[feature]}], {size}, {engine}"
+        return f"pitc {feature} [lowering={self.lowering[feature]}], {size}, {engine}"
 
     def check(self, feature: str, out: pa.Table, what: str) -> None:
         assert_columns_match(out, self.reference[feature], self.columns[feature], what)

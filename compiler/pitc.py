@@ -236,7 +236,9 @@ def _plan(
     plan = Plan((nodes.Sink(node, OUTPUT),), tuple(feats))
     if statistics is None and tables is not None and _needs_statistics(plan):
         # Only what the lowering choice reads: rows, distinct keys, time spans.
-        wanted = {src.name: [*(k for k, _ in body_keys), src.event_time] for src, body_keys in groups}
+        wanted: dict[str, list[str]] = {}
+        for src, body_keys in groups:
+            wanted.setdefault(src.name, [src.event_time]).extend(k for k, _ in body_keys)  # type: ignore[list-item]
         measured = {name: tables[name] for name in wanted if name in tables}
         if isinstance(spine, pa.Table):
             measured[SPINE] = _spine_rows(spine, spine_source)

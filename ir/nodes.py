@@ -470,7 +470,7 @@ class AsOfJoin(Node):
 
     def details(self) -> str:
         on = ", ".join(f"{s} = {e}" for s, e in self.on)
-        head = f"on {on} time {self.spine_time} events {self.event_time}"
+        head = f"on {on} time={self.spine_time} event_time={self.event_time}"
         if self.lowering:
             head += f" lowering={self.lowering}"
         return head + " frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"

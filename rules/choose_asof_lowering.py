@@ -25,9 +25,9 @@ earlier point-in-time joins) and the events' rows and distinct key counts.
 
 Fires (statistics: pitc_spine 100k rows; Transactions 5M rows, 50k distinct cc_num):
 
-    AsOfJoin on cc_num = cc_num time ts events ts frames=[[t-7d, t) aggs=[n := count(*)]]
+    AsOfJoin on cc_num = cc_num time=ts event_time=ts frames=[[t-7d, t) aggs=[n := count(*)]]
   =>
-    AsOfJoin on cc_num = cc_num time ts events ts lowering=range_join frames=[[t-7d, t) aggs=[n := count(*)]]
+    AsOfJoin on cc_num = cc_num time=ts event_time=ts lowering=range_join frames=[[t-7d, t) aggs=[n := count(*)]]
 
 and with 50 distinct cc_num (10^10 pairs against 5.1M rows) ``lowering=union``.
 """
