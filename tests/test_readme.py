@@ -1,0 +1,47 @@
+"""The README's training-data example runs as written and prints what the README shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+import relplan as rp
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    start = README.index(title)
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end >= 0 else None]
+
+
+def blocks(text: str, lang: str = "") -> list[str]:
+    """The fenced blocks of ``text`` whose fence names ``lang`` ("": unnamed ones)."""
+    out: list[str] = []
+    lines: list[str] = []
+    inside = wanted = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if inside and wanted:
+                out.append("\n".join(lines))
+            inside, wanted, lines = not inside, line[3:].strip() == lang, []
+        elif inside:
+            lines.append(line)
+    return out
+
+
+def test_the_training_data_example_prints_what_the_readme_shows() -> None:
+    text = section("## Training data")
+    code, explain_call = blocks(text, "python")[:2]
+    outputs = blocks(text)
+    namespace = {"dt": dt, "pa": pa, "rp": rp}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    with pd.option_context("display.width", 200, "display.max_columns", 10):
+        printed = namespace["train"].to_pandas().to_string()
+    assert printed.strip() == outputs[0].strip()
+    plan_text = eval(explain_call.strip().removeprefix("print(").removesuffix(")"), namespace)  # noqa: S307
+    assert plan_text.strip() == outputs[1].strip()
