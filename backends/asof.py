@@ -201,7 +201,8 @@ def extremes_by_join(n: AsOfJoin, spine: Node, events: Node) -> Node:
         windows.setdefault(f, []).append(at)
     lowering = None if n.lowering == "asof" else n.lowering
     node: Node = AsOfJoin(
-        spine, events, n.on, n.spine_time, n.event_time, tuple((f, tuple(c)) for f, c in windows.items()), n.row_id, lowering
+        spine, events, n.on, n.spine_time, n.event_time, tuple((f, tuple(c)) for f, c in windows.items()),
+        n.row_id, lowering, n.tile if lowering == "tiles" else None,
     )
     types = key_types(n)
     for i, (f, a) in enumerate(picks):
@@ -226,3 +227,178 @@ def extremes_by_join(n: AsOfJoin, spine: Node, events: Node) -> Node:
         picked = Column(f"{PREFIX}v{pick_names[a.name]}", T.Int64 if a.dtype == T.Bool else a.dtype)
         out.append((a.name, Binary("=", picked, Literal(1)) if a.dtype == T.Bool else picked))
     return Project(node, tuple(out))
+
+
+# ---- tiles -----------------------------------------------------------------------------
+
+# Aggregates rebuilt from partials over parts of a frame, and their partials:
+# c a count, s a sum, m an extreme (min or max).
+TILE_PARTS = {"count": ("c",), "sum": ("s",), "min": ("m",), "max": ("m",), "mean": ("s", "c")}
+TILE_SIZES_US = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
+
+
+def half_open(f: Frame) -> tuple[int, int]:
+    """(L, U) with the frame at t being ``t - L <= u < t - U`` (integer microseconds)."""
+    assert f.lower is not None
+    return (f.lower if f.lower_inclusive else f.lower - 1), (f.upper if not f.upper_inclusive else f.upper - 1)
+
+
+def tileable(n: AsOfJoin) -> bool:
+    return n.row_id is not None and all(a.func in TILE_PARTS for a in n.aggs) and all(f.lower is not None for f, _ in n.windows)
+
+
+def tile_size(n: AsOfJoin, min_tiles: int) -> int | None:
+    """The largest tile size dividing every frame into at least ``min_tiles`` tiles."""
+    if not tileable(n):
+        return None
+    lengths = [lo - up for lo, up in (half_open(f) for f, _ in n.windows)]
+    for size in TILE_SIZES_US:
+        if all(w % size == 0 and w // size >= min_tiles for w in lengths):
+            return size
+    return None
+
+
+def tiles_ctes(low: SqlLowering, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
+    """The tiles lowering (frames of whole tiles, see ``tile_size``): a frame
+    ``[a, b)`` of a spine row is the whole tiles between (partial aggregates per key
+    and tile, computed once) plus the raw events of its partial head tile (before
+    the first whole tile) and tail tile (after the last). Both joins are cheap where
+    the range join is not: the tiles of one window per spine row, and the events of
+    two tiles, found by an equi-join on key and tile. CTEs:
+
+        P   spine rows with a point: row, keys, t, per frame its whole tiles [ja, jb)
+        E   events with a key: keys, tile, time, masked values
+        TL  partials per key and tile                            (GROUP BY)
+        H   per spine row, the head and tail tiles of its frames (UNION: each once)
+        G1  per row, partials over its whole tiles               (range join P x TL)
+        G2  per row, partials over its head and tail events      (equi-join H x E)
+
+    and the spine LEFT JOIN G1, G2, the partials combined per aggregate."""
+    from relplan.backends.sql import all_of, any_of, as_name, col, ident, lit
+
+    assert n.tile is not None and n.row_id is not None
+    tau = n.tile
+    types = key_types(n)
+    keys = [key_name(i) for i in range(len(n.on))]
+    frames = [f for f, _ in n.windows]
+    offsets = [half_open(f) for f in frames]
+    names = {"P": f"t{k}", "E": f"t{k + 1}", "TL": f"t{k + 2}", "H": f"t{k + 3}", "G1": f"t{k + 4}", "G2": f"t{k + 5}"}
+    us = low.epoch_us(col(n.spine_time))
+
+    def key_cols(side: list[str], schema_of: Node) -> list[exp.Expression]:
+        return [
+            as_name(low.group_key(c, t) if schema_of.schema.dtype(c) == t else low.cast(col(c), t), key)
+            for c, t, key in zip(side, types, keys)
+        ]
+
+    def present(cols: list[str]) -> exp.Expression:
+        return all_of([exp.Not(this=exp.Is(this=col(c), expression=exp.Null())) for c in cols])
+
+    def floor_tile(e: exp.Expression) -> exp.Expression:
+        return low.floordiv(e, lit(tau))
+
+    # P: a spine row's frames [t - L, t - U): whole tiles ja = ceil((t - L) / tau) .. jb = floor((t - U) / tau).
+    point_cols: list[exp.Expression] = [as_name(col(n.row_id), ROW), *key_cols([s for s, _ in n.on], n.spine), as_name(us, TIME)]
+    for i, (lo, up) in enumerate(offsets):
+        start = exp.Sub(this=us.copy(), expression=lit(lo))
+        point_cols.append(as_name(exp.Neg(this=exp.Paren(this=floor_tile(exp.Neg(this=exp.Paren(this=start))))), f"{PREFIX}ja{i}"))
+        point_cols.append(as_name(floor_tile(exp.Sub(this=us.copy(), expression=lit(up))), f"{PREFIX}jb{i}"))
+    points = exp.select(*point_cols).from_(ident(spine), copy=False).where(
+        present([s for s, _ in n.on] + [n.spine_time]), copy=False
+    )
+    # E: events with a key, their tile, time and masked values (per aggregate).
+    ev_us = low.epoch_us(col(n.event_time))
+    values = [as_name(low.masked(a.arg, a.filter), f"{PREFIX}x{i}") for i, a in enumerate(n.aggs)]
+    ev = exp.select(
+        *key_cols([e for _, e in n.on], n.events), as_name(floor_tile(ev_us), f"{PREFIX}j"), as_name(ev_us.copy(), f"{PREFIX}u"), *values
+    ).from_(ident(events), copy=False).where(present([e for _, e in n.on] + [n.event_time]), copy=False)
+    # TL: partials per key and tile.
+    partials: list[exp.Expression] = []
+    for i, a in enumerate(n.aggs):
+        x = col(f"{PREFIX}x{i}")
+        for part in TILE_PARTS[a.func]:
+            agg = {"c": exp.Count, "s": exp.Sum, "m": exp.Min if a.func == "min" else exp.Max}[part]
+            partials.append(as_name(agg(this=x.copy()), f"{PREFIX}{part}{i}"))
+    tiles = exp.select(*[col(c) for c in keys], col(f"{PREFIX}j"), *partials).from_(ident(names["E"]), copy=False).group_by(
+        *[col(c) for c in keys], col(f"{PREFIX}j"), copy=False
+    )
+    # H: the head tile floor((t - L) / tau) and tail tile jb of each frame, each once.
+    heads: exp.Expression | None = None
+    for i, (lo, _) in enumerate(offsets):
+        for tile in (floor_tile(exp.Sub(this=col(TIME), expression=lit(lo))), col(f"{PREFIX}jb{i}")):
+            q = exp.select(col(ROW), *[col(c) for c in keys], as_name(tile, f"{PREFIX}jj")).from_(ident(names["P"]), copy=False)
+            heads = q if heads is None else exp.union(heads, q, distinct=True)
+    assert heads is not None
+    # G1 and G2: per row, each aggregate's partials over its own frame's parts.
+    def in_whole(i: int, j: exp.Expression) -> exp.Expression:
+        return all_of([exp.GTE(this=j, expression=col(f"{PREFIX}ja{i}", "p")), exp.LT(this=j.copy(), expression=col(f"{PREFIX}jb{i}", "p"))])
+
+    def in_raw(i: int) -> exp.Expression:
+        lo, up = offsets[i]
+        u, j = col(f"{PREFIX}u", "e"), col(f"{PREFIX}j", "e")
+        inside = [exp.GTE(this=u, expression=exp.Sub(this=col(TIME, "p"), expression=lit(lo))),
+                  exp.LT(this=u.copy(), expression=exp.Sub(this=col(TIME, "p"), expression=lit(up)))]
+        partial = any_of([exp.LT(this=j, expression=col(f"{PREFIX}ja{i}", "p")), exp.GTE(this=j.copy(), expression=col(f"{PREFIX}jb{i}", "p"))])
+        return all_of([*inside, exp.Paren(this=partial)])
+
+    frame_of = {a.name: frames.index(f) for f, a in n.calls}
+    whole_cols, raw_cols = [], []
+    for i, a in enumerate(n.aggs):
+        fi = frame_of[a.name]
+        for part in TILE_PARTS[a.func]:
+            name = f"{PREFIX}{part}{i}"
+            combine = {"c": exp.Sum, "s": exp.Sum, "m": exp.Min if a.func == "min" else exp.Max}[part]
+            whole = exp.Case().when(in_whole(fi, col(f"{PREFIX}j", "t")), col(name, "t"), copy=False)
+            whole_cols.append(as_name(combine(this=whole), name))
+            raw_value = exp.Case().when(in_raw(fi), col(f"{PREFIX}x{i}", "e"), copy=False)
+            raw = {"c": exp.Count, "s": exp.Sum, "m": exp.Min if a.func == "min" else exp.Max}[part]
+            raw_cols.append(as_name(raw(this=raw_value), name))
+    on_keys = [exp.EQ(this=col(c, "p"), expression=col(c, "t")) for c in keys]
+    any_whole = any_of([in_whole(i, col(f"{PREFIX}j", "t")) for i in range(len(frames))])
+    g1 = exp.select(col(ROW, "p"), *whole_cols).from_(exp.Table(this=ident(names["P"])).as_(ident("p")), copy=False).join(
+        exp.Table(this=ident(names["TL"])).as_(ident("t")), on=all_of([*on_keys, exp.Paren(this=any_whole)]), join_type="inner", copy=False
+    ).group_by(col(ROW, "p"), copy=False)
+    on_tile = [exp.EQ(this=col(c, "h"), expression=col(c, "e")) for c in keys]
+    on_tile.append(exp.EQ(this=col(f"{PREFIX}jj", "h"), expression=col(f"{PREFIX}j", "e")))
+    g2 = (
+        exp.select(col(ROW, "p"), *raw_cols)
+        .from_(exp.Table(this=ident(names["H"])).as_(ident("h")), copy=False)
+        .join(exp.Table(this=ident(names["E"])).as_(ident("e")), on=all_of(on_tile), join_type="inner", copy=False)
+        .join(exp.Table(this=ident(names["P"])).as_(ident("p")), on=exp.EQ(this=col(ROW, "p"), expression=col(ROW, "h")), join_type="inner", copy=False)
+        .group_by(col(ROW, "p"), copy=False)
+    )
+    # The spine with each aggregate combined from its two parts.
+    guard = low.expr(no_point(n))
+    out: list[exp.Expression] = [col(f.name, "s") for f in n.spine.schema]
+    for i, a in enumerate(n.aggs):
+        parts = {}
+        for part in TILE_PARTS[a.func]:
+            w, r = col(f"{PREFIX}{part}{i}", "w"), col(f"{PREFIX}{part}{i}", "r")
+            if part == "c":
+                parts[part] = exp.Add(this=exp.Coalesce(this=w, expressions=[lit(0)]), expression=exp.Coalesce(this=r, expressions=[lit(0)]))
+            else:
+                both = exp.Add(this=w.copy(), expression=r.copy()) if part == "s" else exp.Case().when(
+                    (exp.LT if a.func == "min" else exp.GT)(this=w.copy(), expression=r.copy()), w.copy(), copy=False
+                ).else_(r.copy(), copy=False)
+                parts[part] = (
+                    exp.Case()
+                    .when(exp.Is(this=w.copy(), expression=exp.Null()), r.copy(), copy=False)
+                    .when(exp.Is(this=r.copy(), expression=exp.Null()), w.copy(), copy=False)
+                    .else_(both, copy=False)
+                )
+        if a.func == "mean":
+            value: exp.Expression = exp.Div(
+                this=low.cast(parts["s"], T.Float64), expression=exp.Nullif(this=parts["c"], expression=lit(0))
+            )
+        else:
+            value = low.cast(parts[TILE_PARTS[a.func][0]], a.dtype)
+        value = exp.Case().when(guard.copy(), low.cast(exp.Null(), a.dtype), copy=False).else_(value, copy=False)
+        out.append(exp.alias_(value, ident(a.name), copy=False))
+    final = (
+        exp.select(*out)
+        .from_(exp.Table(this=ident(spine)).as_(ident("s")), copy=False)
+        .join(exp.Table(this=ident(names["G1"])).as_(ident("w")), on=exp.EQ(this=col(n.row_id, "s"), expression=col(ROW, "w")), join_type="left", copy=False)
+        .join(exp.Table(this=ident(names["G2"])).as_(ident("r")), on=exp.EQ(this=col(n.row_id, "s"), expression=col(ROW, "r")), join_type="left", copy=False)
+    )
+    return [(names["P"], points), (names["E"], ev), (names["TL"], tiles), (names["H"], heads),
+            (names["G1"], g1), (names["G2"], g2), (f"t{k + 6}", final)]

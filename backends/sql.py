@@ -42,7 +42,7 @@ from relplan.ir.nodes import (
     WindowAggregate,
 )
 from relplan.ir.windows import Frame
-from relplan.backends.asof import extremes_by_join, range_join_ctes, union_subplan
+from relplan.backends.asof import extremes_by_join, range_join_ctes, tileable, tiles_ctes, union_subplan
 
 
 def ident(name: str) -> exp.Identifier:
@@ -384,6 +384,8 @@ class SqlLowering:
             return self.subplan_ctes(extremes_by_join(n, *placeholders), names, k)
         if n.lowering == "range_join" and n.row_id is not None:
             return range_join_ctes(self, n, spine, events, k)
+        if n.lowering == "tiles" and tileable(n):
+            return tiles_ctes(self, n, spine, events, k)
         return self.subplan_ctes(union_subplan(n, *placeholders), names, k)
 
     def subplan_ctes(self, root: Node, names: dict[Node, str], k: int) -> list[tuple[str, exp.Expression]]:

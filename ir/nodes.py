@@ -391,7 +391,7 @@ class Union(Node):
         return Union(tuple(inputs))
 
 
-ASOF_LOWERINGS = ("asof", "range_join", "union")
+ASOF_LOWERINGS = ("asof", "range_join", "tiles", "union")
 
 
 @node
@@ -412,8 +412,10 @@ class AsOfJoin(Node):
     ``choose_asof_lowering`` rule sets it): ``asof`` takes the newest event per key
     (DuckDB's ASOF JOIN; only for last() over frames ending at t), ``range_join``
     joins each spine row to its key's events in the widest frame and groups by row,
-    ``union`` sorts spine rows in among the events and computes window functions.
-    Engines without a lowering use ``union``.
+    ``tiles`` combines partial aggregates over whole ``tile``-sized tiles of the
+    frame with the raw events of its head and tail tiles, ``union`` sorts spine rows
+    in among the events and computes window functions. Engines without a lowering
+    use ``union``.
     """
 
     kind: ClassVar[str] = "AsOfJoin"
@@ -425,9 +427,12 @@ class AsOfJoin(Node):
     windows: tuple[tuple[Frame, tuple[AggCall, ...]], ...]
     row_id: str | None = None
     lowering: str | None = None
+    tile: int | None = None  # microseconds; the tiles lowering's tile size
 
     def __post_init__(self) -> None:
         ss, es = self.spine.schema, self.events.schema
+        if (self.lowering == "tiles") != (self.tile is not None):
+            raise SchemaError("the tiles lowering of a point-in-time join takes a tile size, and only it")
         if not self.on:
             raise SchemaError("a point-in-time join needs at least one pair of key columns")
         for sk, ek in self.on:
@@ -473,6 +478,8 @@ class AsOfJoin(Node):
         head = f"on {on} time={self.spine_time} event_time={self.event_time}"
         if self.lowering:
             head += f" lowering={self.lowering}"
+        if self.tile is not None:
+            head += f" tiles={format_duration(self.tile)}"
         return head + " frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"
 
 

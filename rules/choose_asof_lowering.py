@@ -36,10 +36,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from relplan.backends.asof import newest_event_only
+from relplan.backends.asof import half_open, newest_event_only, tile_size
 from relplan.ir.graph import transform
 from relplan.ir.nodes import AsOfJoin, Node, Project, Source
 from relplan.rules.driver import Roots, RuleContext
+
+MIN_TILES = 8  # tiles per frame at the least, for the cost-based choice (few leave most rows raw)
 from relplan.rules.statistics import Statistics, _per_partition, _source_of
 
 
@@ -47,7 +49,11 @@ def choose_asof_lowering(roots: Roots, ctx: RuleContext) -> Roots:
     def visit(n: Node) -> Node | None:
         if not isinstance(n, AsOfJoin) or n.lowering is not None:
             return None
-        return replace(n, lowering=choose(n, ctx))
+        lowering = choose(n, ctx)
+        if lowering == "tiles":
+            forced = ctx.config.asof_lowering == "tiles"
+            return replace(n, lowering=lowering, tile=tile_size(n, 2 if forced else MIN_TILES))
+        return replace(n, lowering=lowering)
 
     return transform(roots, visit)  # type: ignore[return-value]
 
@@ -55,6 +61,8 @@ def choose_asof_lowering(roots: Roots, ctx: RuleContext) -> Roots:
 def choose(n: AsOfJoin, ctx: RuleContext) -> str:
     forced = ctx.config.asof_lowering
     if forced == "range_join" and n.row_id is not None or forced == "union":
+        return forced
+    if forced == "tiles" and tile_size(n, 2) is not None:
         return forced
     if newest_event_only(n):
         return "asof"
@@ -77,10 +85,22 @@ def estimated_costs(n: AsOfJoin, stats: Statistics | None, pair_cost: float, row
     per_key = _per_partition(events_st, tuple(e for _, e in n.on))
     if per_key is None:
         return None
-    return {
+    costs = {
         "range_join": spine_st.rows * per_key * pair_cost,
         "union": (spine_st.rows + events_st.rows) * row_cost,
     }
+    tile = tile_size(n, MIN_TILES)
+    span = events_st.span_of(n.event_time)
+    if tile is not None and span is not None:
+        # Whole tiles of the widest frame per spine row (no more than the key has),
+        # the events of a head and a tail tile per frame, and the partials' GROUP BY.
+        widest = max(lo - up for lo, up in (half_open(f) for f, _ in n.windows))
+        tiles_per_key = min(span / tile + 1, per_key)
+        per_tile = per_key * min(1.0, tile / max(span, 1))
+        costs["tiles"] = (
+            spine_st.rows * min(widest / tile, tiles_per_key) + spine_st.rows * 2 * len(n.windows) * per_tile
+        ) * pair_cost + events_st.rows * row_cost / 4
+    return costs
 
 
 def _spine_source(node: Node) -> Source | None:

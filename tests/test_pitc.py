@@ -57,7 +57,7 @@ SPINE_SCHEMA = pa.schema([
     ("k", pa.int64()), ("kk", pa.int64()), ("s", pa.string()), ("b", pa.bool_()), ("x", pa.float64()),
     ("at", pa.timestamp("us", tz="UTC")), ("label", pa.int64()),
 ])
-LOWERINGS = ("union", "range_join", None)  # None: relplan's own choice (asof for latest values)
+LOWERINGS = ("union", "range_join", "tiles", None)  # None: relplan's own choice (asof for latest values)
 
 
 # ---- data ---------------------------------------------------------------------------
