@@ -137,7 +137,7 @@ def windowed_columns(window: str) -> list[str]:
 
 
 # A lowering forced: the optimizer's hint (statistics are still measured from tables=).
-FORCE = {lowering: rp.OptimizerConfig(asof_lowering=lowering) for lowering in ("range_join", "union")}
+FORCE = {lowering: rp.OptimizerConfig(asof_lowering=lowering) for lowering in ("range_join", "tiles", "union")}
 
 
 # ---- data ---------------------------------------------------------------------------

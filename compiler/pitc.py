@@ -33,8 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from relplan.backends.arrow_io import as_arrow, conform_table
 from relplan.backends.asof import PREFIX, ROW
@@ -141,23 +141,28 @@ def pitc_join_features(
 def _spine_rows(table: pa.Table, source: nodes.Source) -> pa.Table:
     """The columns of the spine the engine needs, and each row's number."""
     cols = {f.name: table.column(f.name) for f in source.columns if f.name != ROW}
-    cols[ROW] = pa.array(range(table.num_rows), pa.int64())
+    cols[ROW] = pa.array(np.arange(table.num_rows, dtype=np.int64))
     return conform_table(source, pa.table(cols))
 
 
 def _assemble(spine: pa.Table, computed: pa.Table, feats: list[Feature]) -> pa.Table:
     """The spine as given plus the feature columns, put back in spine order by row number."""
-    rows = computed.column(ROW)
     n = spine.num_rows
-    ok = computed.num_rows == n and (n == 0 or (pc.min(rows).as_py() == 0 and pc.max(rows).as_py() == n - 1
-                                                and pc.count_distinct(rows).as_py() == n))
+    rows = computed.column(ROW).to_numpy()
+    # Each row number once: the lowering's promise (exactly the spine's rows) is
+    # checked, never assumed. Then the inverse permutation puts them in spine order.
+    seen = np.zeros(n, dtype=bool)
+    ok = computed.num_rows == n and (n == 0 or (rows.min() >= 0 and rows.max() < n))
+    if ok:
+        seen[rows] = True
+        ok = bool(seen.all())
     if not ok:
-        # The lowering's promise (exactly the spine's rows) is checked, never assumed.
         raise EngineError(
             f"the point-in-time join returned {computed.num_rows} rows for a spine of {n}; "
             "this is a relplan bug, please report it with the plan (rp.pitc_plan(...).explain())"
         )
-    order = pc.sort_indices(rows)
+    order = np.empty(n, dtype=np.int64)
+    order[rows] = np.arange(n, dtype=np.int64)
     out = spine
     for f in feats:
         for c in f.columns:
