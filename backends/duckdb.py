@@ -28,64 +28,81 @@ class DuckDBLowering(SqlLowering):
 
     def asof_join_ctes(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
         if n.lowering == "asof" and newest_event_only(n):
-            return [(f"t{k}", self.asof_join(n, spine, events))]
+            return self.asof_join(n, spine, events, k)
         return super().asof_join_ctes(n, spine, events, k)
 
-    def asof_join(self, n: AsOfJoin, spine: str, events: str) -> exp.Select:
-        """last() at each spine row as DuckDB's ASOF JOIN: per aggregate, the events
-        reduced to one row per key and time (the largest non-NULL value: last()'s tie
-        rule), then the newest such row at or before the row's time. A lower frame
-        bound (a TTL) is checked on the row found: if the newest is too old, all are."""
-        q = exp.select(*[col(f.name, "s") for f in n.spine.schema]).from_(
+    def asof_join(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
+        """last() at each spine row by DuckDB's ASOF JOIN. Per distinct value (and
+        filter, and edge): the ASOF JOIN finds the newest event time with a non-NULL
+        value at or before (or before) the row's time; among events tied at that time
+        it picks any, so the largest value there (last()'s tie rule) is looked up by an
+        equi-join of the times found with the events. Cheaper than reducing every
+        event to one row per key and time first (bench/test_pitc_bench.py). A lower
+        frame bound (a TTL) is checked on the time found: if the newest is too old,
+        all are. CTEs: the ASOF JOINs, one per value the ties' maxima, the result."""
+        types = key_types(n)
+        spine_keys = [
+            self.cast(col(sk, "s"), t) if n.spine.schema.dtype(sk) != t else col(sk, "s") for (sk, _), t in zip(n.on, types)
+        ]
+        found = exp.select(
+            *[col(f.name, "s") for f in n.spine.schema], *[as_name(e.copy(), key_name(j)) for j, e in enumerate(spine_keys)]
+        ).from_(
             exp.Table(this=ident(spine)).as_(ident("s")), copy=False
         )
-        guard = self.expr(no_point(n))
-        joined: dict[tuple[object, ...], str] = {}  # one ASOF JOIN per value, filter and edge
+        values: dict[tuple[object, ...], int] = {}  # one ASOF JOIN per value, filter and edge
+        ctes: list[tuple[str, exp.Expression]] = []
         for frame, a in n.calls:
             assert a.arg is not None
+            key = (a.arg, a.filter, frame.upper_inclusive)
+            if key in values:
+                continue
+            i = values[key] = len(values)
             value = self.masked(a.arg, a.filter)
-            spine_time = col(n.spine_time, "s")
-            e = joined.get((a.arg, a.filter, frame.upper_inclusive))
-            if e is None:
-                e = joined[(a.arg, a.filter, frame.upper_inclusive)] = f"e{len(joined)}"
-                q = self.join_newest(q, n, events, e, value, frame.upper_inclusive)
-            result: exp.Expression = col(VALUE, e)
+            present = [exp.Not(this=exp.Is(this=paren(value.copy()), expression=exp.Null()))]
+            present += [exp.Not(this=exp.Is(this=col(c), expression=exp.Null())) for _, c in n.on]
+            event_keys = [
+                as_name(self.cast(col(c), t) if n.events.schema.dtype(c) != t else col(c), key_name(j))
+                for j, ((_, c), t) in enumerate(zip(n.on, types))
+            ]
+            candidates = exp.select(*event_keys, as_name(col(n.event_time), TIME), as_name(value, VALUE)).from_(
+                ident(events), copy=False
+            ).where(all_of(present), copy=False)
+            e = f"e{i}"
+            on = [exp.EQ(this=spine_keys[j].copy(), expression=col(key_name(j), e)) for j in range(len(n.on))]
+            later = exp.GTE if frame.upper_inclusive else exp.GT
+            on.append(later(this=col(n.spine_time, "s"), expression=col(TIME, e)))
+            found = found.join(exp.Subquery(this=candidates, alias=exp.TableAlias(this=ident(e))), on=all_of(on), join_type="left", copy=False)
+            found.args["joins"][-1].set("method", "ASOF")
+            found = found.select(as_name(col(TIME, e), f"{TIME}{i}"), copy=False)
+            # The largest value among the events tied at each time found.
+            times = exp.select(*[col(key_name(j)) for j in range(len(n.on))], col(f"{TIME}{i}")).distinct().from_(
+                ident(f"t{k}"), copy=False
+            ).where(exp.Not(this=exp.Is(this=col(f"{TIME}{i}"), expression=exp.Null())), copy=False)
+            tie_on = [exp.EQ(this=col(key_name(j), "m"), expression=col(key_name(j), "c")) for j in range(len(n.on))]
+            tie_on.append(exp.EQ(this=col(f"{TIME}{i}", "m"), expression=col(TIME, "c")))
+            ties = (
+                exp.select(*[col(key_name(j), "m") for j in range(len(n.on))], col(f"{TIME}{i}", "m"), as_name(exp.Max(this=col(VALUE, "c")), VALUE))
+                .from_(exp.Subquery(this=times, alias=exp.TableAlias(this=ident("m"))), copy=False)
+                .join(exp.Subquery(this=candidates.copy(), alias=exp.TableAlias(this=ident("c"))), on=all_of(tie_on), join_type="inner", copy=False)
+                .group_by(*[col(key_name(j), "m") for j in range(len(n.on))], col(f"{TIME}{i}", "m"), copy=False)
+            )
+            ctes.append((f"t{k + 1 + i}", ties))
+        guard = self.expr(no_point(n))
+        out = exp.select(*[col(f.name, "f") for f in n.spine.schema]).from_(exp.Table(this=ident(f"t{k}")).as_(ident("f")), copy=False)
+        for i in range(len(values)):
+            on = [exp.EQ(this=col(key_name(j), "f"), expression=col(key_name(j), f"v{i}")) for j in range(len(n.on))]
+            on.append(exp.EQ(this=col(f"{TIME}{i}", "f"), expression=col(f"{TIME}{i}", f"v{i}")))
+            out = out.join(exp.Table(this=ident(f"t{k + 1 + i}")).as_(ident(f"v{i}")), on=all_of(on), join_type="left", copy=False)
+        for frame, a in n.calls:
+            i = values[(a.arg, a.filter, frame.upper_inclusive)]
+            result: exp.Expression = col(VALUE, f"v{i}")
             if frame.lower is not None:
-                age = exp.Sub(this=self.epoch_us(spine_time), expression=self.epoch_us(col(TIME, e)))
+                age = exp.Sub(this=self.epoch_us(col(n.spine_time, "f")), expression=self.epoch_us(col(f"{TIME}{i}", "f")))
                 fresh = (exp.LTE if frame.lower_inclusive else exp.LT)(this=age, expression=lit(frame.lower))
                 result = exp.Case().when(fresh, result, copy=False)
             result = exp.Case().when(guard.copy(), self.cast(exp.Null(), a.dtype), copy=False).else_(result, copy=False)
-            q = q.select(exp.alias_(result, ident(a.name), copy=False), copy=False)
-        return q
-
-    def join_newest(self, q: exp.Select, n: AsOfJoin, events: str, e: str, value: exp.Expression, inclusive: bool) -> exp.Select:
-        """``q`` ASOF LEFT JOIN the newest non-NULL ``value`` per key at or before
-        (``inclusive``) or before the spine row's time, as ``e``."""
-        types = key_types(n)
-        present = [exp.Not(this=exp.Is(this=paren(value.copy()), expression=exp.Null()))]
-        present += [exp.Not(this=exp.Is(this=col(c), expression=exp.Null())) for _, c in n.on]
-        present.append(exp.Not(this=exp.Is(this=col(n.event_time), expression=exp.Null())))
-        keys = [
-            as_name(self.cast(col(c), t) if n.events.schema.dtype(c) != t else col(c), key_name(j))
-            for j, ((_, c), t) in enumerate(zip(n.on, types))
-        ]
-        newest = (
-            exp.select(*keys, as_name(col(n.event_time), TIME), as_name(exp.Max(this=value), VALUE))
-            .from_(ident(events), copy=False)
-            .where(all_of(present), copy=False)
-            .group_by(*[lit(j + 1) for j in range(len(keys) + 1)], copy=False)
-        )
-        on = [
-            exp.EQ(
-                this=self.cast(col(sk, "s"), t) if n.spine.schema.dtype(sk) != t else col(sk, "s"),
-                expression=col(key_name(j), e),
-            )
-            for j, ((sk, _), t) in enumerate(zip(n.on, types))
-        ]
-        on.append((exp.GTE if inclusive else exp.GT)(this=col(n.spine_time, "s"), expression=col(TIME, e)))
-        q = q.join(exp.Subquery(this=newest, alias=exp.TableAlias(this=ident(e))), on=all_of(on), join_type="left", copy=False)
-        q.args["joins"][-1].set("method", "ASOF")
-        return q
+            out = out.select(exp.alias_(result, ident(a.name), copy=False), copy=False)
+        return [(f"t{k}", found), *ctes, (f"t{k + 1 + len(values)}", out)]
 
     def window_aggregate_ctes(self, n: WindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
         tiled = [(f, aggs) for f, aggs in n.windows if f.tile is not None]
