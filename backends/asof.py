@@ -1,6 +1,6 @@
 """Lowerings of the point-in-time join (AsOfJoin), shared by the SQL engines.
 
-Three lowerings compute the same rows (``AsOfJoin``'s docstring has the meaning):
+Four lowerings compute the same rows (``AsOfJoin``'s docstring has the meaning):
 
 - ``union`` (every engine): the spine rows are sorted in among the events by key
   and time, and window functions over event-time frames compute each aggregate at
@@ -11,8 +11,14 @@ Three lowerings compute the same rows (``AsOfJoin``'s docstring has the meaning)
   widest frame, and a GROUP BY per spine row computes the aggregates, each over its
   own frame. Cost: the pairs of a spine row and an event of its key, cheap when
   keys are many and their histories short, ruinous on dense keys.
+- ``tiles`` (every engine): partial aggregates per key and tile, the whole tiles of
+  each spine row's frame, plus the raw events of its head and tail tiles. Cost: the
+  tiles of one window per spine row, and the events of two tiles.
 - ``asof`` (DuckDB, in backends/duckdb.py): last() over frames ending at t is the
-  newest event of the key at or before t: DuckDB's ASOF JOIN, one per column.
+  newest event of the key at or before t: DuckDB's ASOF JOIN.
+
+Engines without ARG_MIN/ARG_MAX (Flink) get first()/last() from min/max of the
+event time and an equi-join (``extremes_by_join``).
 """
 
 from __future__ import annotations

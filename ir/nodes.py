@@ -428,6 +428,7 @@ class AsOfJoin(Node):
     row_id: str | None = None
     lowering: str | None = None
     tile: int | None = None  # microseconds; the tiles lowering's tile size
+    estimates: tuple[tuple[str, float], ...] = ()  # the chooser's estimates, seconds (explain shows them)
 
     def __post_init__(self) -> None:
         ss, es = self.spine.schema, self.events.schema
@@ -480,6 +481,8 @@ class AsOfJoin(Node):
             head += f" lowering={self.lowering}"
         if self.tile is not None:
             head += f" tiles={format_duration(self.tile)}"
+        if self.estimates:
+            head += " estimates=[" + ", ".join(f"{k} {_seconds(v)}" for k, v in self.estimates) + "]"
         return head + " frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"
 
 
@@ -503,6 +506,13 @@ class Sink(Node):
 
     def details(self) -> str:
         return self.name
+
+
+def _seconds(v: float) -> str:
+    for unit, scale in (("s", 1), ("ms", 1e3), ("us", 1e6)):
+        if v * scale >= 1:
+            return f"{v * scale:.3g}{unit}"
+    return f"{v * 1e9:.3g}ns"
 
 
 def _aggs_text(aggs: tuple[AggCall, ...]) -> str:

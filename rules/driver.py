@@ -30,18 +30,16 @@ class OptimizerConfig:
     (row counts, distinct-key counts and time spans of the sources) lets
     ``tile_long_windows`` decide; ``tile_min_rows_per_frame`` is where tiles start to
     pay on DuckDB, measured by bench/test_tiles_bench.py (see the rule's docstring).
-    ``asof_pair_cost`` and ``asof_union_row_cost`` weigh the point-in-time join's
-    lowerings for ``choose_asof_lowering`` (measured by bench/test_pitc_bench.py);
-    ``asof_lowering`` forces one lowering wherever it applies (a hint, as in Spark's
-    join hints: ``asof`` applies to latest values only, the others everywhere).
+    ``asof_lowering`` forces one lowering of point-in-time joins wherever it applies
+    (a hint, as in Spark's join hints: ``asof`` applies to latest values only,
+    ``tiles`` to count, sum, mean, min and max, the others everywhere); otherwise
+    ``choose_asof_lowering`` chooses by estimated cost.
     """
 
     disabled: frozenset[str] = frozenset()
     max_passes: int = 8
     statistics: Statistics | None = None
     tile_min_rows_per_frame: int = 20_000
-    asof_pair_cost: float = 1.0
-    asof_union_row_cost: float = 20.0
     asof_lowering: str | None = None
 
     def __post_init__(self) -> None:
@@ -58,8 +56,6 @@ class OptimizerConfig:
 
         if self.asof_lowering is not None and self.asof_lowering not in ASOF_LOWERINGS:
             raise OptimizerError(f"asof_lowering must be one of {', '.join(ASOF_LOWERINGS)}, got {self.asof_lowering!r}")
-        if min(self.asof_pair_cost, self.asof_union_row_cost) <= 0:
-            raise OptimizerError("asof_pair_cost and asof_union_row_cost must be positive")
         if self.tile_min_rows_per_frame < 0:
             raise OptimizerError("tile_min_rows_per_frame must be non-negative")
 

@@ -327,18 +327,20 @@ def test_explain_shows_each_joins_lowering_chosen_from_statistics() -> None:
     feats = [amount_sum(window=rp.sliding("7d")), rp.latest(Tx, "amt", by="cc_num")]
     spine = spine_of([]).schema
 
-    def lowerings(distinct_cards: int) -> list[str]:
+    def explained(distinct_cards: int) -> str:
         stats = rp.Statistics({
             "pitc_spine": rp.SourceStats(rows=100_000),
-            "Tx": rp.SourceStats(rows=5_000_000, distinct={"cc_num": distinct_cards}),
+            "Tx": rp.SourceStats(rows=5_000_000, distinct={"cc_num": distinct_cards}, spans={"ts": 60 * 86_400_000_000}),
         })
-        text = rp.pitc_plan(spine, feats, statistics=stats).explain()
-        return [part.split()[0] for part in text.split("lowering=")[1:]]
+        return rp.pitc_plan(spine, feats, statistics=stats).explain()
 
-    assert lowerings(50_000) == ["range_join", "asof"]  # 100 events a card: 10M pairs
-    assert lowerings(50) == ["union", "asof"]  # 100k events a card: 10^10 pairs
+    # 100 events a card: 10M pairs for the range join; the tiles' partials cost more.
+    assert "lowering=range_join estimates=[range_join 290ms, tiles 910ms, union 2.1s]" in explained(50_000)
+    # 100k events a card: 10^10 pairs; the tiles of a card are 1,441 hours.
+    assert "lowering=tiles tiles=1h estimates=[range_join 60.2s, tiles 1.8s, union 28.9s]" in explained(50)
+    assert explained(50).count("lowering=asof frames=[(-inf, t) aggs=[latest_amt") == 1
     no_stats = rp.pitc_plan(spine, feats).explain()
-    assert no_stats.count("lowering=union") == 1 and no_stats.count("lowering=asof") == 1
+    assert no_stats.count("lowering=union frames") == 1 and no_stats.count("lowering=asof frames") == 1
 
 
 @pytest.mark.parametrize("lowering", ["union", "range_join", "asof"])
