@@ -39,7 +39,8 @@ class DuckDBLowering(SqlLowering):
         equi-join of the times found with the events. Cheaper than reducing every
         event to one row per key and time first (bench/test_pitc_bench.py). A lower
         frame bound (a TTL) is checked on the time found: if the newest is too old,
-        all are. CTEs: the ASOF JOINs, one per value the ties' maxima, the result."""
+        all are. CTEs: the ASOF JOINs, one per value the ties' maxima (none where the
+        events are declared unique per key and time), the result."""
         types = key_types(n)
         spine_keys = [
             self.cast(col(sk, "s"), t) if n.spine.schema.dtype(sk) != t else col(sk, "s") for (sk, _), t in zip(n.on, types)
@@ -73,7 +74,9 @@ class DuckDBLowering(SqlLowering):
             on.append(later(this=col(n.spine_time, "s"), expression=col(TIME, e)))
             found = found.join(exp.Subquery(this=candidates, alias=exp.TableAlias(this=ident(e))), on=all_of(on), join_type="left", copy=False)
             found.args["joins"][-1].set("method", "ASOF")
-            found = found.select(as_name(col(TIME, e), f"{TIME}{i}"), copy=False)
+            found = found.select(as_name(col(TIME, e), f"{TIME}{i}"), as_name(col(VALUE, e), f"{VALUE}{i}"), copy=False)
+            if n.unique_times:
+                continue  # declared: one event per key and time, nothing to settle
             # The largest value among the events tied at each time found.
             times = exp.select(*[col(key_name(j)) for j in range(len(n.on))], col(f"{TIME}{i}")).distinct().from_(
                 ident(f"t{k}"), copy=False
@@ -89,20 +92,20 @@ class DuckDBLowering(SqlLowering):
             ctes.append((f"t{k + 1 + i}", ties))
         guard = self.expr(no_point(n))
         out = exp.select(*[col(f.name, "f") for f in n.spine.schema]).from_(exp.Table(this=ident(f"t{k}")).as_(ident("f")), copy=False)
-        for i in range(len(values)):
+        for i in range(len(ctes)):
             on = [exp.EQ(this=col(key_name(j), "f"), expression=col(key_name(j), f"v{i}")) for j in range(len(n.on))]
             on.append(exp.EQ(this=col(f"{TIME}{i}", "f"), expression=col(f"{TIME}{i}", f"v{i}")))
             out = out.join(exp.Table(this=ident(f"t{k + 1 + i}")).as_(ident(f"v{i}")), on=all_of(on), join_type="left", copy=False)
         for frame, a in n.calls:
             i = values[(a.arg, a.filter, frame.upper_inclusive)]
-            result: exp.Expression = col(VALUE, f"v{i}")
+            result: exp.Expression = col(f"{VALUE}{i}", "f") if n.unique_times else col(VALUE, f"v{i}")
             if frame.lower is not None:
                 age = exp.Sub(this=self.epoch_us(col(n.spine_time, "f")), expression=self.epoch_us(col(f"{TIME}{i}", "f")))
                 fresh = (exp.LTE if frame.lower_inclusive else exp.LT)(this=age, expression=lit(frame.lower))
                 result = exp.Case().when(fresh, result, copy=False)
             result = exp.Case().when(guard.copy(), self.cast(exp.Null(), a.dtype), copy=False).else_(result, copy=False)
             out = out.select(exp.alias_(result, ident(a.name), copy=False), copy=False)
-        return [(f"t{k}", found), *ctes, (f"t{k + 1 + len(values)}", out)]
+        return [(f"t{k}", found), *ctes, (f"t{k + 1 + len(ctes)}", out)]
 
     def window_aggregate_ctes(self, n: WindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
         tiled = [(f, aggs) for f, aggs in n.windows if f.tile is not None]

@@ -429,6 +429,7 @@ class AsOfJoin(Node):
     lowering: str | None = None
     tile: int | None = None  # microseconds; the tiles lowering's tile size
     estimates: tuple[tuple[str, float], ...] = ()  # the chooser's estimates, seconds (explain shows them)
+    unique_times: bool = False  # declared: no two events share a key and a time (no ties to settle)
 
     def __post_init__(self) -> None:
         ss, es = self.spine.schema, self.events.schema
@@ -481,6 +482,8 @@ class AsOfJoin(Node):
             head += f" lowering={self.lowering}"
         if self.tile is not None:
             head += f" tiles={format_duration(self.tile)}"
+        if self.unique_times:
+            head += " unique_times"
         if self.estimates:
             head += " estimates=[" + ", ".join(f"{k} {_seconds(v)}" for k, v in self.estimates) + "]"
         return head + " frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"

@@ -5,7 +5,9 @@ of magnitude with the data's shape, and no single one wins everywhere:
 
 - ``asof``: every aggregate is last() over a frame ending at t (a latest value,
   with or without a TTL). DuckDB's ASOF JOIN sorts both sides once: chosen always,
-  statistics or not.
+  statistics or not. Where the statistics declare the events unique per key and
+  time (``SourceStats(unique=[(key, time)])``), ``unique_times``: there are no ties
+  to settle, and the ASOF JOIN's match is the answer.
 - ``range_join``: costs the pairs of a spine row and an event of the same key, which
   the hash join on the key enumerates before testing the frame: N * M / K for N
   spine rows, M events and K distinct keys. Cheap on many keys with short
@@ -62,7 +64,8 @@ def choose_asof_lowering(roots: Roots, ctx: RuleContext) -> Roots:
         lowering, costs = choose(n, ctx)
         tile = tile_size(n, 2 if ctx.config.asof_lowering == "tiles" else MIN_TILES) if lowering == "tiles" else None
         estimates = tuple(sorted((k, round(v / 1e9, 9)) for k, v in costs.items()))
-        return replace(n, lowering=lowering, tile=tile, estimates=estimates)
+        unique = lowering == "asof" and _unique_times(n, ctx.config.statistics)
+        return replace(n, lowering=lowering, tile=tile, estimates=estimates, unique_times=unique)
 
     return transform(roots, visit)  # type: ignore[return-value]
 
@@ -122,6 +125,13 @@ def estimated_costs(n: AsOfJoin, stats: Statistics | None) -> dict[str, float]:
         raw = 2 * len(n.windows) * per_tile  # the events of a head and a tail tile per frame
         costs["tiles"] = TILE_EVENT_NS * events_n + PAIR_NS * rows * (tiles_per_key + raw)
     return costs
+
+
+def _unique_times(n: AsOfJoin, stats: Statistics | None) -> bool:
+    """Declared: no two events share a key and a time, so the newest is one event."""
+    events = _source_of(n.events, (*(e for _, e in n.on), n.event_time))
+    st = None if stats is None or events is None else stats.of(events.name)
+    return st is not None and st.is_unique({*(e for _, e in n.on), n.event_time})
 
 
 def _spine_source(node: Node) -> Source | None:

@@ -21,12 +21,15 @@ from relplan.ir.nodes import Node, Project, Source, WindowAggregate
 
 @dataclass(frozen=True)
 class SourceStats:
-    """One source: its row count, distinct counts of (some of) its columns, and the
-    time its timestamp columns span (last minus first value, in microseconds)."""
+    """One source: its row count, distinct counts of (some of) its columns, the
+    time its timestamp columns span (last minus first value, in microseconds), and
+    sets of columns known to be unique together (declared, like a primary key: no
+    two rows share the values of such a set; e.g. ``unique=[("cc_num", "ts")]``)."""
 
     rows: int
     distinct: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
     spans: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
+    unique: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         # numbers.Integral: counts often come from numpy (len(df), df.k.nunique()).
@@ -40,6 +43,15 @@ class SourceStats:
                     label = "distinct count" if what == "distinct" else "time span"
                     raise OptimizerError(f"SourceStats {label} of {name!r} must be an int >= {minimum}, got {n!r}")
             object.__setattr__(self, what, tuple((name, int(n)) for name, n in items))
+        if isinstance(self.unique, str) or not all(
+            isinstance(u, (tuple, list)) and u and all(isinstance(c, str) for c in u) for u in self.unique
+        ):
+            raise OptimizerError(f"SourceStats unique takes sets of column names, e.g. [('cc_num', 'ts')], got {self.unique!r}")
+        object.__setattr__(self, "unique", tuple(sorted(tuple(sorted(u)) for u in self.unique)))
+
+    def is_unique(self, columns: tuple[str, ...] | set[str]) -> bool:
+        """Whether no two rows share the values of ``columns`` (a declared unique set is among them)."""
+        return any(set(u) <= set(columns) for u in self.unique)
 
     def distinct_of(self, column: str) -> int | None:
         return dict(self.distinct).get(column)  # type: ignore[arg-type]

@@ -287,6 +287,28 @@ def test_ties_take_the_largest_value_whatever_the_row_order(lowering: str) -> No
         assert got.column("latest_amt").to_pylist() == [9.0]
 
 
+def test_events_declared_unique_per_key_and_time_skip_settling_ties() -> None:
+    """SourceStats(unique=...) is a declaration, like a primary key: the ASOF JOIN's
+    match is then the answer (explain: unique_times), and it is the same answer."""
+    unique_tx = TX  # no card has two events at one time
+    spine = spine_of([(1, 10, at(t), 0) for t in (0, 1, 45, 61, 200)])
+    feats = [rp.latest(Tx, "amt", by="cc_num"), rp.latest(Tx, "status", by="cc_num", ttl="40m")]
+    declared = rp.Statistics({"Tx": rp.SourceStats(rows=unique_tx.num_rows, unique=[("ts", "cc_num")])})
+    assert "lowering=asof unique_times" in rp.pitc_plan(spine, feats, statistics=declared).explain()
+    assert "unique_times" not in rp.pitc_plan(spine, feats).explain()
+    got = rp.pitc_join_features(spine, feats, {"Tx": unique_tx}, statistics=declared)
+    assert got.equals(rp.pitc_join_features(spine, feats, {"Tx": unique_tx}, engine="reference"))
+    assert got.select(["latest_amt", "latest_status_40m"]).to_pylist() == [
+        {"latest_amt": None, "latest_status_40m": None},
+        {"latest_amt": 5.0, "latest_status_40m": "failed"},
+        {"latest_amt": 7.0, "latest_status_40m": "ok"},
+        {"latest_amt": 3.0, "latest_status_40m": "failed"},
+        {"latest_amt": 3.0, "latest_status_40m": None},
+    ]
+    with pytest.raises(rp.OptimizerError, match="unique takes sets of column names"):
+        rp.SourceStats(rows=1, unique="cc_num")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("lowering", ["union", "range_join", None])
 def test_null_and_unknown_keys_keep_their_rows_and_get_nulls(lowering: str | None) -> None:
     spine = spine_of([(None, 10, at(100), 0), (99, 99, at(100), 1), (1, 10, None, 2), (1, 10, at(100), 3)])
