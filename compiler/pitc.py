@@ -44,7 +44,7 @@ from relplan.compiler.location import user_location
 from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source
 from relplan.compiler.transformation import Feature
-from relplan.compiler.windowspec import WindowSpec, lifetime, sliding
+from relplan.compiler.windowspec import WindowSpec, lifetime
 from relplan.ir import nodes
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
@@ -52,7 +52,7 @@ from relplan.ir.errors import DataError, EngineError, FeatureError, RelplanError
 from relplan.ir.expr import Column
 from relplan.ir.schema import Field, Schema
 from relplan.ir.types import from_arrow
-from relplan.ir.windows import Frame
+from relplan.ir.windows import Frame, parse_duration
 from relplan.rules import OptimizerConfig, Statistics
 
 SPINE = "pitc_spine"  # the spine's source name in the plan (and its table in the SQL)
@@ -72,7 +72,7 @@ def latest(
         src.columns.field(k, context=f"(in rp.latest over {src.name})")
     if src.event_time is None:
         raise FeatureError(f"rp.latest() needs a source with an event time; {src.name} has none", where=where)
-    spec: WindowSpec = lifetime() if ttl is None else sliding(ttl)
+    spec: WindowSpec = lifetime() if ttl is None else WindowSpec("sliding", parse_duration(ttl, what="ttl"))
     call = AggCall("last", Column(column, src.columns.dtype(column)), "_", order=Column(src.event_time, T.Timestamp))
     body = FeatureBody(source, tuple((k, Column(k, src.columns.dtype(k))) for k in keys), spec, None, ((None, call),), where)
     fname = name if name is not None else f"latest_{column}" + ("" if ttl is None else f"_{spec.label}")

@@ -420,6 +420,8 @@ def test_errors_name_what_the_user_wrote() -> None:
         rp.pitc_join_features(spine, [lifetime_sum], {"Tx": TX}, engine="flink", mode="streaming")
     with pytest.raises(rp.SchemaError, match=r"column 'nope' .*rp.latest over Tx"):
         rp.latest(Tx, "nope", by="cc_num")
+    with pytest.raises(rp.WindowError, match="unknown unit 'dayz' in ttl '30 dayz'"):
+        rp.latest(Tx, "amt", by="cc_num", ttl="30 dayz")
     with pytest.raises(rp.OptimizerError, match="asof_lowering must be one of"):
         rp.OptimizerConfig(asof_lowering="hash")
     bad_key = spine.set_column(0, "cc_num", pa.array(["1"]))
