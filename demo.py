@@ -2,7 +2,8 @@
 
     python -m relplan.demo [--rows 1000000] [--seed 7]
 
-Prints the plan (explain), the DuckDB SQL, a sample of the results and timings.
+Prints the plan (explain), the DuckDB SQL, a sample of the results and timings;
+then training data: features as of each of 100k scored transactions (a spine).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 
 import relplan as rp
 
@@ -107,6 +109,22 @@ def make_transactions(rows: int = 1_000_000, seed: int = 7, days: int = 30) -> p
     )
 
 
+def make_spine(transactions: pa.Table, seed: int = 7, rows: int = 100_000) -> pa.Table:
+    """Transactions to score (a seeded sample, each with its keys and time) and a label:
+    the training spine. Their own events are in the log: pitc_join_features leaves
+    events at exactly the inference time out, so no feature sees the one it scores."""
+    rng = np.random.default_rng(seed + 1)
+    pick = np.sort(rng.choice(transactions.num_rows, min(rows, transactions.num_rows), replace=False))
+    scored = transactions.take(pa.array(pick))
+    label = pa.compute.equal(scored.column("status"), "failed")
+    return pa.table({
+        "cc_num": scored.column("cc_num"),
+        "account_id": scored.column("account_id"),
+        "ts": scored.column("ts"),
+        "is_failed": label,
+    })
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -149,12 +167,32 @@ def main(argv: list[str] | None = None) -> None:
             print(f"== {name}: {result.num_rows:,} rows; a sample " + "=" * 20)
             print(result.slice(result.num_rows // 2, 5).to_pandas().to_string(index=False))
             print()
+    spine = make_spine(table, args.seed)
+    training_features = [
+        failed_transaction_count(window=rp.sliding("1d")),
+        transaction_count(window=rp.sliding("1h")),
+        max_transaction_amount(window=rp.sliding("7d")),
+        rp.latest(Transactions, "merchant", by="cc_num", name="last_merchant"),
+        rp.latest(Transactions, "amt", by="cc_num", ttl="1d", name="last_amt_1d"),
+    ]
+    tables = {"Transactions": table}
+    print("== training data: explain() of the point-in-time plan " + "=" * 19)
+    print(rp.pitc_plan(spine, training_features, tables=tables).explain())
+    t0 = time.perf_counter()
+    train = rp.pitc_join_features(spine, training_features, tables=tables, engine="duckdb")
+    t_train = time.perf_counter() - t0
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(f"== training data: {train.num_rows:,} spine rows; a sample " + "=" * 20)
+        print(train.slice(train.num_rows // 2, 5).to_pandas().to_string(index=False))
+        print()
+
     n_feat = sum(len(f.columns) for f in features)
     print("== timings " + "=" * 62)
     print(f"generate {args.rows:,} transactions: {t_gen:8.3f} s")
     print(f"compile {len(features)} features:           {t_compile * 1000:8.2f} ms")
     print(f"optimize:                          {t_optimize * 1000:8.2f} ms")
     print(f"execute on DuckDB ({n_feat} columns):  {t_exec:8.3f} s  ({t_exec * 1000 / n_feat:.0f} ms per feature column)")
+    print(f"training data, {spine.num_rows:,} rows x {len(training_features)} features: {t_train:8.3f} s")
 
 
 if __name__ == "__main__":
