@@ -22,7 +22,7 @@ from relplan.compiler.compile import compile  # noqa: A004 - the public name
 from relplan.compiler.dsl import DataFrame, Series
 from relplan.compiler.execute import execute, execute_all
 from relplan.compiler.optimize import optimize
-from relplan.compiler.pitc import latest, pitc_join_features, pitc_plan
+from relplan.compiler.pitc import latest, pitc_join_features, pitc_plan, pitc_spine
 from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source, event_time, key
 from relplan.compiler.transformation import Feature, transformation
@@ -49,6 +49,6 @@ __all__ = [
     "Float64", "Int64", "OptimizerConfig", "OptimizerError", "SourceStats", "Statistics", "measure_statistics", "Plan", "RelplanError", "SchemaError", "Series", "Source",
     "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
     "compile", "event_time", "execute", "execute_all", "hopping", "key", "latest", "lifetime", "optimize",
-    "pitc_join_features", "pitc_plan", "sliding",
+    "pitc_join_features", "pitc_plan", "pitc_spine", "sliding",
     "transformation", "tumbling",
 ]

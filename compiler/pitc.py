@@ -100,6 +100,18 @@ def pitc_plan(
     return _plan(spine, _check_features(features), time, keys, inclusive, tables, statistics, config)[0]
 
 
+def pitc_spine(spine: Any, plan: Plan) -> pa.Table:
+    """The table ``pitc_spine`` that ``plan.to_sql(...)`` of a ``pitc_plan`` reads: the
+    spine's row number ``__pitc_row``, its keys and its time, checked and typed. The
+    SQL's rows carry ``__pitc_row``: sort by it for the spine's order."""
+    from relplan.ir.graph import walk
+
+    source = next((n for n in walk(plan.outputs) if isinstance(n, nodes.Source) and n.name == SPINE), None)
+    if source is None:
+        raise RelplanError("pitc_spine() takes a plan from rp.pitc_plan(...)")
+    return _spine_rows(as_arrow(spine, "spine"), source)
+
+
 def pitc_join_features(
     spine: Any,
     features: Feature | Iterable[Feature],

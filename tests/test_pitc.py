@@ -27,8 +27,6 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import relplan as rp
-from relplan.ir.graph import walk
-from relplan.ir.nodes import Source
 import reference as ref
 from strategies import (
     BASES_US,
@@ -371,13 +369,10 @@ def test_the_sql_runs_as_it_is(spark: Any, engine: str, lowering: str) -> None:
     """to_sql() reads the spine from the table pitc_spine (row number, keys, time)."""
     import duckdb
 
-    from relplan.compiler.pitc import _spine_rows
-
     spine = spine_of([(1, 10, at(61), 0), (2, 20, at(120), 1)])
     feats = [amount_sum(window=rp.sliding("1h")), rp.latest(Tx, "amt", by="cc_num")]
     plan = rp.pitc_plan(spine, feats, config=rp.OptimizerConfig(asof_lowering=lowering))
-    source = next(n for n in walk(plan.outputs) if isinstance(n, Source) and n.name == "pitc_spine")
-    rows = _spine_rows(spine, source)
+    rows = rp.pitc_spine(spine, plan)
     expected = rp.pitc_join_features(spine, feats, {"Tx": TX}, engine="reference")
     if engine == "duckdb":
         con = duckdb.connect()
@@ -422,6 +417,8 @@ def test_errors_name_what_the_user_wrote() -> None:
         rp.latest(Tx, "nope", by="cc_num")
     with pytest.raises(rp.WindowError, match="unknown unit 'dayz' in ttl '30 dayz'"):
         rp.latest(Tx, "amt", by="cc_num", ttl="30 dayz")
+    with pytest.raises(rp.RelplanError, match=r"pitc_spine\(\) takes a plan from rp.pitc_plan"):
+        rp.pitc_spine(spine, rp.compile([lifetime_sum]))
     with pytest.raises(rp.OptimizerError, match="asof_lowering must be one of"):
         rp.OptimizerConfig(asof_lowering="hash")
     bad_key = spine.set_column(0, "cc_num", pa.array(["1"]))
