@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from relplan.backends.asof import half_open, newest_event_only, tile_size
+from relplan.backends.asof import newest_event_only, tile_size
 from relplan.ir.graph import transform
 from relplan.ir.nodes import AsOfJoin, Node, Project, Source
 from relplan.rules.driver import Roots, RuleContext

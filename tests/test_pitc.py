@@ -30,9 +30,7 @@ import relplan as rp
 import reference as ref
 from strategies import (
     BASES_US,
-    COLUMN_TYPES,
     FeatureSpec,
-    Events,
     STEP,
     bools,
     event_rows,

@@ -43,5 +43,5 @@ def test_the_training_data_example_prints_what_the_readme_shows() -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 10):
         printed = namespace["train"].to_pandas().to_string()
     assert printed.strip() == outputs[0].strip()
-    plan_text = eval(explain_call.strip().removeprefix("print(").removesuffix(")"), namespace)  # noqa: S307
+    plan_text = eval(explain_call.strip().removeprefix("print(").removesuffix(")"), namespace)
     assert plan_text.strip() == outputs[1].strip()
