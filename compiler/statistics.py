@@ -12,13 +12,22 @@ from relplan.ir.errors import DataError
 from relplan.rules.statistics import SourceStats, Statistics
 
 
-def measure_statistics(tables: Mapping[str, Any], *, columns: Mapping[str, Iterable[str]] | None = None) -> Statistics:
+def measure_statistics(
+    tables: Mapping[str, Any],
+    *,
+    columns: Mapping[str, Iterable[str]] | None = None,
+    unique: Mapping[str, Iterable[Iterable[str]]] | None = None,
+) -> Statistics:
     """Row counts, distinct counts of every column and the time each timestamp
     column spans, by source name.
 
     ``tables`` maps source names to pyarrow Tables or pandas DataFrames (a sample
     scales the row count only if you scale it: pass the full table for exact
-    rows). ``columns``: per source, the columns to measure (default all of them). Distinct counts are DuckDB's HyperLogLog estimates (a few percent).
+    rows). ``columns``: per source, the columns to measure (default all of them).
+    Distinct counts are DuckDB's HyperLogLog estimates (a few percent).
+    ``unique``: per source, column sets to check exactly (no two rows share their
+    values; NULLs count as values): those that are go into ``SourceStats.unique``.
+    Measure once, reuse the statistics for many runs.
     """
     import duckdb
 
@@ -40,16 +49,30 @@ def measure_statistics(tables: Mapping[str, Any], *, columns: Mapping[str, Itera
                 + "".join(f", EPOCH_US(MAX({_quote(c)})) - EPOCH_US(MIN({_quote(c)}))" for c in times)
                 + " FROM t"
             ).fetchall()
-            con.unregister("t")
             rows, distinct, spans = row[0], row[1 : 1 + len(cols)], row[1 + len(cols) :]
+            held = [tuple(u) for u in (unique or {}).get(name, ())]
+            for u in held:
+                for c in u:
+                    if c not in table.column_names:
+                        raise DataError(f"unique columns {list(u)} of {name!r}: the table has no column {c!r}")
+            checked = tuple(u for u in held if _is_unique(con, u, rows))
+            con.unregister("t")
             out[name] = SourceStats(
                 rows=int(rows),
                 distinct={c: max(1, int(d)) for c, d in zip(cols, distinct)},
                 spans={c: int(s) for c, s in zip(times, spans) if s is not None},
+                unique=checked,
             )
     finally:
         con.close()
     return Statistics(out)
+
+
+def _is_unique(con: Any, columns: tuple[str, ...], rows: int) -> bool:
+    """Exactly: as many distinct value tuples as rows (a GROUP BY, not an estimate)."""
+    keys = ", ".join(_quote(c) for c in columns)
+    ((groups,),) = con.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM t GROUP BY {keys})").fetchall()
+    return int(groups) == int(rows)
 
 
 def _quote(name: str) -> str:

@@ -301,8 +301,13 @@ def test_events_declared_unique_per_key_and_time_skip_settling_ties() -> None:
         {"latest_amt": 3.0, "latest_status_40m": "failed"},
         {"latest_amt": 3.0, "latest_status_40m": None},
     ]
+    # Measured exactly, once: (cc_num, ts) holds, (account_id, ts) does not (two events at 60).
+    measured = rp.measure_statistics({"Tx": TX}, unique={"Tx": [("cc_num", "ts"), ("account_id", "ts")]})
+    assert measured.of("Tx").unique == (("cc_num", "ts"),)
     with pytest.raises(rp.OptimizerError, match="unique takes sets of column names"):
         rp.SourceStats(rows=1, unique="cc_num")  # type: ignore[arg-type]
+    with pytest.raises(rp.DataError, match="the table has no column 'card'"):
+        rp.measure_statistics({"Tx": TX}, unique={"Tx": [("card", "ts")]})
 
 
 @pytest.mark.parametrize("lowering", ["union", "range_join", None])
