@@ -21,7 +21,7 @@ comparison within this run (the summary at the end prints the ratios):
    (50 keys; smaller, see WINDOW_SHAPES: the range join's pairs grow as spine x events /
    keys) and a shape between them where the cost model's constants decide. relplan's
    own choice of lowering (statistics measured from ``tables=`` on every call) against
-   each lowering forced (range_join, union: ``OptimizerConfig(asof_lowering=...)``,
+   each lowering forced (range_join, tiles, union: ``OptimizerConfig(asof_lowering=...)``,
    FORCE; every variant pays for the same statistics). The baseline of each
    comparison is the faster forced lowering (known once both ran); the label says which
    lowering relplan chose (``rp.pitc_plan(...).explain()``).
@@ -83,7 +83,8 @@ SLOW_ROUNDS = 1  # range join + ROW_NUMBER, pandas: seconds to a minute each
 # 2. Windowed aggregates, DuckDB: (spine rows, events, keys).
 # dense: 10k events a key, a spine row pairs with 10k of them (range join: 5*10^8 pairs, about
 # 4 s; at the issue's 100k x 5M it would be 10^10, minutes a round). crossover: the same keys
-# and events, a fifth of the spine: 10^8 pairs, where the two lowerings cost about the same.
+# and events, a fifth of the spine: 10^8 pairs, where range join and union cost about the
+# same (tiles beat both: bench figures in the README).
 WINDOW_SHAPES = {
     "sparse": (100_000, 5_000_000, 50_000),
     "dense": (50_000, 500_000, 50),
@@ -398,7 +399,7 @@ CHOSEN: dict[str, str] = {}  # comparison -> relplan's lowering
 
 
 def _summarize_lowerings(comparison: str) -> None:
-    """Once relplan's choice and both forced lowerings are timed: the faster forced one
+    """Once relplan's choice and every forced lowering are timed: the fastest forced one
     becomes the comparison's baseline, and the ratio is printed."""
     timings = RESULTS.get(comparison, {})
     forced = {k: v for k, v in timings.items() if k.startswith("forced ")}
