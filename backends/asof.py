@@ -200,10 +200,10 @@ def extremes_by_join(n: AsOfJoin, spine: Node, events: Node) -> Node:
         if a.func not in ("first", "last"):
             windows.setdefault(f, []).append(a)
     es = n.events.schema
+    # The rows each pick takes its value from: a value, and its filter passed.
+    present = [and_all([p for p in (Unary("IS NOT NULL", a.arg), a.filter) if p is not None]) for _, a in picks]  # type: ignore[arg-type]
     for i, (f, a) in enumerate(picks):
-        assert a.arg is not None
-        present = and_all([p for p in (Unary("IS NOT NULL", a.arg), a.filter) if p is not None])
-        at = AggCall("max" if a.func == "last" else "min", Column(n.event_time, T.Timestamp), f"{PREFIX}at{i}", present)
+        at = AggCall("max" if a.func == "last" else "min", Column(n.event_time, T.Timestamp), f"{PREFIX}at{i}", present[i])
         windows.setdefault(f, []).append(at)
     lowering = None if n.lowering == "asof" else n.lowering
     node: Node = AsOfJoin(
@@ -213,13 +213,12 @@ def extremes_by_join(n: AsOfJoin, spine: Node, events: Node) -> Node:
     types = key_types(n)
     for i, (f, a) in enumerate(picks):
         assert a.arg is not None
-        present = and_all([p for p in (Unary("IS NOT NULL", a.arg), a.filter) if p is not None])
         keys = [(f"{PREFIX}j{i}_{j}", _as(Column(e, es.dtype(e)), t)) for j, ((_, e), t) in enumerate(zip(n.on, types))]
         time = f"{PREFIX}jt{i}"
         # Booleans have no MIN/MAX in the IR: FALSE < TRUE as 0 < 1, and back.
         boolean = a.dtype == T.Bool
         x: Expr = Cast(a.arg, T.Int64) if boolean else a.arg
-        rows = Project(Filter(events, present), (*keys, (time, Column(n.event_time, T.Timestamp)), (f"{PREFIX}x{i}", x)))  # type: ignore[arg-type]
+        rows = Project(Filter(events, present[i]), (*keys, (time, Column(n.event_time, T.Timestamp)), (f"{PREFIX}x{i}", x)))  # type: ignore[arg-type]
         value = AggCall("max" if a.func == "last" else "min", Column(f"{PREFIX}x{i}", x.dtype), f"{PREFIX}v{i}")
         at_time = Aggregate(rows, (*(k for k, _ in keys), time), (value,))
         on = tuple((s, k) for (s, _), (k, _) in zip(n.on, keys)) + ((f"{PREFIX}at{i}", time),)
@@ -297,9 +296,6 @@ def tiles_ctes(low: SqlLowering, n: AsOfJoin, spine: str, events: str, k: int) -
             for c, t, key in zip(side, types, keys)
         ]
 
-    def present(cols: list[str]) -> exp.Expression:
-        return all_of([exp.Not(this=exp.Is(this=col(c), expression=exp.Null())) for c in cols])
-
     def floor_tile(e: exp.Expression) -> exp.Expression:
         return low.floordiv(e, lit(tau))
 
@@ -310,14 +306,14 @@ def tiles_ctes(low: SqlLowering, n: AsOfJoin, spine: str, events: str, k: int) -
         point_cols.append(as_name(exp.Neg(this=exp.Paren(this=floor_tile(exp.Neg(this=exp.Paren(this=start))))), f"{PREFIX}ja{i}"))
         point_cols.append(as_name(floor_tile(exp.Sub(this=us.copy(), expression=lit(up))), f"{PREFIX}jb{i}"))
     points = exp.select(*point_cols).from_(ident(spine), copy=False).where(
-        present([s for s, _ in n.on] + [n.spine_time]), copy=False
+        low.keys_present((*(s for s, _ in n.on), n.spine_time)), copy=False
     )
     # E: events with a key, their tile, time and masked values (per aggregate).
     ev_us = low.epoch_us(col(n.event_time))
     values = [as_name(low.masked(a.arg, a.filter), f"{PREFIX}x{i}") for i, a in enumerate(n.aggs)]
     ev = exp.select(
         *key_cols([e for _, e in n.on], n.events), as_name(floor_tile(ev_us), f"{PREFIX}j"), as_name(ev_us.copy(), f"{PREFIX}u"), *values
-    ).from_(ident(events), copy=False).where(present([e for _, e in n.on] + [n.event_time]), copy=False)
+    ).from_(ident(events), copy=False).where(low.keys_present((*(e for _, e in n.on), n.event_time)), copy=False)
     # TL: partials per key and tile.
     partials: list[exp.Expression] = []
     for i, a in enumerate(n.aggs):

@@ -59,8 +59,10 @@ class DuckDBLowering(SqlLowering):
                 continue
             i = values[key] = len(values)
             value = self.masked(a.arg, a.filter)
-            present = [exp.Not(this=exp.Is(this=paren(value.copy()), expression=exp.Null()))]
-            present += [exp.Not(this=exp.Is(this=col(c), expression=exp.Null())) for _, c in n.on]
+            present = [
+                exp.Not(this=exp.Is(this=paren(value.copy()), expression=exp.Null())),
+                self.keys_present(tuple(c for _, c in n.on)),
+            ]
             event_keys = [
                 as_name(self.cast(col(c), t) if n.events.schema.dtype(c) != t else col(c), key_name(j))
                 for j, ((_, c), t) in enumerate(zip(n.on, types))

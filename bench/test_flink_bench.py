@@ -30,7 +30,6 @@ sides give the same rows. A Flink job costs seconds, so three rounds each.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 
@@ -39,6 +38,7 @@ import pyarrow.compute as pc
 import pytest
 
 import relplan as rp
+from bench.flink_by_hand import read_json_parts, write_json_lines
 from bench.results import record
 from relplan.backends.flink import filesystem_options, local_table_env, run_script
 from relplan.compiler.execute import execute_all
@@ -80,18 +80,10 @@ class ByHand:
 
     def __call__(self) -> list[dict]:
         env = local_table_env(self.mode)
-        with open(os.path.join(self.source_dir, "tx.json"), "w", encoding="utf-8") as f:
-            for row in self.table.to_pylist():
-                row["ts"] = row["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")
-                f.write(json.dumps(row) + "\n")
+        write_json_lines(self.table, os.path.join(self.source_dir, "tx.json"))
         try:
             run_script(self.script, env)
-            rows = []
-            for name in sorted(os.listdir(self.out_dir)):
-                if not name.startswith("."):
-                    with open(os.path.join(self.out_dir, name), encoding="utf-8") as f:
-                        rows += [json.loads(line) for line in f]
-            return rows
+            return read_json_parts(self.out_dir)
         finally:
             for table in ("Transactions", OUTPUT):
                 env.execute_sql(f"DROP TABLE IF EXISTS `{table}`")

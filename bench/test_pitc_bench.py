@@ -50,7 +50,6 @@ seconds plus the JVMs' start-up.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -68,6 +67,7 @@ import relplan as rp
 from relplan.backends.asof import ROW
 from relplan.compiler.pitc import OUTPUT, SPINE
 
+from bench.flink_by_hand import read_json_parts, write_json_lines
 from bench.results import RESULTS, record
 
 SCALE = float(os.environ.get("RELPLAN_BENCH_SCALE", "1.0"))
@@ -587,18 +587,10 @@ class FlinkByHand:
 
         env = local_table_env("batch")
         for name, table in self.tables.items():
-            with open(os.path.join(self.dirs[name], "data.json"), "w", encoding="utf-8") as f:
-                for row in table.to_pylist():
-                    row["ts"] = row["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")
-                    f.write(json.dumps(row) + "\n")
+            write_json_lines(table, os.path.join(self.dirs[name], "data.json"))
         try:
             run_script(self.script, env)
-            rows = []
-            for name in sorted(os.listdir(self.out_dir)):
-                if not name.startswith("."):
-                    with open(os.path.join(self.out_dir, name), encoding="utf-8") as f:
-                        rows += [json.loads(line) for line in f if line.strip()]
-            return pa.Table.from_pylist(rows)
+            return pa.Table.from_pylist(read_json_parts(self.out_dir))
         finally:
             for table in (*self.tables, OUTPUT):
                 env.execute_sql(f"DROP TABLE IF EXISTS `{table}`")

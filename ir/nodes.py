@@ -105,6 +105,32 @@ def _agg_fields(aggs: tuple[AggCall, ...], schema: Schema, what: str) -> list[Fi
     return out
 
 
+def _check_windows(windows: tuple[tuple[Frame, tuple[AggCall, ...]], ...], what: str) -> None:
+    """``windows`` groups aggregates by frame: at least one each, no frame twice."""
+    if not windows or any(not aggs for _, aggs in windows):
+        raise SchemaError(f"a {what} needs at least one aggregate per frame")
+    frames = [f for f, _ in windows]
+    if len(set(frames)) != len(frames):
+        raise SchemaError(f"a {what} lists a frame twice; group its aggregates instead")
+
+
+class _Framed:
+    """The aggregates of a node holding ``windows``: (frame, aggregates) groups."""
+
+    __slots__ = ()
+    windows: tuple[tuple[Frame, tuple[AggCall, ...]], ...]
+
+    @property
+    def aggs(self) -> tuple[AggCall, ...]:
+        """Every aggregate, in output order."""
+        return tuple(a for _, aggs in self.windows for a in aggs)
+
+    @property
+    def calls(self) -> tuple[tuple[Frame, AggCall], ...]:
+        """Every (frame, aggregate) pair, in output order."""
+        return tuple((f, a) for f, aggs in self.windows for a in aggs)
+
+
 @node
 class Source(Node):
     """A named input: a table (bounded) or a stream (unbounded) with event time."""
@@ -221,7 +247,7 @@ class Aggregate(Node):
 
 
 @node
-class WindowAggregate(Node):
+class WindowAggregate(_Framed, Node):
     """Per-row aggregates over frames of event time (the OVER form).
 
     Output: every input row and column, plus one column per aggregate holding the
@@ -247,22 +273,8 @@ class WindowAggregate(Node):
         _check_keys(self.keys, s, "window partition")
         if s.field(self.order, context="(window order)").dtype != T.Timestamp:
             raise TypeMismatchError(f"window order column {self.order!r} must be a Timestamp")
-        if not self.windows or any(not aggs for _, aggs in self.windows):
-            raise SchemaError("a window aggregate needs at least one aggregate per frame")
-        frames = [f for f, _ in self.windows]
-        if len(set(frames)) != len(frames):
-            raise SchemaError("a window aggregate lists a frame twice; group its aggregates instead")
+        _check_windows(self.windows, "window aggregate")
         self._finish(Schema(s.fields + tuple(_agg_fields(self.aggs, s, "window"))))
-
-    @property
-    def aggs(self) -> tuple[AggCall, ...]:
-        """Every aggregate, in output order."""
-        return tuple(a for _, aggs in self.windows for a in aggs)
-
-    @property
-    def calls(self) -> tuple[tuple[Frame, AggCall], ...]:
-        """Every (frame, aggregate) pair, in output order."""
-        return tuple((f, a) for f, aggs in self.windows for a in aggs)
 
     @property
     def inputs(self) -> tuple[Node, ...]:
@@ -395,7 +407,7 @@ ASOF_LOWERINGS = ("asof", "range_join", "tiles", "union")
 
 
 @node
-class AsOfJoin(Node):
+class AsOfJoin(_Framed, Node):
     """Point-in-time join: every spine row, plus aggregates of its key's events as of its time.
 
     Output: exactly the spine's rows (none dropped, none repeated) and columns, plus
@@ -449,24 +461,12 @@ class AsOfJoin(Node):
             ss.field(self.row_id, context="(spine row id)")
         if self.lowering is not None and self.lowering not in ASOF_LOWERINGS:
             raise SchemaError(f"unknown point-in-time lowering {self.lowering!r}; use one of {', '.join(ASOF_LOWERINGS)}")
-        if not self.windows or any(not aggs for _, aggs in self.windows):
-            raise SchemaError("a point-in-time join needs at least one aggregate per frame")
-        frames = [f for f, _ in self.windows]
-        if len(set(frames)) != len(frames):
-            raise SchemaError("a point-in-time join lists a frame twice; group its aggregates instead")
+        _check_windows(self.windows, "point-in-time join")
         added = _agg_fields(self.aggs, es, "point-in-time join")
         clash = sorted(set(ss.names) & {f.name for f in added})
         if clash:
             raise SchemaError(f"point-in-time features {clash} have the names of spine columns; rename them")
         self._finish(Schema(ss.fields + tuple(added)))
-
-    @property
-    def aggs(self) -> tuple[AggCall, ...]:
-        return tuple(a for _, aggs in self.windows for a in aggs)
-
-    @property
-    def calls(self) -> tuple[tuple[Frame, AggCall], ...]:
-        return tuple((f, a) for f, aggs in self.windows for a in aggs)
 
     @property
     def inputs(self) -> tuple[Node, ...]:
