@@ -105,6 +105,17 @@ def _agg_fields(aggs: tuple[AggCall, ...], schema: Schema, what: str) -> list[Fi
     return out
 
 
+def _check_key_pairs(on: tuple[tuple[str, str], ...], ls: Schema, rs: Schema, what: str, left: str, right: str) -> None:
+    """At least one pair; each pair's columns exist on their side and compare."""
+    if not on:
+        raise SchemaError(f"a {what} needs at least one pair of key columns")
+    for lk, rk in on:
+        lt = ls.field(lk, context=f"({left} key)").dtype
+        rt = rs.field(rk, context=f"({right} key)").dtype
+        if T.common_type(lt, rt) is None:
+            raise TypeMismatchError(f"{left} key {lk!r} ({lt}) and {right} key {rk!r} ({rt}) have incompatible types")
+
+
 def _check_windows(windows: tuple[tuple[Frame, tuple[AggCall, ...]], ...], what: str) -> None:
     """``windows`` groups aggregates by frame: at least one each, no frame twice."""
     if not windows or any(not aggs for _, aggs in windows):
@@ -356,13 +367,7 @@ class Join(Node):
         if self.how not in JOIN_KINDS:
             raise SchemaError(f"unknown join kind {self.how!r}; use one of {', '.join(JOIN_KINDS)}")
         ls, rs = self.left.schema, self.right.schema
-        if not self.on:
-            raise SchemaError("a join needs at least one pair of key columns")
-        for lk, rk in self.on:
-            lt = ls.field(lk, context="(left join key)").dtype
-            rt = rs.field(rk, context="(right join key)").dtype
-            if T.common_type(lt, rt) is None:
-                raise TypeMismatchError(f"join keys {lk!r} ({lt}) and {rk!r} ({rt}) have incompatible types")
+        _check_key_pairs(self.on, ls, rs, "join", "left join", "right join")
         clash = set(ls.names) & set(rs.names)
         if clash:
             raise SchemaError(f"join sides share column names {sorted(clash)}; rename one side first")
@@ -447,13 +452,7 @@ class AsOfJoin(_Framed, Node):
         ss, es = self.spine.schema, self.events.schema
         if (self.lowering == "tiles") != (self.tile is not None):
             raise SchemaError("the tiles lowering of a point-in-time join takes a tile size, and only it")
-        if not self.on:
-            raise SchemaError("a point-in-time join needs at least one pair of key columns")
-        for sk, ek in self.on:
-            st = ss.field(sk, context="(spine key)").dtype
-            et = es.field(ek, context="(event key)").dtype
-            if T.common_type(st, et) is None:
-                raise TypeMismatchError(f"spine key {sk!r} ({st}) and event key {ek!r} ({et}) have incompatible types")
+        _check_key_pairs(self.on, ss, es, "point-in-time join", "spine", "event")
         for name, schema, what in ((self.spine_time, ss, "spine"), (self.event_time, es, "event")):
             if schema.field(name, context=f"({what} time)").dtype != T.Timestamp:
                 raise TypeMismatchError(f"{what} time column {name!r} must be a Timestamp")
