@@ -41,12 +41,13 @@ from relplan.ir.errors import (
 from relplan.ir.types import Bool, DataType, Date, Float64, Int64, String, Timestamp
 from relplan.compiler.statistics import measure_statistics
 from relplan.rules import OptimizerConfig, SourceStats, Statistics
+from relplan.rules.placement import Knobs
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Bool", "clear_caches", "DataError", "DataFrame", "DataType", "Date", "EngineError", "Feature", "FeatureError",
-    "Float64", "Int64", "OptimizerConfig", "OptimizerError", "SourceStats", "Statistics", "measure_statistics", "Plan", "RelplanError", "SchemaError", "Series", "Source",
+    "Float64", "Int64", "Knobs", "OptimizerConfig", "OptimizerError", "SourceStats", "Statistics", "measure_statistics", "Plan", "RelplanError", "SchemaError", "Series", "Source",
     "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
     "compile", "event_time", "execute", "execute_all", "hopping", "key", "latest", "lifetime", "optimize",
     "pitc_join_features", "pitc_plan", "pitc_spine", "sliding",

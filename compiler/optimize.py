@@ -13,6 +13,7 @@ from relplan.ir.errors import RelplanError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Sink, Source
 from relplan.rules import OptimizerConfig, Statistics, TraceEntry, optimize_roots
+from relplan.rules.placement import Knobs
 
 
 def optimize(
@@ -21,12 +22,18 @@ def optimize(
     *,
     disable: Iterable[str] = (),
     statistics: Statistics | None = None,
+    knobs: Knobs | None = None,
 ) -> Plan:
     """The optimized plan (same outputs, same results); ``disable`` names rules to skip.
 
     ``statistics`` (``rp.Statistics``, or ``rp.measure_statistics(tables)``) lets the
     cost-based choices be made (see ``OptimizerConfig``); ``plan.explain(verbose=True)``
     on the result shows which rule changed what.
+
+    ``knobs`` (``rp.Knobs(...)``) also places every feature on batch, streaming or
+    both (rules/placement.py): ``explain()`` then shows, per feature, the
+    alternatives with their estimated cost, latency and correctness, the one chosen
+    and the knob that decided; ``plan.deployment()`` gives the jobs.
     """
     if not isinstance(plan, Plan):
         raise RelplanError(f"optimize() takes a plan from rp.compile(...), got {type(plan).__name__}")
@@ -47,7 +54,12 @@ def optimize(
     outputs = tuple(by_name[s.name] for s in plan.outputs)
     if all(a is b for a, b in zip(outputs, plan.outputs)):
         outputs = plan.outputs  # nothing changed: the very same plan
-    return Plan(outputs, plan.features, plan.trace + trace, optimized=True)
+    optimized = Plan(outputs, plan.features, plan.trace + trace, optimized=True)
+    if knobs is None:
+        return optimized
+    from relplan.compiler.place import place
+
+    return dataclasses.replace(optimized, placement=place(plan, knobs, config))
 
 
 def _independent(outputs: tuple[Sink, ...]) -> list[tuple[Sink, ...]]:

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from relplan.compiler.transformation import Feature
+    from relplan.compiler.deployment import Deployment
     from relplan.rules.driver import TraceEntry
+    from relplan.rules.placement import Placement
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Plan:
     features: tuple[Feature, ...] = ()
     trace: tuple[TraceEntry, ...] = field(default=(), compare=False)
     optimized: bool = field(default=False, compare=False)
+    placement: Placement | None = field(default=None, compare=False)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -36,8 +39,11 @@ class Plan:
         raise RelplanError(f"plan has no output {name!r}; its outputs are {list(self.output_names)}")
 
     def explain(self, *, verbose: bool = False, schema: bool = False) -> str:
-        """Deterministic plan text; ``verbose`` adds the features and the optimizer trace."""
+        """Deterministic plan text; ``verbose`` adds the features and the optimizer trace.
+        A placed plan (``rp.optimize(plan, knobs=...)``) ends with its placement."""
         text = explain_nodes(self.outputs, schema=schema or verbose)
+        if self.placement is not None:
+            text += "\n" + self.placement.explain()
         if not verbose:
             return text
         lines = ["features:"]
@@ -56,6 +62,14 @@ class Plan:
         if not self.trace:
             return "(no rule changed the plan)"
         return "\n".join(ln for t in self.trace for ln in t.lines())
+
+    def deployment(self, **options: Any) -> Deployment:
+        """The placed plan as a DAG of jobs (see compiler/deployment.py)."""
+        from relplan.compiler.deployment import deployment
+
+        if self.placement is None:
+            raise RelplanError("this plan is not placed: call rp.optimize(plan, knobs=rp.Knobs(...)) first")
+        return deployment(self, **options)
 
     def __str__(self) -> str:
         return self.explain()

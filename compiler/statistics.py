@@ -17,6 +17,8 @@ def measure_statistics(
     *,
     columns: Mapping[str, Iterable[str]] | None = None,
     unique: Mapping[str, Iterable[Iterable[str]]] | None = None,
+    arrival: Mapping[str, str] | None = None,
+    event_time: Mapping[str, str] | None = None,
 ) -> Statistics:
     """Row counts, distinct counts of every column and the time each timestamp
     column spans, by source name.
@@ -27,6 +29,12 @@ def measure_statistics(
     Distinct counts are DuckDB's HyperLogLog estimates (a few percent).
     ``unique``: per source, column sets to check exactly (no two rows share their
     values; NULLs count as values): those that are go into ``SourceStats.unique``.
+    ``arrival``: per source, the column holding when each event arrived (a
+    sample of the log with its ingestion times): the lateness quantiles are
+    measured from it, an event's lateness being how far its event time lies behind
+    the newest event time that arrived before it (``event_time`` names the event
+    time where the table has more than one other timestamp column). The event rate
+    is the rows over the event time's span (``SourceStats.rate_of``).
     Measure once, reuse the statistics for many runs.
     """
     import duckdb
@@ -56,16 +64,48 @@ def measure_statistics(
                     if c not in table.column_names:
                         raise DataError(f"unique columns {list(u)} of {name!r}: the table has no column {c!r}")
             checked = tuple(u for u in held if _is_unique(con, u, rows))
+            lateness = ()
+            if arrival is not None and name in arrival:
+                lateness = _lateness(con, table, name, arrival[name], (event_time or {}).get(name))
             con.unregister("t")
             out[name] = SourceStats(
                 rows=int(rows),
                 distinct={c: max(1, int(d)) for c, d in zip(cols, distinct)},
                 spans={c: int(s) for c, s in zip(times, spans) if s is not None},
                 unique=checked,
+                lateness=lateness,
             )
     finally:
         con.close()
     return Statistics(out)
+
+
+LATENESS_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
+
+
+def _lateness(con: Any, table: pa.Table, name: str, arrival: str, event_time: str | None) -> tuple[tuple[float, int], ...]:
+    """Quantiles of lateness: in arrival order, how far each event's time lies behind
+    the newest event time before it (0 for the first and for events in order)."""
+    stamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
+    if arrival not in stamps:
+        raise DataError(f"arrival column {arrival!r} of {name!r} is not a timestamp column of the table; its timestamps: {stamps}")
+    if event_time is None:
+        others = [c for c in stamps if c != arrival]
+        if len(others) != 1:
+            raise DataError(f"which column of {name!r} is the event time? pass event_time={{{name!r}: <column>}} (timestamps: {others})")
+        event_time = others[0]
+    elif event_time not in stamps or event_time == arrival:
+        raise DataError(f"event time {event_time!r} of {name!r} is not another timestamp column; its timestamps: {stamps}")
+    ts, arr = _quote(event_time), _quote(arrival)
+    qs = ", ".join(repr(q) for q in LATENESS_QUANTILES)
+    ((values,),) = con.sql(
+        f"SELECT QUANTILE_DISC(late, [{qs}]) FROM (SELECT GREATEST(0, EPOCH_US(MAX({ts}) OVER ("
+        f"ORDER BY {arr}, {ts} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) - EPOCH_US({ts})) AS late "
+        f"FROM t WHERE {ts} IS NOT NULL AND {arr} IS NOT NULL)"
+    ).fetchall()
+    if values is None:
+        return ()
+    return tuple((q, int(v or 0)) for q, v in zip(LATENESS_QUANTILES, values))
 
 
 def _is_unique(con: Any, columns: tuple[str, ...], rows: int) -> bool:

@@ -1,5 +1,6 @@
 """Statistics the optimizer may use: per source, its row count, distinct counts of
-its columns and the time its timestamp columns span.
+its columns, the time its timestamp columns span, its event rate and the
+distribution of its events' lateness (arrival minus event time).
 
 Declared by the platform (``rp.Statistics({"Transactions": rp.SourceStats(rows=...,
 distinct={"cc_num": ...}, spans={"ts": ...})})``) or measured from tables
@@ -10,9 +11,11 @@ columns a choice depends on, such rules keep the plan as it is.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from relplan.ir.errors import OptimizerError
 from relplan.ir.expr import Column
@@ -30,6 +33,14 @@ class SourceStats:
     distinct: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
     spans: tuple[tuple[str, int], ...] | Mapping[str, int] = ()
     unique: tuple[tuple[str, ...], ...] = ()
+    # Events per second of event time, as they arrive in production (default: rows
+    # over the event time's span, which a sample of the log gives).
+    rate: float | None = None
+    # How late events arrive: quantile -> lateness, e.g. {0.9: 0, 0.99: "30s", 1.0: "10m"}
+    # (microseconds or durations). An event's lateness is how far its event time lies
+    # behind the newest event time that arrived before it: what a watermark sees, so
+    # events in order are 0 late whatever their delay. See late_fraction().
+    lateness: tuple[tuple[float, int], ...] | Mapping[float, Any] = ()
 
     def __post_init__(self) -> None:
         # numbers.Integral: counts often come from numpy (len(df), df.k.nunique()).
@@ -48,6 +59,11 @@ class SourceStats:
         ):
             raise OptimizerError(f"SourceStats unique takes sets of column names, e.g. [('cc_num', 'ts')], got {self.unique!r}")
         object.__setattr__(self, "unique", tuple(sorted(tuple(sorted(u)) for u in self.unique)))
+        if self.rate is not None:
+            if isinstance(self.rate, bool) or not isinstance(self.rate, numbers.Real) or not self.rate > 0:
+                raise OptimizerError(f"SourceStats rate (events per second) must be a positive number, got {self.rate!r}")
+            object.__setattr__(self, "rate", float(self.rate))
+        object.__setattr__(self, "lateness", _lateness_quantiles(self.lateness))
 
     def is_unique(self, columns: tuple[str, ...] | set[str]) -> bool:
         """Whether no two rows share the values of ``columns`` (a declared unique set is among them)."""
@@ -58,6 +74,48 @@ class SourceStats:
 
     def span_of(self, column: str) -> int | None:
         return dict(self.spans).get(column)  # type: ignore[arg-type]
+
+    def rate_of(self, time: str | None) -> float | None:
+        """Events per second: declared, or the rows over the span of ``time``."""
+        if self.rate is not None:
+            return self.rate
+        span = None if time is None else self.span_of(time)
+        return None if not span else self.rows / (span / 1e6)
+
+    def late_fraction(self, allowed: int) -> float | None:
+        """The fraction of events arriving more than ``allowed`` microseconds after
+        their event time (what a watermark that far behind drops), from the lateness
+        quantiles, linear between them; None where they do not tell (below the
+        smallest quantile given, unless that is the 0th)."""
+        points = self.lateness  # type: ignore[assignment]
+        if not points:
+            return None
+        (q0, l0), (q_last, l_last) = points[0], points[-1]  # type: ignore[misc]
+        # Rounded: 1 - 0.99 is 0.010000000000000009, which would miss a 1% bound.
+        if allowed >= l_last:
+            return round(1.0 - q_last, 12)
+        if allowed < l0:
+            return 1.0 if q0 == 0.0 else None
+        for (qa, la), (qb, lb) in zip(points, points[1:]):  # type: ignore[arg-type]
+            if la <= allowed < lb:
+                return round(1.0 - (qa + (qb - qa) * (allowed - la) / (lb - la)), 12)
+        return round(1.0 - q_last, 12)  # unreachable: the points cover [l0, l_last)
+
+    def lateness_for(self, max_missed: float) -> int | None:
+        """The least allowed lateness (microseconds) at which at most ``max_missed``
+        of the events are late; None if the quantiles do not reach that far."""
+        points = self.lateness  # type: ignore[assignment]
+        want = 1.0 - max_missed
+        for (qa, la), (qb, lb) in zip(((0.0, 0), *points), points):  # type: ignore[arg-type]
+            if qb >= want:
+                if want <= 0:
+                    return 0
+                if qa == 0.0 and la == 0 and points[0][0] > 0.0:  # type: ignore[index]
+                    return int(lb)  # below the smallest quantile given nothing is known: its lateness
+                if qb == qa:
+                    return int(lb)
+                return int(math.ceil(la + (lb - la) * max(0.0, want - qa) / (qb - qa)))
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,6 +145,25 @@ class Statistics:
         if rows is None or span is None:
             return None
         return rows * min(1.0, length / max(span, 1))
+
+
+def _lateness_quantiles(value: Any) -> tuple[tuple[float, int], ...]:
+    """{quantile: lateness} -> ((q, microseconds), ...) by quantile, checked: a
+    quantile in [0, 1], lateness a duration, never smaller at a larger quantile."""
+    from relplan.ir.windows import parse_duration
+
+    items = value.items() if isinstance(value, Mapping) else value
+    out = []
+    for q, late in items:
+        if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0.0 <= q <= 1.0:
+            raise OptimizerError(f"SourceStats lateness quantiles must be numbers in [0, 1], got {q!r}")
+        us = 0 if late in (0, "0") else parse_duration(late, what=f"lateness at quantile {q}")
+        out.append((float(q), int(us)))
+    out.sort()
+    for (qa, la), (qb, lb) in zip(out, out[1:]):
+        if qa == qb or lb < la:
+            raise OptimizerError(f"SourceStats lateness must grow with the quantile, got {dict(items)!r}")
+    return tuple(out)
 
 
 def _per_partition(st: SourceStats, keys: tuple[str, ...]) -> float | None:

@@ -1,0 +1,425 @@
+"""Hybrid placement of a long sliding window: batch-computed steps plus a streamed day.
+
+A per-event feature over the sliding frame ``(t - w, t]`` (w a whole number of days)
+is split at the midnight T (UTC) of the event's own day t:
+
+    (t - w, t]  =  (t - w, T)  ∪  [T, t]
+                   batch steps    stream tail
+
+so a streaming engine keeps one day of state per key instead of w. Three parts:
+
+1. **stream** (an IR plan, so every engine runs it; meant for Flink streaming): the
+   source's rows with ``__rp_day := CAST(ts AS DATE)`` and a window aggregate
+   partitioned by the feature's keys and that day, over ``(t - 1d, t]``: within one
+   day that frame is exactly ``[T, t]``. It computes *partial* aggregates (with the
+   feature's masks), not the feature: count -> count, sum -> sum, mean -> sum and
+   count, min/max -> min/max, which add up (or take the extreme) across parts.
+2. **steps** (batch SQL; DuckDB, or Spark by ``steps_select_sql``): per key k, step
+   rows at times v, each with the same partials over the events of k with
+   ``v - w < ts < midnight(day of v)``. The v are the midnights of the days on which
+   k has an event, and s + w for each event time s of k. The value over
+   ``(t - w, T)`` only changes when the frame's lower edge passes an event (at
+   s + w) or a new day starts (T moves), so the newest step v <= t has it: a step at
+   T exists (t is an event of k that day), and an event in ``(v - w, t - w]`` would
+   make s + w a newer step <= t.
+3. **serve** (DuckDB SQL): each stream row ASOF JOINs the newest step of its key at
+   or before its time, and the two parts' partials are combined into the feature,
+   in the all-batch plan's columns, order and types.
+
+The SQL is sqlglot ASTs built from the engines' lowerings (epoch microseconds and
+Python's floor arithmetic as each engine spells them); no text is pasted together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from relplan.backends.arrow_io import conform_table
+from relplan.backends.sql import SqlLowering, all_of, any_key_null, as_name, col, ident, lit
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import EngineError, UnsupportedError
+from relplan.ir.expr import Cast, Column, Expr
+from relplan.ir.graph import walk
+from relplan.ir.nodes import Node, Project, Sink, Source, WindowAggregate
+from relplan.ir.schema import Schema
+from relplan.ir.windows import Frame
+
+HYBRID_AGGS = frozenset({"count", "sum", "mean", "min", "max"})
+TILE_US = 86_400_000_000  # one day: the tile is the UTC day, CAST(ts AS DATE) on every engine
+
+DAY = "__rp_day"  # the stream part's day partition
+STEP = "__rp_v"  # a step's time, epoch microseconds
+US = "__rp_us"  # an event's time, epoch microseconds
+ROWS, EVENTS, STEPS = "__rp_rows", "__rp_events", "__rp_steps"  # CTEs of the steps query
+
+# Per aggregate: the partials it is rebuilt from (partial functions of its masked argument).
+_PARTIALS: dict[str, tuple[str, ...]] = {
+    "count": ("count",), "sum": ("sum",), "mean": ("sum", "count"), "min": ("min",), "max": ("max",),
+}
+_OVER_ROWS: dict[str, type[exp.Expression]] = {"count": exp.Count, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A per-event output the hybrid placement can split: Sink <- [Project] <- window <- [Project] <- Source."""
+
+    sink: Sink
+    top: Project | None  # the output's columns over the window aggregate's
+    window: WindowAggregate
+    source: Source
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """One partial aggregate: ``func`` over an aggregate's argument with its mask."""
+
+    name: str
+    func: str
+    arg: Expr | None
+    filter: Expr | None
+
+
+@dataclass(frozen=True)
+class HybridParts:
+    """The three parts of one output placed hybrid.
+
+    ``stream``: the tail plan (its sink is named ``head_table``), for a streaming engine.
+    ``steps_sql``: ``CREATE OR REPLACE TABLE <steps_table> AS SELECT ...`` on DuckDB,
+    reading the source's table by the source's name. ``serve_sql``: a DuckDB SELECT of
+    the output's rows, reading the tables ``head_table`` (the stream part's rows) and
+    ``steps_table``. Run them in that order: steps, stream, serve. ``schema``: the
+    output's columns and IR types, those of the all-batch plan.
+    """
+
+    stream: Sink
+    steps_sql: str
+    serve_sql: str
+    steps_table: str
+    head_table: str
+    output: str
+    schema: Schema
+
+
+def _features(n: WindowAggregate) -> str:
+    names = [a.name for a in n.aggs]
+    return ("feature " if len(names) == 1 else "features ") + ", ".join(repr(x) for x in names)
+
+
+def _shape(sink: Sink) -> _Shape | str:
+    """The output's parts, or why it cannot be placed hybrid."""
+    node: Node = sink.input
+    top = node if isinstance(node, Project) else None
+    if top is not None:
+        node = top.input
+    if not isinstance(node, WindowAggregate):
+        return (
+            f"output {sink.name!r} is not one per-event window feature over a source "
+            f"(found {node.kind} {node.details()})"
+        )
+    n = node
+    feats = _features(n)
+    below = n.input
+    src = below.input if isinstance(below, Project) else below
+    if not isinstance(src, Source):
+        return (
+            f"{feats} of output {sink.name!r} read {below.kind} {below.details()}, not a source's "
+            "columns: the hybrid placement splits a window aggregate directly over a source"
+        )
+    if n.order != src.event_time or (
+        isinstance(below, Project) and dict(below.exprs).get(n.order) != Column(n.order, T.Timestamp)
+    ):
+        return f"{feats} of output {sink.name!r} order by {n.order!r}, not by the event time of source {src.name!r}"
+    if len(n.windows) != 1:
+        return (
+            f"{feats} of output {sink.name!r} use {len(n.windows)} windows "
+            f"({', '.join(f.describe() for f, _ in n.windows)}): the hybrid placement splits one window"
+        )
+    frame = n.windows[0][0]
+    if not (frame.is_sliding and frame.lower % TILE_US == 0 and frame.lower >= 2 * TILE_US):  # type: ignore[operator]
+        return (
+            f"{feats} of output {sink.name!r} use the window {frame.describe()}: the hybrid placement needs a "
+            "sliding window (t-w, t] of a whole number of days, at least 2d (its batch tiles are UTC days)"
+        )
+    for a in n.aggs:
+        if a.func not in HYBRID_AGGS:
+            return (
+                f"feature {a.name!r} of output {sink.name!r} is {a.sql()}: {a.func} has no partial aggregates "
+                "a batch part and a streaming part can combine; the hybrid placement supports "
+                + ", ".join(sorted(HYBRID_AGGS))
+            )
+    reserved = [c for c in below.schema.names if c.startswith("__rp_")]
+    if reserved:
+        return f"output {sink.name!r} has columns named like relplan's own ({', '.join(reserved)})"
+    return _Shape(sink, top, n, src)
+
+
+def hybrid_refusal(sink: Sink) -> str | None:
+    """None if ``sink`` can be placed hybrid, else why not (in the user's names)."""
+    shape = _shape(sink)
+    return shape if isinstance(shape, str) else None
+
+
+def _checked_shape(sink: Sink) -> _Shape:
+    shape = _shape(sink)
+    if isinstance(shape, str):
+        raise UnsupportedError(f"output {sink.name!r} cannot be placed hybrid: {shape}")
+    return shape
+
+
+def _partials(n: WindowAggregate) -> tuple[list[_Partial], dict[tuple[str, str], str]]:
+    """Each distinct (partial function, argument, mask) once; and per (aggregate name,
+    partial function) the partial's column name. count(*) stays count(*): a count of
+    rows, where count(x) counts the non-NULL x."""
+    found: dict[tuple[str, Expr | None, Expr | None], _Partial] = {}
+    of: dict[tuple[str, str], str] = {}
+    for a in n.aggs:
+        for func in _PARTIALS[a.func]:
+            key = (func, a.arg, a.filter)
+            if key not in found:
+                found[key] = _Partial(f"__rp_{func}{len(found)}", func, a.arg, a.filter)
+            of[(a.name, func)] = found[key].name
+    return list(found.values()), of
+
+
+# ---- 1. the stream part: partials over [T, t] -------------------------------------
+
+def _stream_plan(shape: _Shape, partials: list[_Partial], name: str, lateness_us: int) -> Sink:
+    n = shape.window
+    # The stream's allowed lateness (its watermark); nothing else of the source changes.
+    src = dataclasses.replace(shape.source, lateness=lateness_us, bounded=False)
+    below: Node = src if n.input is shape.source else n.input.with_inputs((src,))
+    columns = tuple((f.name, Column(f.name, f.dtype)) for f in below.schema)
+    ts = Column(n.order, T.Timestamp)
+    with_day = Project(below, (*columns, (DAY, Cast(ts, T.Date))))
+    calls = tuple(AggCall(p.func, p.arg, p.name, p.filter) for p in partials)
+    # Partitioned by day, the frame (t - 1d, t] holds exactly the rows of [T, t].
+    tail = WindowAggregate.of(with_day, (*n.keys, DAY), n.order, Frame(lower=TILE_US), calls)
+    out = Project(tail, (*columns, *((p.name, Column(p.name, tail.schema.dtype(p.name))) for p in partials)))
+    return Sink(out, name)
+
+
+# ---- 2. the steps: partials over (v - w, midnight(v)) -------------------------------
+
+def _steps_query(shape: _Shape, partials: list[_Partial], low: SqlLowering) -> exp.Select:
+    """The steps as one SELECT in ``low``'s dialect: key columns, ``__rp_v``, partials."""
+    n = shape.window
+    w = n.windows[0][0].lower
+    assert w is not None
+    keys = list(n.keys)
+    # The rows the window reads (the source, and the projection under the window if any),
+    # as the engine's own lowering computes them.
+    ctes: list[tuple[str, exp.Expression]] = []
+    names: dict[Node, str] = {}
+    for m in walk(n.input):
+        low.check_supported(m)
+        ctes += low.node(m, [names[i] for i in m.inputs], len(ctes))
+        names[m] = ctes[-1][0]
+    schema = n.input.schema
+    # Events of an entity (no NULL key), each partial's argument masked: NULL where the
+    # feature's mask drops the row (so LEFT JOIN misses count as nothing, too).
+    args: dict[tuple[Expr | None, Expr | None], str] = {}
+    for p in partials:
+        args.setdefault((p.arg, p.filter), f"__rp_a{len(args)}")
+    events = exp.select(
+        *[as_name(low.group_key(k, schema.dtype(k)), k) for k in keys],
+        exp.alias_(low.epoch_us(col(n.order)), ident(US), copy=False),
+        *[exp.alias_(low.masked(arg, cond), ident(a), copy=False) for (arg, cond), a in args.items()],
+    ).from_(ident(names[n.input]), copy=False)
+    if keys:
+        events = events.where(low.keys_present(n.keys), copy=False)
+    ctes.append((EVENTS, events))
+
+    def midnight(us: exp.Expression) -> exp.Expression:
+        # Floored to the day: exact before 1970 too (SQL's % truncates toward zero).
+        return exp.Sub(this=us, expression=low.pymod(us.copy(), lit(TILE_US)))
+
+    us = col(US)
+    step_times = exp.union(
+        exp.select(*[col(k) for k in keys], exp.alias_(midnight(us), ident(STEP), copy=False)).from_(ident(EVENTS), copy=False),
+        exp.select(*[col(k) for k in keys], exp.alias_(exp.Add(this=us.copy(), expression=lit(w)), ident(STEP), copy=False))
+        .from_(ident(EVENTS), copy=False),
+        distinct=True,
+    )
+    ctes.append((STEPS, step_times))
+    # A range join and GROUP BY: each step re-aggregates its whole frame. Correct and
+    # plain SQL on every engine; each step costs the events in its frame, so the steps
+    # cost about (events per key per window) x (events): fine for a nightly batch.
+    v = col(STEP, "v")
+    on = [exp.EQ(this=col(k, "v"), expression=col(k, "e")) for k in keys]
+    on += [
+        exp.GT(this=col(US, "e"), expression=exp.Sub(this=v.copy(), expression=lit(w))),
+        exp.LT(this=col(US, "e"), expression=midnight(v.copy())),
+    ]
+    q = (
+        exp.select(
+            *[col(k, "v") for k in keys], v.copy(),
+            *[
+                exp.alias_(_OVER_ROWS[p.func](this=col(args[(p.arg, p.filter)], "e")), ident(p.name), copy=False)
+                for p in partials
+            ],
+        )
+        .from_(exp.Table(this=ident(STEPS)).as_(ident("v")), copy=False)
+        .join(exp.Table(this=ident(EVENTS)).as_(ident("e")), on=all_of(on), join_type="left", copy=False)
+        .group_by(*[col(k, "v") for k in keys], v.copy(), copy=False)
+    )
+    for name_, cte in ctes:
+        q = q.with_(ident(name_), as_=cte, copy=False)
+    return q
+
+
+def _lowering(engine: str) -> SqlLowering:
+    if engine == "duckdb":
+        from relplan.backends.duckdb import DuckDBLowering
+
+        return DuckDBLowering()
+    if engine == "spark":
+        from relplan.backends.spark import SparkLowering
+
+        return SparkLowering()
+    raise UnsupportedError(f"the hybrid steps are written for DuckDB or Spark, not {engine!r}")
+
+
+def steps_select_sql(sink: Sink, engine: str = "duckdb", *, pretty: bool = True) -> str:
+    """The steps of ``sink`` placed hybrid as a SELECT for ``engine`` ("duckdb" or
+    "spark"), reading the source's table by the source's name."""
+    shape = _checked_shape(sink)
+    partials, _ = _partials(shape.window)
+    low = _lowering(engine)
+    return low.sql_text(_steps_query(shape, partials, low), pretty)
+
+
+# ---- 3. serving: the newest step + the day's tail -----------------------------------
+
+def _serve_query(
+    shape: _Shape, partials_of: dict[tuple[str, str], str], head: str, steps: str, low: SqlLowering
+) -> exp.Select:
+    n = shape.window
+    keys = list(n.keys)
+    h, s = "h", "s"
+
+    def both(a: AggCall, func: str) -> tuple[exp.Column, exp.Column]:
+        p = partials_of[(a.name, func)]
+        return col(p, s), col(p, h)
+
+    def zero_if_null(c: exp.Expression) -> exp.Expression:
+        return exp.Coalesce(this=c, expressions=[lit(0)])
+
+    def combined(a: AggCall) -> exp.Expression:
+        if a.func == "count":  # no step yet: nothing before T
+            sp, hp = both(a, "count")
+            return exp.Add(this=zero_if_null(sp), expression=zero_if_null(hp))
+        if a.func == "sum":  # NULL only where neither part has a value
+            sp, hp = both(a, "sum")
+            return (
+                exp.Case()
+                .when(exp.Is(this=sp.copy(), expression=exp.Null()), hp.copy(), copy=False)
+                .when(exp.Is(this=hp.copy(), expression=exp.Null()), sp.copy(), copy=False)
+                .else_(exp.Add(this=sp, expression=hp), copy=False)
+            )
+        if a.func == "mean":
+            (ss, hs), (sc, hc) = both(a, "sum"), both(a, "count")
+            total = exp.Add(this=zero_if_null(ss), expression=zero_if_null(hs))  # exact for integers (HUGEINT)
+            count = exp.Add(this=zero_if_null(sc), expression=zero_if_null(hc))
+            return exp.Div(this=low.cast(total, T.Float64), expression=exp.Nullif(this=count, expression=lit(0)))
+        # min/max: the extreme of the parts that have one. DuckDB's LEAST/GREATEST skip
+        # NULLs, others' return NULL; the COALESCE makes both right.
+        sp, hp = both(a, a.func)
+        extreme = (exp.Least if a.func == "min" else exp.Greatest)(this=sp.copy(), expressions=[hp.copy()], ignore_nulls=True)
+        return exp.Coalesce(this=extreme, expressions=[sp, hp])
+
+    cols: list[exp.Expression] = [col(f.name, h) for f in n.input.schema]
+    for a in n.aggs:
+        value = low.cast(combined(a), a.dtype)
+        if keys:  # a NULL key is no entity: every aggregate NULL, a count too
+            value = exp.Case().when(any_key_null(keys, h), exp.Null(), copy=False).else_(value, copy=False)
+        cols.append(exp.alias_(value, ident(a.name), copy=False))
+    on = [exp.EQ(this=col(k, h), expression=col(k, s)) for k in keys]
+    on.append(exp.GTE(this=low.epoch_us(col(n.order, h)), expression=col(STEP, s)))
+    merged = (
+        exp.select(*cols)
+        .from_(exp.Table(this=ident(head)).as_(ident(h)), copy=False)
+        .join(exp.Table(this=ident(steps)).as_(ident(s)), on=all_of(on), join_type="asof left", copy=False)
+    )
+    if shape.top is None:
+        out = [col(f.name) for f in shape.sink.schema]
+    else:  # the output's own columns over the window's (e.g. a mean as sum / count)
+        out = [as_name(low.expr(e), name) for name, e in shape.top.exprs]
+    return exp.select(*out).from_(exp.Subquery(this=merged, alias=exp.TableAlias(this=ident("m"))), copy=False)
+
+
+def split_hybrid(sink: Sink, *, lateness_us: int = 0) -> HybridParts:
+    """``sink`` (one per-event sliding-window feature output) as its three hybrid parts.
+
+    ``lateness_us`` becomes the stream part's source's allowed lateness (its watermark).
+    Raises UnsupportedError, saying why, where ``hybrid_refusal`` gives a reason."""
+    from relplan.backends.duckdb import DuckDBLowering
+
+    shape = _checked_shape(sink)
+    partials, partials_of = _partials(shape.window)
+    head, steps = f"{sink.name}__head", f"{sink.name}__steps"
+    low = DuckDBLowering()
+    steps_select = _steps_query(shape, partials, low)
+    create = exp.Create(this=exp.Table(this=ident(steps)), kind="TABLE", replace=True, expression=steps_select)
+    return HybridParts(
+        stream=_stream_plan(shape, partials, head, lateness_us),
+        steps_sql=low.sql_text(create, True),
+        serve_sql=low.sql_text(_serve_query(shape, partials_of, head, steps, low), True),
+        steps_table=steps,
+        head_table=head,
+        output=sink.name,
+        schema=sink.schema,
+    )
+
+
+# ---- running the parts here -----------------------------------------------------------
+
+def run_hybrid_locally(
+    parts: HybridParts, tables: dict[str, Any], *, stream_engine: str = "flink", **stream_options: Any
+) -> pa.Table:
+    """The output's rows from its hybrid parts: the steps on DuckDB, the stream part on
+    ``stream_engine`` ("flink": streaming mode; "duckdb", "reference", ... for fast
+    runs; ``stream_options`` go to its backend), then the serving SQL on DuckDB.
+
+    The stream part is fed the source's rows in event-time order, as a stream delivers
+    them (Flink's streaming OVER windows drop rows later than the watermark)."""
+    import duckdb
+
+    from relplan.backends import get_backend
+    from relplan.backends.duckdb import _naive
+
+    src = next(m for m in walk(parts.stream) if isinstance(m, Source))
+    if src.name not in tables:
+        raise UnsupportedError(f"no table given for source {src.name!r} of output {parts.output!r}")
+    table = conform_table(src, tables[src.name])
+    if src.event_time is not None:
+        table = table.take(pc.sort_indices(table, [(src.event_time, "ascending")]))
+    options = {"mode": "streaming", **stream_options} if stream_engine == "flink" else stream_options
+    head = get_backend(stream_engine, **options).run((parts.stream,), {src.name: table})[parts.head_table]
+    con = duckdb.connect()
+    try:
+        # Naive UTC timestamps: no DuckDB session time zone is involved.
+        con.register(src.name, _naive(table))
+        con.register(parts.head_table, _naive(head))
+        try:
+            con.execute(parts.steps_sql)
+            result = con.sql(parts.serve_sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise EngineError(f"DuckDB failed on the hybrid parts of output {parts.output!r}: {e}") from e
+        try:
+            return result.cast(parts.schema.to_arrow())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:  # e.g. a sum out of BIGINT's range
+            raise EngineError(f"DuckDB's hybrid result for output {parts.output!r} does not fit its IR types: {e}") from e
+    finally:
+        con.close()
+
+
+__all__ = [
+    "HYBRID_AGGS", "TILE_US", "HybridParts", "hybrid_refusal", "run_hybrid_locally", "split_hybrid", "steps_select_sql",
+]

@@ -1,0 +1,223 @@
+"""The deployment plan: a placed plan as a DAG of jobs, serializable to JSON.
+
+Features placed alike (the same alternative, engine and settings, over the same
+sources) share jobs again, so their windows are shared as in the batch plan:
+
+- ``batch``: one job per output, every ``schedule``, on DuckDB
+  (``CREATE OR REPLACE TABLE <output> AS SELECT ...``) or Spark (``DROP TABLE IF
+  EXISTS``, then ``CREATE TABLE ... USING parquet AS SELECT ...``);
+- ``streaming`` / ``streaming_consistent``: one Flink SQL script (SET, CREATE
+  TABLE with the watermark of the allowed lateness, INSERT INTO, a statement set
+  for several outputs), running continuously;
+- ``hybrid``, per feature: a daily batch job for its steps, a Flink job for its
+  current day and a serving job (DuckDB SQL) combining the two.
+
+Nodes of the graph are tables (``table:<name>``: the sources and every job's
+output) and jobs (``job:<name>``); edges run from the tables a job reads to it and
+from it to the table it writes. ``run_locally(tables)`` runs every job here, in
+the graph's order, on bounded data: the SQL of batch and serving jobs as it is on
+DuckDB, the streaming jobs' plans on a local Flink (streaming mode).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from relplan.backends.hybrid import split_hybrid
+from relplan.ir.errors import DataError, EngineError
+from relplan.ir.graph import transform, walk
+from relplan.ir.nodes import Node, Sink, Source
+from relplan.ir.windows import format_duration
+
+if TYPE_CHECKING:
+    from relplan.compiler.plan import Plan
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: what it runs (``sql``, as it is), where, how often, what it reads and writes."""
+
+    name: str
+    kind: str  # "batch", "streaming" or "serving"
+    engine: str  # "duckdb", "spark" or "flink"
+    sql: str
+    reads: tuple[str, ...]
+    writes: str
+    features: tuple[str, ...]
+    schedule: str | None = None  # batch: "1h"; streaming and serving: continuous / on read
+    plan: Sink | None = field(default=None, compare=False, repr=False)  # the IR it was emitted from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "engine": self.engine, "schedule": self.schedule,
+            "reads": list(self.reads), "writes": self.writes, "features": list(self.features), "sql": self.sql,
+        }
+
+
+@dataclass(frozen=True)
+class Deployment:
+    jobs: tuple[Job, ...]
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for job in self.jobs:
+            g.add_node(f"job:{job.name}", **job.to_dict(), node="job")
+            for table in job.reads:
+                g.add_node(f"table:{table}", node="table", name=table)
+                g.add_edge(f"table:{table}", f"job:{job.name}")
+            g.add_node(f"table:{job.writes}", node="table", name=job.writes)
+            g.add_edge(f"job:{job.name}", f"table:{job.writes}")
+        return g
+
+    def to_dict(self) -> dict[str, Any]:
+        return nx.node_link_data(self.graph, edges="edges")  # type: ignore[no-any-return]
+
+    def to_json(self, **dumps: Any) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, **({"indent": 2} | dumps))
+
+    def job(self, name: str) -> Job:
+        for j in self.jobs:
+            if j.name == name:
+                return j
+        raise DataError(f"no job {name!r}; the jobs are {[j.name for j in self.jobs]}")
+
+    def explain(self) -> str:
+        lines = []
+        for name in nx.topological_sort(self.graph):
+            if name.startswith("job:"):
+                j = self.job(name[4:])
+                when = f" every {j.schedule}" if j.schedule else ""
+                lines.append(f"{j.kind} job {j.name} on {j.engine}{when}: {', '.join(j.reads)} -> {j.writes}  [{', '.join(j.features)}]")
+        return "\n".join(lines)
+
+    def run_locally(self, tables: Mapping[str, Any], *, stream_engine: str = "flink", **stream_options: Any) -> dict[str, pa.Table]:
+        """Every job's output table by name, each job run here on bounded ``tables``
+        (source name -> Arrow table or DataFrame) in the DAG's order: batch and
+        serving SQL as it is on one DuckDB connection, streaming plans on
+        ``stream_engine`` (Flink in streaming mode; its events fed in event-time
+        order, as a stream delivers them)."""
+        import duckdb
+
+        from relplan.backends import get_backend
+        from relplan.backends.arrow_io import conform_table, in_ir_types
+        from relplan.backends.duckdb import _naive
+
+        con = duckdb.connect()
+        out: dict[str, pa.Table] = {}
+        try:
+            sources = {s.name: s for j in self.jobs if j.plan is not None for s in walk(j.plan) if isinstance(s, Source)}
+            inputs = {}
+            for name, src in sources.items():
+                if name not in tables:
+                    raise DataError(f"no table given for source {name!r}: pass tables={{{name!r}: <pyarrow table>}}")
+                inputs[name] = conform_table(src, tables[name])
+                con.register(name, _naive(inputs[name]))
+            for node in nx.topological_sort(self.graph):
+                if not node.startswith("job:"):
+                    continue
+                job = self.job(node[4:])
+                if job.kind == "streaming":
+                    assert job.plan is not None
+                    src_tables = {}
+                    for s in (n for n in walk(job.plan) if isinstance(n, Source)):
+                        t = inputs[s.name]
+                        src_tables[s.name] = t.take(pc.sort_indices(t, [(s.event_time, "ascending")])) if s.event_time else t
+                    options = {"mode": "streaming", **stream_options} if stream_engine == "flink" else stream_options
+                    result = get_backend(stream_engine, **options).run((job.plan,), src_tables)[job.plan.name]
+                    out[job.writes] = result
+                    con.register(job.writes, _naive(result))
+                    continue
+                try:
+                    if job.kind == "serving":
+                        result = con.sql(job.sql).to_arrow_table()
+                    else:
+                        con.execute(job.sql)
+                        result = con.sql(f'SELECT * FROM "{job.writes}"').to_arrow_table()
+                except duckdb.Error as e:
+                    raise EngineError(f"DuckDB failed on job {job.name!r}: {e}\nSQL:\n{job.sql}") from e
+                if job.plan is not None:
+                    result = in_ir_types(result, job.plan, "DuckDB")
+                out[job.writes] = result
+                if job.kind == "serving":
+                    con.register(job.writes, _naive(result))
+        finally:
+            con.close()
+        return out
+
+
+def deployment(plan: Plan) -> Deployment:
+    """The jobs of a placed plan (``rp.optimize(plan, knobs=...)``)."""
+    from relplan.compiler.compile import compile as compile_features
+    from relplan.compiler.optimize import optimize
+
+    placement = plan.placement
+    assert placement is not None
+    by_feature = {f.name: f for f in plan.features}
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for fp in placement.features:
+        if fp.feature not in by_feature:  # a plan without features: its outputs were placed
+            continue
+        f = by_feature[fp.feature]
+        a = fp.chosen
+        key = (a.name, a.engine, a.settings) if a.name != "hybrid" else (a.name, a.engine, a.settings, f.name)
+        groups.setdefault(key, []).append(f)
+    jobs: list[Job] = []
+    for (alternative, engine, settings, *_), feats in groups.items():
+        names = tuple(f.name for f in feats)
+        settings = dict(settings)
+        optimized = optimize(compile_features(feats), placement.config)
+        if alternative == "batch":
+            schedule = format_duration(settings["schedule"])
+            for sink in optimized.outputs:
+                out = Sink(sink.input, f"{sink.name}__batch_{schedule}")
+                jobs.append(Job(out.name, "batch", engine, _batch_sql(out, engine), _reads(out), out.name, names, schedule, out))
+        elif alternative in ("streaming", "streaming_consistent"):
+            lateness = settings["allowed_lateness"]
+            tag = "stream" if alternative == "streaming" else f"stream_{format_duration(lateness) if lateness else '0'}"
+            for sink in optimized.outputs:
+                out = Sink(_with_lateness(sink.input, lateness), f"{sink.name}__{tag}")
+                jobs.append(Job(out.name, "streaming", "flink", _flink_sql(out), _reads(out), out.name, names, None, out))
+        else:
+            (sink,) = optimized.outputs
+            parts = split_hybrid(Sink(sink.input, f"{sink.name}__{names[0]}"), lateness_us=settings["allowed_lateness"])
+            jobs.append(Job(parts.steps_table, "batch", "duckdb", parts.steps_sql, _reads(sink), parts.steps_table, names, "1d", None))
+            jobs.append(Job(parts.head_table, "streaming", "flink", _flink_sql(parts.stream), _reads(parts.stream), parts.head_table, names, None, parts.stream))
+            jobs.append(Job(parts.output, "serving", "duckdb", parts.serve_sql, (parts.head_table, parts.steps_table), parts.output, names, None, Sink(sink.input, parts.output)))
+    return Deployment(tuple(jobs))
+
+
+def _reads(sink: Node) -> tuple[str, ...]:
+    return tuple(s.name for s in walk(sink) if isinstance(s, Source))
+
+
+def _with_lateness(node: Node, lateness: int) -> Node:
+    (out,) = transform((node,), lambda n: n.replace_fields(lateness=lateness) if isinstance(n, Source) else None)
+    return out
+
+
+def _flink_sql(sink: Sink) -> str:
+    from relplan.backends.flink import FlinkBackend
+
+    return FlinkBackend(mode="streaming").to_sql((sink,))
+
+
+def _batch_sql(sink: Sink, engine: str) -> str:
+    from relplan.backends import get_backend
+
+    select = get_backend(engine).to_sql((sink,), pretty=True).rstrip().rstrip(";")
+    if engine == "duckdb":
+        return f'CREATE OR REPLACE TABLE "{_escaped(sink.name, chr(34))}" AS\n{select}'
+    table = f"`{_escaped(sink.name, '`')}`"
+    return f"DROP TABLE IF EXISTS {table};\nCREATE TABLE {table} USING parquet AS\n{select}"
+
+
+def _escaped(name: str, quote: str) -> str:
+    return name.replace(quote, quote * 2)

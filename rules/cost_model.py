@@ -1,0 +1,137 @@
+"""The cost model: how long a plan takes on a batch engine, and what a streaming
+job costs a day and holds in state, from the estimates of rules/cardinality.py.
+
+Batch time is a sum over the plan's nodes of rows times a per-row cost of the
+node's kind (a sort and window pass per WindowAggregate and per frame, a hash
+aggregate, a hash join, reading and writing the rows), plus a fixed cost per run.
+The DuckDB constants were fitted to measured runs (bench/test_placement_bench.py
+prints estimate / measured for a set of plans; DuckDB 2.0.1 on 2 cores); Spark's
+are DuckDB's times SPARK_ROW_FACTOR plus a job's start-up, from the measured
+ratios of the Spark and DuckDB benches (10k x 100k: 0.75-1.06 s against 75-94 ms).
+
+Streaming cost is per event and stateful operator (FLINK_EVENT_NS: the order of a
+Flink task's throughput with RocksDB state, 100k-500k events a second per core),
+and state is rules/cardinality.py's state rows times their width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from relplan.ir.expr import Column
+from relplan.ir.graph import walk
+from relplan.ir.nodes import (
+    Aggregate,
+    AsOfJoin,
+    Filter,
+    Join,
+    Node,
+    Project,
+    Sink,
+    Source,
+    TimeWindowAggregate,
+    Union,
+    WindowAggregate,
+)
+from relplan.rules.cardinality import NodeEstimate, estimate
+from relplan.rules.statistics import Statistics
+
+
+@dataclass(frozen=True)
+class BatchConstants:
+    """Nanoseconds per row of each operator, and seconds per run, of a batch engine."""
+
+    run_s: float  # a job's fixed cost: start-up, planning
+    scan_ns: float  # a row read, per column
+    filter_ns: float
+    project_ns: float  # a computed expression, per row
+    window_ns: float  # a WindowAggregate: partition and sort, per row
+    frame_ns: float  # each frame over the sorted rows, per row
+    agg_ns: float  # each aggregate in a frame, per row
+    distinct_ns: float  # a count_distinct in a frame, per row (a set per frame)
+    group_ns: float  # a hash aggregate, per input row
+    join_ns: float  # a hash join, per input row
+    output_ns: float  # a result row written out, per column
+
+
+# Fitted on DuckDB 2.0.1, 2 cores, 250k-2M events (bench/test_placement_bench.py).
+DUCKDB = BatchConstants(
+    run_s=0.03, scan_ns=2.0, filter_ns=4.0, project_ns=5.0, window_ns=120.0, frame_ns=60.0,
+    agg_ns=25.0, distinct_ns=400.0, group_ns=40.0, join_ns=60.0, output_ns=6.0,
+)
+SPARK_ROW_FACTOR = 8.0
+SPARK = BatchConstants(**{k: v * SPARK_ROW_FACTOR for k, v in DUCKDB.__dict__.items() if k != "run_s"}, run_s=3.0)
+BATCH_ENGINES = {"duckdb": DUCKDB, "spark": SPARK}
+
+FLINK_EVENT_NS = 5_000  # an event through a stateful operator (window, aggregate, join)
+FLINK_STATELESS_NS = 500  # through a stateless one (filter, projection, source, sink)
+
+
+def batch_seconds(roots: Node | Iterable[Node], stats: Statistics | None, engine: str = "duckdb", *, scale: float = 1.0) -> float | None:
+    """Estimated seconds of one batch run of the plan, every source's rows times
+    ``scale`` (a scheduled run reads part of the log); None without statistics."""
+    c = BATCH_ENGINES[engine]
+    est = estimate(roots, stats)
+    total = 0.0
+    for n, e in est.items():
+        rows = _input_rows(n, est)
+        if rows is None:
+            return None
+        total += _node_ns(n, rows * scale, e, c)
+    return c.run_s + total / 1e9
+
+
+def _input_rows(n: Node, est: dict[Node, NodeEstimate]) -> float | None:
+    if isinstance(n, Source):
+        return est[n].rows
+    rows = [est[i].rows for i in n.inputs]
+    return None if any(r is None for r in rows) else sum(rows)  # type: ignore[arg-type]
+
+
+def _node_ns(n: Node, rows: float, e: NodeEstimate, c: BatchConstants) -> float:
+    if isinstance(n, Source):
+        return rows * c.scan_ns * len(n.schema.fields)
+    if isinstance(n, Filter):
+        return rows * c.filter_ns
+    if isinstance(n, Project):
+        return rows * c.project_ns * sum(not isinstance(x, Column) for _, x in n.exprs)
+    if isinstance(n, WindowAggregate):
+        per_row = c.window_ns
+        for _, aggs in n.windows:
+            per_row += c.frame_ns + sum(c.distinct_ns if a.func == "count_distinct" else c.agg_ns for a in aggs)
+        return rows * per_row
+    if isinstance(n, (Aggregate, TimeWindowAggregate)):
+        copies = 1 if isinstance(n, Aggregate) else math.ceil(n.window.size / n.window.slide)
+        return rows * copies * (c.group_ns + c.agg_ns * len(n.aggs))
+    if isinstance(n, (Join, AsOfJoin, Union)):
+        return rows * c.join_ns
+    if isinstance(n, Sink):
+        return (e.rows or 0.0) * c.output_ns * len(n.schema.fields)
+    return 0.0
+
+
+def stream_ns_per_event(roots: Node | Iterable[Node]) -> float:
+    """Nanoseconds an event costs a streaming job: each operator it passes."""
+    ns = 0.0
+    for n in walk(roots):
+        stateful = isinstance(n, (WindowAggregate, Aggregate, TimeWindowAggregate, Join))
+        ns += FLINK_EVENT_NS if stateful else FLINK_STATELESS_NS
+    return ns
+
+
+def stream_state_bytes(roots: Node | Iterable[Node], stats: Statistics | None, lateness_us: int = 0) -> float | None:
+    """Bytes a streaming job holds: each stateful node's state rows times their
+    width, plus every source's events buffered until the watermark passes them
+    (rate x allowed lateness)."""
+    total = 0.0
+    for n, e in estimate(roots, stats).items():
+        if e.state_bytes is None:
+            return None
+        total += e.state_bytes
+        if isinstance(n, Source) and lateness_us:
+            if e.rate is None:
+                return None
+            total += e.rate * lateness_us / 1e6 * e.width
+    return total
