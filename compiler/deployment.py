@@ -30,7 +30,7 @@ import networkx as nx
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from relplan.backends.hybrid import split_hybrid
+from relplan.backends.hybrid import split_hybrid, steps_select_sql
 from relplan.ir.errors import DataError, EngineError
 from relplan.ir.graph import transform, walk
 from relplan.ir.nodes import Node, Sink, Source
@@ -174,21 +174,26 @@ def deployment(plan: Plan) -> Deployment:
         names = tuple(f.name for f in feats)
         settings = dict(settings)
         optimized = optimize(compile_features(feats), placement.config)
+        def computed_by(sink: Sink) -> tuple[str, ...]:
+            return tuple(f.name for f in feats if set(f.columns) <= set(sink.schema.names))
+
         if alternative == "batch":
             schedule = format_duration(settings["schedule"])
             for sink in optimized.outputs:
                 out = Sink(sink.input, f"{sink.name}__batch_{schedule}")
-                jobs.append(Job(out.name, "batch", engine, _batch_sql(out, engine), _reads(out), out.name, names, schedule, out))
+                jobs.append(Job(out.name, "batch", engine, _batch_sql(out, engine), _reads(out), out.name, computed_by(sink), schedule, out))
         elif alternative in ("streaming", "streaming_consistent"):
             lateness = settings["allowed_lateness"]
             tag = "stream" if alternative == "streaming" else f"stream_{format_duration(lateness) if lateness else '0'}"
             for sink in optimized.outputs:
                 out = Sink(_with_lateness(sink.input, lateness), f"{sink.name}__{tag}")
-                jobs.append(Job(out.name, "streaming", "flink", _flink_sql(out), _reads(out), out.name, names, None, out))
+                jobs.append(Job(out.name, "streaming", "flink", _flink_sql(out), _reads(out), out.name, computed_by(sink), None, out))
         else:
             (sink,) = optimized.outputs
             parts = split_hybrid(Sink(sink.input, f"{sink.name}__{names[0]}"), lateness_us=settings["allowed_lateness"])
-            jobs.append(Job(parts.steps_table, "batch", "duckdb", parts.steps_sql, _reads(sink), parts.steps_table, names, "1d", None))
+            batch_engine = engine.split("+")[0]  # "duckdb+flink": the steps' engine, then the stream's
+            steps_sql = parts.steps_sql if batch_engine == "duckdb" else _create_table(parts.steps_table, steps_select_sql(sink, batch_engine), batch_engine)
+            jobs.append(Job(parts.steps_table, "batch", batch_engine, steps_sql, _reads(sink), parts.steps_table, names, "1d", None))
             jobs.append(Job(parts.head_table, "streaming", "flink", _flink_sql(parts.stream), _reads(parts.stream), parts.head_table, names, None, parts.stream))
             jobs.append(Job(parts.output, "serving", "duckdb", parts.serve_sql, (parts.head_table, parts.steps_table), parts.output, names, None, Sink(sink.input, parts.output)))
     return Deployment(tuple(jobs))
@@ -212,10 +217,15 @@ def _flink_sql(sink: Sink) -> str:
 def _batch_sql(sink: Sink, engine: str) -> str:
     from relplan.backends import get_backend
 
-    select = get_backend(engine).to_sql((sink,), pretty=True).rstrip().rstrip(";")
+    return _create_table(sink.name, get_backend(engine).to_sql((sink,), pretty=True), engine)
+
+
+def _create_table(name: str, select: str, engine: str) -> str:
+    """The statements that (re)create table ``name`` from a SELECT, as the engine takes them."""
+    select = select.rstrip().rstrip(";")
     if engine == "duckdb":
-        return f'CREATE OR REPLACE TABLE "{_escaped(sink.name, chr(34))}" AS\n{select}'
-    table = f"`{_escaped(sink.name, '`')}`"
+        return f'CREATE OR REPLACE TABLE "{_escaped(name, chr(34))}" AS\n{select}'
+    table = f"`{_escaped(name, '`')}`"
     return f"DROP TABLE IF EXISTS {table};\nCREATE TABLE {table} USING parquet AS\n{select}"
 
 

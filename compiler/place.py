@@ -1,18 +1,17 @@
 """place(): each feature of a plan placed on batch, streaming or both, under the knobs.
 
-Each feature is compiled and optimized on its own (the compile and optimize
-caches make a thousand of them cheap), so that its alternatives are estimated for
-its own plan; features that land on the same placement are grouped into shared
+Each feature is compiled on its own (the compile cache makes a thousand of them
+cheap), so that its alternatives are estimated for its own plan; features that land on the same placement are grouped into shared
 jobs again by the deployment (compiler/deployment.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from relplan.backends.hybrid import hybrid_refusal, split_hybrid
 from relplan.compiler.plan import Plan
-from relplan.ir.errors import OptimizerError
+from relplan.backends.flink import FlinkLowering
+from relplan.ir.errors import OptimizerError, UnsupportedError
+from relplan.ir.nodes import Sink
 from relplan.rules import OptimizerConfig
 from relplan.rules.placement import Knobs, Placement, place_feature
 
@@ -23,12 +22,14 @@ def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
     if not isinstance(knobs, Knobs):
         raise OptimizerError(f"knobs= takes an rp.Knobs(...), got {type(knobs).__name__}")
     from relplan.compiler.compile import compile as compile_features
-    from relplan.compiler.optimize import optimize
 
     units = []
     if plan.features:
+        # Each feature's compiled plan (cached): the optimizer would only drop its
+        # final projection of column references, which costs nothing in the model,
+        # and it is a tenth of the time of placing a thousand features.
         for f in plan.features:
-            (sink,) = optimize(compile_features([f]), config).outputs
+            (sink,) = compile_features([f]).outputs
             units.append((f.name, f.columns, sink))
     else:
         units = [(s.name, tuple(c.name for c in s.schema.fields), s) for s in plan.outputs]
@@ -36,9 +37,14 @@ def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
     for name, columns, sink in units:
         refusal = hybrid_refusal(sink)
         stream = None if refusal else split_hybrid(sink).stream
-        placed.append(place_feature(name, columns, sink, config.statistics, knobs, refusal, stream))
+        placed.append(place_feature(name, columns, sink, config.statistics, knobs, refusal, stream, _flink_refusal(sink)))
     return Placement(knobs, tuple(placed), config)
 
 
-def with_placement(plan: Plan, placement: Placement) -> Plan:
-    return dataclasses.replace(plan, placement=placement)
+def _flink_refusal(sink: Sink) -> str | None:
+    """Why Flink's streaming mode cannot run ``sink`` (its lowering says), or None."""
+    try:
+        FlinkLowering(mode="streaming").lower(sink)  # the AST, not its text: the checks are in the lowering
+    except UnsupportedError as e:
+        return str(e)
+    return None

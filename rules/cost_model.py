@@ -72,6 +72,13 @@ FLINK_STATELESS_NS = 500  # through a stateless one (filter, projection, source,
 def batch_seconds(roots: Node | Iterable[Node], stats: Statistics | None, engine: str = "duckdb", *, scale: float = 1.0) -> float | None:
     """Estimated seconds of one batch run of the plan, every source's rows times
     ``scale`` (a scheduled run reads part of the log); None without statistics."""
+    ns = batch_row_ns(roots, stats, engine)
+    return None if ns is None else BATCH_ENGINES[engine].run_s + ns * scale / 1e9
+
+
+def batch_row_ns(roots: Node | Iterable[Node], stats: Statistics | None, engine: str = "duckdb") -> float | None:
+    """The nanoseconds of a run that grow with the rows (at the statistics' rows):
+    a run over ``scale`` times the rows takes ``run_s + scale x`` this."""
     c = BATCH_ENGINES[engine]
     est = estimate(roots, stats)
     total = 0.0
@@ -79,8 +86,8 @@ def batch_seconds(roots: Node | Iterable[Node], stats: Statistics | None, engine
         rows = _input_rows(n, est)
         if rows is None:
             return None
-        total += _node_ns(n, rows * scale, e, c)
-    return c.run_s + total / 1e9
+        total += _node_ns(n, rows, e, c)
+    return total
 
 
 def _input_rows(n: Node, est: dict[Node, NodeEstimate]) -> float | None:

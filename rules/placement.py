@@ -39,7 +39,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from relplan.ir.errors import OptimizerError
+from relplan.ir.errors import OptimizerError, WindowError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Node, Sink, Source, TimeWindowAggregate, WindowAggregate
 from relplan.ir.windows import format_duration, parse_duration
@@ -100,7 +100,10 @@ class Knobs:
         for name in ("max_staleness", "schedule", "allowed_lateness", "tile"):
             value = getattr(self, name)
             if value is not None and not (name == "allowed_lateness" and value in (0, "0")):
-                object.__setattr__(self, name, parse_duration(value, what=f"Knobs {name}"))
+                try:
+                    object.__setattr__(self, name, parse_duration(value, what=f"Knobs {name}"))
+                except WindowError as e:
+                    raise OptimizerError(str(e)) from None
             elif value is not None:
                 object.__setattr__(self, name, 0)
         if self.tile != DAY_US:
@@ -238,13 +241,16 @@ def place_feature(
     knobs: Knobs,
     hybrid_refusal: str | None,
     hybrid_stream: Sink | None,
+    stream_refusal: str | None = None,
 ) -> FeaturePlacement:
-    """Estimate every alternative for one feature's optimized plan and choose."""
+    """Estimate every alternative for one feature's optimized plan and choose.
+    ``stream_refusal``/``hybrid_refusal``: why the streaming engine cannot run the
+    plan, or why it cannot be split hybrid (None: it can; the backends know)."""
     facts = _Facts.of(sink, stats)
     alternatives = (
         _batch(sink, stats, knobs, facts),
-        _streaming(sink, stats, knobs, facts, consistent=False),
-        _streaming(sink, stats, knobs, facts, consistent=True),
+        _streaming(sink, stats, knobs, facts, stream_refusal, consistent=False),
+        _streaming(sink, stats, knobs, facts, stream_refusal, consistent=True),
         _hybrid(sink, stats, knobs, facts, hybrid_refusal, hybrid_stream),
     )
     alternatives = tuple(_checked(a, knobs) for a in alternatives)
@@ -256,7 +262,8 @@ def place_feature(
         return FeaturePlacement(feature, columns, alternatives, forced, f"placement={forced.name} (forced)")
     feasible = [a for a in ranked if not a.violates]
     if not feasible:
-        table = "\n".join(FeaturePlacement(feature, columns, alternatives, ranked[0], "").lines()[1:])
+        nothing = Alternative("none", "-")  # no alternative is marked chosen
+        table = "\n".join(FeaturePlacement(feature, columns, alternatives, nothing, "").lines()[1:])
         raise OptimizerError(
             f"no placement of feature {feature!r} meets the knobs ({knobs.describe()}):\n{table}\n"
             "loosen a limit, or force one with Knobs(placement=...)"
@@ -268,14 +275,13 @@ def place_feature(
 
 
 def _knob_names(rejected: list[Alternative]) -> str:
-    """The knobs that ruled out the alternatives ranked above the chosen one."""
-    names: list[str] = []
+    """The knobs that ruled out the alternatives ranked above the chosen one:
+    ``max_missed (ruled out streaming)``."""
+    ruled: dict[str, list[str]] = {}
     for a in rejected:
         for v in a.violates:
-            knob = v.split(" ", 1)[0]
-            if knob not in names:
-                names.append(knob)
-    return ", ".join(names) + " (" + "; ".join(f"{a.name} breaks {', '.join(a.violates)}" for a in rejected) + ")"
+            ruled.setdefault(v.split(" ", 1)[0], []).append(a.name)
+    return ", ".join(f"{knob} (ruled out {', '.join(names)})" for knob, names in ruled.items())
 
 
 def _rank(a: Alternative, priority: str) -> tuple[Any, ...]:
@@ -346,8 +352,11 @@ class _Facts:
 
 
 def _whole_ms(us: int) -> int:
-    """Up to a whole millisecond: Flink's watermarks and event times are milliseconds."""
-    return -(-us // 1000) * 1000
+    """Up to a whole millisecond (Flink's watermarks and event times are
+    milliseconds), and from a second on up to a whole second, a setting a person
+    reads and writes; up only, so the bound it was found for still holds."""
+    unit = 1_000 if us < 1_000_000 else 1_000_000
+    return -(-us // unit) * unit
 
 
 def _cost(compute: float | None, state: float | None, knobs: Knobs) -> float | None:
@@ -357,16 +366,17 @@ def _cost(compute: float | None, state: float | None, knobs: Knobs) -> float | N
 def _batch(sink: Sink, stats: Statistics | None, knobs: Knobs, facts: _Facts) -> Alternative:
     engine = knobs.batch_engine
     settle = facts.lateness_for(0.0) or 0
+    rows = _source_rows(sink, stats)
+    row_ns = cost_model.batch_row_ns(sink, stats, engine)
 
     def run_seconds(schedule: int) -> float | None:
-        rows = _source_rows(sink, stats)
-        if rows is None or facts.events_per_s is None:
+        if rows is None or row_ns is None or facts.events_per_s is None:
             return None
         if facts.lookback_us is None:  # a lifetime window: every run reads all history
             scale = 1.0
         else:
             scale = facts.events_per_s * (schedule + facts.lookback_us) / 1e6 / max(rows, 1.0)
-        return cost_model.batch_seconds(sink, stats, engine, scale=scale)
+        return cost_model.BATCH_ENGINES[engine].run_s + row_ns * scale / 1e9
 
     def latency(schedule: int) -> float | None:
         run = run_seconds(schedule)
@@ -390,9 +400,10 @@ def _batch(sink: Sink, stats: Statistics | None, knobs: Knobs, facts: _Facts) ->
     )
 
 
-def _streaming(sink: Sink, stats: Statistics | None, knobs: Knobs, facts: _Facts, *, consistent: bool) -> Alternative:
+def _streaming(
+    sink: Sink, stats: Statistics | None, knobs: Knobs, facts: _Facts, refused: str | None, *, consistent: bool
+) -> Alternative:
     name = "streaming_consistent" if consistent else "streaming"
-    refused = _stream_refusal(sink)
     if refused:
         return Alternative(name, "flink", refused=refused)
     notes: tuple[str, ...] = ()
@@ -452,19 +463,6 @@ def _hybrid(
         "hybrid", stream, stats, knobs, facts, lateness, missed, notes, f"{knobs.batch_engine}+flink", batch_compute
     )
     return Alternative(**{**alt.__dict__, "settings": (("tile", DAY_US), ("allowed_lateness", lateness))})
-
-
-def _stream_refusal(sink: Sink) -> str | None:
-    from relplan.ir.nodes import AsOfJoin, Join
-
-    for n in walk(sink):
-        if isinstance(n, AsOfJoin):
-            return "a point-in-time join runs in batch only"
-        if isinstance(n, Join) and n.how != "inner":
-            return f"Flink streaming joins are inner only, not {n.how}"
-        if isinstance(n, Source) and n.event_time is None:
-            return f"source {n.name!r} has no event time"
-    return None
 
 
 def _source_rows(sink: Sink, stats: Statistics | None) -> float | None:

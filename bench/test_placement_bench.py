@@ -1,0 +1,88 @@
+"""Placement: what it costs, and how good the cost model's batch estimates are.
+
+1. rp.optimize with knobs (every feature placed: four alternatives estimated, the
+   Flink lowering asked what it refuses) against rp.optimize alone, for the 1,000
+   features of bench/test_optimizer_bench.py.
+2. The cost model's estimate of a DuckDB run against the measured run, for each
+   demo feature alone, all six together and a tumbling feature, at 250k and 1M
+   events (statistics measured from the table): "estimate" is printed as a ratio
+   to the measured "baseline"; the aim is within 3x either way.
+
+The lowering choice of point-in-time joins against each fixed lowering, on sparse
+and dense data, is in bench/test_pitc_bench.py (test_windowed_duckdb).
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+import relplan as rp
+from bench.results import RESULTS, record
+from bench.test_optimizer_bench import thousand_features
+from relplan import demo
+from relplan.rules.cost_model import batch_seconds
+
+DAY_S = 30 * 86_400
+THOUSAND_STATS = rp.Statistics({
+    "Transactions": rp.SourceStats(
+        rows=10**7, distinct={"cc_num": 10**5, "account_id": 10**5, "merchant": 10**4, "status": 3},
+        spans={"ts": DAY_S * 10**6}, lateness={0: 0, 0.9: 0, 0.99: "20s", 1.0: "5m"},
+    ),
+    "Payments": rp.SourceStats(rows=10**7, distinct={"payer": 10**5, "payee": 10**5, "device": 10**4}, spans={"ts": DAY_S * 10**6}),
+    "Logins": rp.SourceStats(rows=10**7, distinct={"user": 10**5, "device": 10**4, "ip": 10**5}, spans={"ts": DAY_S * 10**6}),
+})
+PLACE = "1,000 features: optimize (+ placement)"
+
+
+def cold() -> None:
+    rp.clear_caches()
+    gc.collect()
+
+
+def test_thousand_features_optimized_baseline(benchmark):
+    feats = thousand_features()
+    plan = benchmark.pedantic(lambda: rp.optimize(rp.compile(feats), statistics=THOUSAND_STATS), setup=cold, rounds=5, iterations=1)
+    assert plan.placement is None
+    record(PLACE, "baseline", benchmark)
+
+
+@pytest.mark.parametrize("knobs", ["cost", "fresh_5m_exact_0.1pct"])
+def test_thousand_features_placed(benchmark, knobs):
+    feats = thousand_features()
+    k = rp.Knobs() if knobs == "cost" else rp.Knobs(max_staleness="5m", max_missed=0.001)
+    plan = benchmark.pedantic(
+        lambda: rp.optimize(rp.compile(feats), statistics=THOUSAND_STATS, knobs=k), setup=cold, rounds=5, iterations=1
+    )
+    assert len(plan.placement.features) == 1000
+    record(PLACE, f"placed, knobs {knobs}", benchmark)
+
+
+def _plans() -> dict[str, list[rp.Feature]]:
+    feats = demo.demo_features()
+    plans = {f.name: [f] for f in feats}
+    plans["all six demo features"] = feats
+    plans["tumbling 1d count"] = [demo.hourly_failures(window=rp.tumbling("1d"))]
+    return plans
+
+
+@pytest.fixture(scope="module", params=[250_000, 1_000_000], ids=["250k", "1M"])
+def measured(request):
+    table = demo.make_transactions(request.param, seed=7)
+    return request.param, table, rp.measure_statistics({"Transactions": table})
+
+
+@pytest.mark.parametrize("name", list(_plans()))
+def test_cost_estimate_against_a_measured_duckdb_run(benchmark, measured, name):
+    rows, table, stats = measured
+    plan = rp.optimize(rp.compile(_plans()[name]), statistics=stats)
+    tables = {"Transactions": table}
+    out = benchmark.pedantic(lambda: rp.execute(plan, "duckdb", tables), rounds=3, iterations=1, warmup_rounds=1)
+    assert out.num_rows > 0
+    comparison = f"estimate vs DuckDB: {name}, {rows // 1000}k"[:42]
+    measured_s = record(comparison, "baseline", benchmark)
+    estimate = batch_seconds(plan.outputs, stats)
+    assert estimate is not None
+    if measured_s == measured_s:  # not NaN: the benchmark ran
+        RESULTS[comparison]["cost model's estimate"] = estimate
