@@ -174,7 +174,7 @@ def deployment(plan: Plan) -> Deployment:
         names = tuple(f.name for f in feats)
         settings = dict(settings)
         optimized = optimize(compile_features(feats), placement.config)
-        def computed_by(sink: Sink) -> tuple[str, ...]:
+        def computed_by(sink: Sink, feats: list[Any] = feats) -> tuple[str, ...]:
             return tuple(f.name for f in feats if set(f.columns) <= set(sink.schema.names))
 
         if alternative == "batch":

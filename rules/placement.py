@@ -41,7 +41,7 @@ from typing import Any
 
 from relplan.ir.errors import OptimizerError, WindowError
 from relplan.ir.graph import walk
-from relplan.ir.nodes import Node, Sink, Source, TimeWindowAggregate, WindowAggregate
+from relplan.ir.nodes import Sink, Source, TimeWindowAggregate, WindowAggregate
 from relplan.ir.windows import format_duration, parse_duration
 from relplan.rules import cost_model
 from relplan.rules.statistics import SourceStats, Statistics

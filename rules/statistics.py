@@ -11,6 +11,7 @@ columns a choice depends on, such rules keep the plan as it is.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Mapping
@@ -96,7 +97,7 @@ class SourceStats:
             return round(1.0 - q_last, 12)
         if allowed < l0:
             return 1.0 if q0 == 0.0 else None
-        for (qa, la), (qb, lb) in zip(points, points[1:]):  # type: ignore[arg-type]
+        for (qa, la), (qb, lb) in itertools.pairwise(points):  # type: ignore[arg-type]
             if la <= allowed < lb:
                 return round(1.0 - (qa + (qb - qa) * (allowed - la) / (lb - la)), 12)
         return round(1.0 - q_last, 12)  # unreachable: the points cover [l0, l_last)
@@ -160,7 +161,7 @@ def _lateness_quantiles(value: Any) -> tuple[tuple[float, int], ...]:
         us = 0 if late in (0, "0") else parse_duration(late, what=f"lateness at quantile {q}")
         out.append((float(q), int(us)))
     out.sort()
-    for (qa, la), (qb, lb) in zip(out, out[1:]):
+    for (qa, la), (qb, lb) in itertools.pairwise(out):
         if qa == qb or lb < la:
             raise OptimizerError(f"SourceStats lateness must grow with the quantile, got {dict(items)!r}")
     return tuple(out)
