@@ -226,10 +226,32 @@ class Placement:
                 return f
         raise OptimizerError(f"no feature {feature!r} in the placement; its features: {[f.feature for f in self.features]}")
 
+    def totals(self) -> Alternative:
+        """The placed plan's three outputs: cost and state summed over its features,
+        the worst latency and the worst share of missed events."""
+        chosen = [f.chosen for f in self.features]
+
+        def total(values: list[float | None], combine: Any) -> float | None:
+            return None if any(v is None for v in values) else combine(values, default=0.0)
+
+        return Alternative(
+            "total", "-", (),
+            total([a.compute for a in chosen], lambda v, default: sum(v) if v else default),
+            total([a.state for a in chosen], lambda v, default: sum(v) if v else default),
+            total([a.cost for a in chosen], lambda v, default: sum(v) if v else default),
+            total([a.latency for a in chosen], max),
+            total([a.missed for a in chosen], max),
+        )
+
     def explain(self) -> str:
         lines = [f"placement ({self.knobs.describe()}):"]
         for f in self.features:
             lines += ["  " + ln for ln in f.lines()]
+        t = self.totals()
+        lines.append(
+            f"  total: {_num(t.cost)} core-h/day (compute {_num(t.compute)}, state {_bytes(t.state)}), "
+            f"worst latency {_duration_s(t.latency)}, worst missed {_percent(t.missed)}"
+        )
         return "\n".join(lines)
 
 
