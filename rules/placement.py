@@ -231,16 +231,22 @@ class Placement:
         the worst latency and the worst share of missed events."""
         chosen = [f.chosen for f in self.features]
 
-        def total(values: list[float | None], combine: Any) -> float | None:
-            return None if any(v is None for v in values) else combine(values, default=0.0)
+        def known(values: list[float | None]) -> list[float] | None:
+            return None if any(v is None for v in values) else values  # type: ignore[return-value]
+
+        def total(values: list[float | None]) -> float | None:
+            vs = known(values)
+            return None if vs is None else sum(vs)
+
+        def worst(values: list[float | None]) -> float | None:
+            vs = known(values)
+            return None if vs is None else max(vs, default=0.0)
 
         return Alternative(
             "total", "-", (),
-            total([a.compute for a in chosen], lambda v, default: sum(v) if v else default),
-            total([a.state for a in chosen], lambda v, default: sum(v) if v else default),
-            total([a.cost for a in chosen], lambda v, default: sum(v) if v else default),
-            total([a.latency for a in chosen], max),
-            total([a.missed for a in chosen], max),
+            compute=total([a.compute for a in chosen]), state=total([a.state for a in chosen]),
+            cost=total([a.cost for a in chosen]), latency=worst([a.latency for a in chosen]),
+            missed=worst([a.missed for a in chosen]),
         )
 
     def explain(self) -> str:
