@@ -16,12 +16,23 @@ so a streaming engine keeps one day of state per key instead of w. Three parts:
    count, min/max -> min/max, which add up (or take the extreme) across parts.
 2. **steps** (batch SQL; DuckDB, or Spark by ``steps_select_sql``): per key k, step
    rows at times v, each with the same partials over the events of k with
-   ``v - w < ts < midnight(day of v)``. The v are the midnights of the days on which
-   k has an event, and s + w for each event time s of k. The value over
-   ``(t - w, T)`` only changes when the frame's lower edge passes an event (at
-   s + w) or a new day starts (T moves), so the newest step v <= t has it: a step at
-   T exists (t is an event of k that day), and an event in ``(v - w, t - w]`` would
-   make s + w a newer step <= t.
+   ``v - w < ts < midnight(day of v)``. The v are, for each event time s of k, the
+   midnights of the days day(s) + 1d, ..., day(s) + w (the days whose frames s can be
+   in) and s + w. Over a day D, the value over ``(t - w, D)`` only changes when the
+   frame's lower edge passes an event (at s + w), so the newest step v <= t has it:
+   if k has an event in ``[D - w, D)``, the step at D exists, and an event in
+   ``(v - w, t - w]`` would make s + w a newer step <= t. If k has none, the value
+   is empty, and so is the newest step: s + w of k's last event s before D, whose
+   frame ``(s, day(s) + w)`` ends before D (or no step: the serving counts it empty).
+
+   So the steps of day D depend only on the events before D: the daily job may run
+   at midnight D for the coming day (once the earlier days' late events are in, its
+   allowed lateness after midnight), before any event of D exists; it reads the
+   whole table and makes every day's steps, of which those of later days are
+   provisional (they miss D's events) until the next night's run replaces them. Its
+   size: per key and day D, one step at D if the key has an event in the w days
+   before, plus one per distinct event time of the key on day D - w; each step
+   aggregates the key's events in its frame (a range join, then GROUP BY).
 3. **serve** (DuckDB SQL): each stream row ASOF JOINs the newest step of its key at
    or before its time, and the two parts' partials are combined into the feature,
    in the all-batch plan's columns, order and types.
@@ -44,7 +55,7 @@ from relplan.backends.arrow_io import conform_table
 from relplan.backends.sql import SqlLowering, all_of, any_key_null, as_name, col, ident, lit
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
-from relplan.ir.errors import EngineError, UnsupportedError
+from relplan.ir.errors import DataError, EngineError, UnsupportedError
 from relplan.ir.expr import Cast, Column, Expr
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Node, Project, Sink, Source, WindowAggregate
@@ -57,9 +68,11 @@ TILE_US = 86_400_000_000  # one day: the tile is the UTC day, CAST(ts AS DATE) o
 DAY = "__rp_day"  # the stream part's day partition
 STEP = "__rp_v"  # a step's time, epoch microseconds
 US = "__rp_us"  # an event's time, epoch microseconds
-ROWS, EVENTS, STEPS = "__rp_rows", "__rp_events", "__rp_steps"  # CTEs of the steps query
+EVENTS, DAYS, STEPS = "__rp_events", "__rp_days", "__rp_steps"  # CTEs of the steps query
 
 # Per aggregate: the partials it is rebuilt from (partial functions of its masked argument).
+# A mean of Int64 adds its parts' sums exactly (DuckDB's SUM of BIGINT is a HUGEINT), but
+# the stream part's one-day sum is a BIGINT: a day whose sum overflows fails there.
 _PARTIALS: dict[str, tuple[str, ...]] = {
     "count": ("count",), "sum": ("sum",), "mean": ("sum", "count"), "min": ("min",), "max": ("max",),
 }
@@ -107,56 +120,37 @@ class HybridParts:
     schema: Schema
 
 
-def _features(n: WindowAggregate) -> str:
-    names = [a.name for a in n.aggs]
-    return ("feature " if len(names) == 1 else "features ") + ", ".join(repr(x) for x in names)
-
-
 def _shape(sink: Sink) -> _Shape | str:
-    """The output's parts, or why it cannot be placed hybrid."""
+    """The output's parts, or why it cannot be placed hybrid (short: the caller names
+    the feature or output; a reason names a feature only among several)."""
     node: Node = sink.input
     top = node if isinstance(node, Project) else None
     if top is not None:
         node = top.input
     if not isinstance(node, WindowAggregate):
-        return (
-            f"output {sink.name!r} is not one per-event window feature over a source "
-            f"(found {node.kind} {node.details()})"
-        )
+        return f"not one per-event window feature over a source (found {node.kind} {node.details()})"
     n = node
-    feats = _features(n)
     below = n.input
     src = below.input if isinstance(below, Project) else below
     if not isinstance(src, Source):
-        return (
-            f"{feats} of output {sink.name!r} read {below.kind} {below.details()}, not a source's "
-            "columns: the hybrid placement splits a window aggregate directly over a source"
-        )
+        return f"computed over {below.kind} {below.details()}, not directly over a source's columns"
     if n.order != src.event_time or (
         isinstance(below, Project) and dict(below.exprs).get(n.order) != Column(n.order, T.Timestamp)
     ):
-        return f"{feats} of output {sink.name!r} order by {n.order!r}, not by the event time of source {src.name!r}"
+        return f"ordered by {n.order!r}, not by the event time of source {src.name!r}"
     if len(n.windows) != 1:
-        return (
-            f"{feats} of output {sink.name!r} use {len(n.windows)} windows "
-            f"({', '.join(f.describe() for f, _ in n.windows)}): the hybrid placement splits one window"
-        )
+        return f"{len(n.windows)} windows ({', '.join(f.describe() for f, _ in n.windows)}) in one window aggregate; the hybrid placement splits one"
     frame = n.windows[0][0]
     if not (frame.is_sliding and frame.lower % TILE_US == 0 and frame.lower >= 2 * TILE_US):  # type: ignore[operator]
-        return (
-            f"{feats} of output {sink.name!r} use the window {frame.describe()}: the hybrid placement needs a "
-            "sliding window (t-w, t] of a whole number of days, at least 2d (its batch tiles are UTC days)"
-        )
+        wanted = "a whole number of days" if frame.is_sliding else "(t-w, t] with w a whole number of days"
+        return f"window {frame.describe()} is not {wanted} of at least 2d (the batch tiles are UTC days)"
     for a in n.aggs:
         if a.func not in HYBRID_AGGS:
-            return (
-                f"feature {a.name!r} of output {sink.name!r} is {a.sql()}: {a.func} has no partial aggregates "
-                "a batch part and a streaming part can combine; the hybrid placement supports "
-                + ", ".join(sorted(HYBRID_AGGS))
-            )
+            which = "" if len(n.aggs) == 1 else f" (feature {a.name!r})"
+            return f"{a.sql()}{which} has no partials to combine; supported: {', '.join(sorted(HYBRID_AGGS))}"
     reserved = [c for c in below.schema.names if c.startswith("__rp_")]
     if reserved:
-        return f"output {sink.name!r} has columns named like relplan's own ({', '.join(reserved)})"
+        return f"columns named like relplan's own ({', '.join(reserved)})"
     return _Shape(sink, top, n, src)
 
 
@@ -240,17 +234,23 @@ def _steps_query(shape: _Shape, partials: list[_Partial], low: SqlLowering) -> e
         # Floored to the day: exact before 1970 too (SQL's % truncates toward zero).
         return exp.Sub(this=us, expression=low.pymod(us.copy(), lit(TILE_US)))
 
+    # The step times: the midnights D after an event s, up to w later (day(s) + 1d, ...,
+    # day(s) + w: the days whose frames s may be in), from each key's days with events;
+    # and s + w, where s leaves the frame.
     us = col(US)
+    ctes.append((DAYS, exp.select(*[col(k) for k in keys], exp.alias_(midnight(us), ident(DAY), copy=False))
+                 .from_(ident(EVENTS), copy=False).distinct(copy=False)))
+    d = col(DAY)
+    midnights = low.hop_starts(exp.Add(this=d, expression=lit(w)), exp.Add(this=d.copy(), expression=lit(TILE_US)), TILE_US)
     step_times = exp.union(
-        exp.select(*[col(k) for k in keys], exp.alias_(midnight(us), ident(STEP), copy=False)).from_(ident(EVENTS), copy=False),
+        exp.select(*[col(k) for k in keys], exp.alias_(midnights, ident(STEP), copy=False)).from_(ident(DAYS), copy=False),
         exp.select(*[col(k) for k in keys], exp.alias_(exp.Add(this=us.copy(), expression=lit(w)), ident(STEP), copy=False))
         .from_(ident(EVENTS), copy=False),
         distinct=True,
     )
     ctes.append((STEPS, step_times))
     # A range join and GROUP BY: each step re-aggregates its whole frame. Correct and
-    # plain SQL on every engine; each step costs the events in its frame, so the steps
-    # cost about (events per key per window) x (events): fine for a nightly batch.
+    # plain SQL on every engine; each step costs the events of its key in its frame.
     v = col(STEP, "v")
     on = [exp.EQ(this=col(k, "v"), expression=col(k, "e")) for k in keys]
     on += [
@@ -396,7 +396,7 @@ def run_hybrid_locally(
 
     src = next(m for m in walk(parts.stream) if isinstance(m, Source))
     if src.name not in tables:
-        raise UnsupportedError(f"no table given for source {src.name!r} of output {parts.output!r}")
+        raise DataError(f"no table given for source {src.name!r} of output {parts.output!r}: pass tables={{{src.name!r}: ...}}")
     table = conform_table(src, tables[src.name])
     if src.event_time is not None:
         table = table.take(pc.sort_indices(table, [(src.event_time, "ascending")]))
