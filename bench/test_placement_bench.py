@@ -87,3 +87,36 @@ def test_cost_estimate_against_a_measured_duckdb_run(benchmark, measured, name):
     assert estimate is not None
     if not math.isnan(measured_s):  # the benchmark ran
         RESULTS[comparison]["cost model's estimate"] = estimate
+
+
+@pytest.mark.parametrize("keys", [50, 1_000, 10_000])
+@pytest.mark.parametrize("window", ["7d", "30d"])
+def test_hybrid_steps_estimate_against_a_measured_duckdb_run(benchmark, keys, window):
+    """A hybrid feature's steps job over 60 days of history (1M events) is 60 daily
+    runs: the estimate of one, times 60, against the job run once over all of them."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    from relplan.backends.duckdb import _naive
+    from relplan.backends.hybrid import split_hybrid
+    from relplan.rules.cost_model import hybrid_steps_seconds
+
+    days, n = 60, 1_000_000
+    rng = np.random.default_rng(keys)
+    ts = np.sort(rng.integers(0, days * 86_400_000_000, n)) + 1_700_000_000_000_000
+    events = demo.make_transactions(n, seed=3).set_column(4, "account_id", pa.array(rng.integers(0, keys, n)))
+    events = events.set_column(events.schema.get_field_index("ts"), "ts", pa.array(ts, pa.timestamp("us", tz="UTC")))
+    stats = rp.measure_statistics({"Transactions": events})
+    (sink,) = rp.optimize(rp.compile([demo.failed_transaction_count(window=rp.sliding(window))])).outputs
+    steps_sql = split_hybrid(sink).steps_sql
+    con = duckdb.connect()
+    con.register("Transactions", _naive(events))
+    benchmark.pedantic(lambda: con.execute(steps_sql), rounds=2, iterations=1)
+    comparison = f"estimate vs DuckDB: steps {window}, {keys} keys"
+    measured_s = record(comparison, "baseline", benchmark)
+    rate = stats.of("Transactions").rate_of("ts")
+    estimate = hybrid_steps_seconds(sink, stats, "duckdb", rate, rp.sliding(window).size)
+    assert estimate is not None
+    if not math.isnan(measured_s):
+        RESULTS[comparison]["cost model's estimate x 60"] = estimate * days

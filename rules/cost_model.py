@@ -35,7 +35,7 @@ from relplan.ir.nodes import (
     Union,
     WindowAggregate,
 )
-from relplan.rules.cardinality import NodeEstimate, estimate
+from relplan.rules.cardinality import NodeEstimate, _groups, estimate
 from relplan.rules.statistics import Statistics
 
 
@@ -117,6 +117,33 @@ def _node_ns(n: Node, rows: float, e: NodeEstimate, c: BatchConstants) -> float:
     if isinstance(n, Sink):
         return (e.rows or 0.0) * c.output_ns * len(n.schema.fields)
     return 0.0
+
+
+# The steps job of a hybrid feature is a range join and a GROUP BY, the shape of the
+# range_join lowering of point-in-time joins: its constants (measured on DuckDB there).
+STEPS_EVENT_NS = 46  # an event read and hashed on its key
+STEPS_PAIR_NS = 6  # a step paired with an event of its key in its window
+
+
+def hybrid_steps_seconds(
+    sink: Node, stats: Statistics | None, engine: str, events_per_s: float, window_us: int
+) -> float | None:
+    """One daily run of a hybrid feature's steps job (backends/hybrid.py): a midnight
+    step per key with events in the window, and a step per event of the day a window
+    ago; each step pairs with its key's events in its window."""
+    est = estimate(sink, stats)
+    window = next((n for n in est if isinstance(n, WindowAggregate)), None)
+    if window is None:
+        return None
+    keys = _groups(est[window.input], window.keys)
+    if keys is None:
+        return None
+    in_window = events_per_s * window_us / 1e6
+    steps = min(keys, in_window) + events_per_s * 86_400
+    pairs = steps * in_window / max(keys, 1.0)
+    factor = 1.0 if engine == "duckdb" else SPARK_ROW_FACTOR
+    read = events_per_s * (window_us / 1e6 + 86_400)
+    return BATCH_ENGINES[engine].run_s + factor * (read * STEPS_EVENT_NS + pairs * STEPS_PAIR_NS) / 1e9
 
 
 def stream_ns_per_event(roots: Node | Iterable[Node]) -> float:

@@ -480,12 +480,8 @@ def _hybrid(
         notes = (f"allowed_lateness: the least with at most {_percent(bound)} missed, the stream holding 1 of {format_duration(window)}",)
     late = facts.late_fraction(lateness)
     missed = None if late is None else late * head_share
-    # The batch side: one run a day over the day's events and the window's head day
-    # (each step of a day pairs with its key's events in the window).
-    rows = _source_rows(sink, stats)
-    run = None if rows is None or facts.events_per_s is None else cost_model.batch_seconds(
-        sink, stats, knobs.batch_engine, scale=facts.events_per_s * 2 * DAY_US / 1e6 / max(rows, 1.0)
-    )
+    # The batch side: the steps job, once a day (backends/hybrid.py).
+    run = None if facts.events_per_s is None else cost_model.hybrid_steps_seconds(sink, stats, knobs.batch_engine, facts.events_per_s, window)
     batch_compute = None if run is None else run / 3600
     alt = _stream_alternative(
         "hybrid", stream, stats, knobs, facts, lateness, missed, notes, f"{knobs.batch_engine}+flink", batch_compute
