@@ -81,7 +81,7 @@ def test_cost_estimate_against_a_measured_duckdb_run(benchmark, measured, name):
     tables = {"Transactions": table}
     out = benchmark.pedantic(lambda: rp.execute(plan, "duckdb", tables), rounds=3, iterations=1, warmup_rounds=1)
     assert out.num_rows > 0
-    comparison = f"estimate vs DuckDB: {name}, {rows // 1000}k"[:42]
+    comparison = f"estimate vs DuckDB, {rows // 1000}k: {name}"[:42]
     measured_s = record(comparison, "baseline", benchmark)
     estimate = batch_seconds(plan.outputs, stats)
     assert estimate is not None
