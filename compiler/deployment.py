@@ -160,43 +160,63 @@ def deployment(plan: Plan) -> Deployment:
 
     placement = plan.placement
     assert placement is not None
+    # Features placed alike share jobs; a hybrid feature has its own three.
     by_feature = {f.name: f for f in plan.features}
+    by_output = {s.name: s for s in plan.outputs}
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for fp in placement.features:
-        if fp.feature not in by_feature:  # a plan without features: its outputs were placed
-            continue
-        f = by_feature[fp.feature]
         a = fp.chosen
-        key = (a.name, a.engine, a.settings) if a.name != "hybrid" else (a.name, a.engine, a.settings, f.name)
-        groups.setdefault(key, []).append(f)
+        key = (a.name, a.engine, a.settings, fp.feature if a.name == "hybrid" else None)
+        groups.setdefault(key, []).append(by_output[fp.feature] if placement.by_output else by_feature[fp.feature])
     jobs: list[Job] = []
-    for (alternative, engine, settings, *_), feats in groups.items():
-        names = tuple(f.name for f in feats)
-        settings = dict(settings)
-        optimized = optimize(compile_features(feats), placement.config)
-        def computed_by(sink: Sink, feats: list[Any] = feats) -> tuple[str, ...]:
-            return tuple(f.name for f in feats if set(f.columns) <= set(sink.schema.names))
-
-        if alternative == "batch":
-            schedule = format_duration(settings["schedule"])
-            for sink in optimized.outputs:
-                out = Sink(sink.input, f"{sink.name}__batch_{schedule}")
-                jobs.append(Job(out.name, "batch", engine, _batch_sql(out, engine), _reads(out), out.name, computed_by(sink), schedule, out))
-        elif alternative in ("streaming", "streaming_consistent"):
-            lateness = settings["allowed_lateness"]
-            tag = "stream" if alternative == "streaming" else f"stream_{format_duration(lateness) if lateness else '0'}"
-            for sink in optimized.outputs:
-                out = Sink(_with_lateness(sink.input, lateness), f"{sink.name}__{tag}")
-                jobs.append(Job(out.name, "streaming", "flink", _flink_sql(out), _reads(out), out.name, computed_by(sink), None, out))
+    for (alternative, engine, settings, _), units in groups.items():
+        if not placement.by_output:
+            outputs = optimize(compile_features(units), placement.config).outputs
+            names = tuple(f.name for f in units)
         else:
-            (sink,) = optimized.outputs
-            parts = split_hybrid(Sink(sink.input, f"{sink.name}__{names[0]}"), lateness_us=settings["allowed_lateness"])
-            batch_engine = engine.split("+")[0]  # "duckdb+flink": the steps' engine, then the stream's
-            steps_sql = parts.steps_sql if batch_engine == "duckdb" else _create_table(parts.steps_table, steps_select_sql(sink, batch_engine), batch_engine)
-            jobs.append(Job(parts.steps_table, "batch", batch_engine, steps_sql, _reads(sink), parts.steps_table, names, "1d", None))
-            jobs.append(Job(parts.head_table, "streaming", "flink", _flink_sql(parts.stream), _reads(parts.stream), parts.head_table, names, None, parts.stream))
-            jobs.append(Job(parts.output, "serving", "duckdb", parts.serve_sql, (parts.head_table, parts.steps_table), parts.output, names, None, Sink(sink.input, parts.output)))
+            outputs, names = tuple(units), tuple(s.name for s in units)
+        make = {"batch": _batch_jobs, "streaming": _streaming_jobs, "streaming_consistent": _streaming_jobs, "hybrid": _hybrid_jobs}
+        jobs += make[alternative](alternative, engine, dict(settings), outputs, names, plan)
     return Deployment(tuple(jobs))
+
+
+def _computed_by(sink: Sink, names: tuple[str, ...], plan: Plan) -> tuple[str, ...]:
+    """The features (of ``names``) whose columns ``sink`` holds."""
+    columns = set(sink.schema.names)
+    features = {f.name: f for f in plan.features}
+    return tuple(n for n in names if n not in features or set(features[n].columns) <= columns)  # an output is its own
+
+
+def _batch_jobs(_: str, engine: str, settings: dict[str, int], outputs: tuple[Sink, ...], names: tuple[str, ...], plan: Plan) -> list[Job]:
+    schedule = format_duration(settings["schedule"])
+    jobs = []
+    for sink in outputs:
+        out = Sink(sink.input, f"{sink.name}__batch_{schedule}")
+        jobs.append(Job(out.name, "batch", engine, _batch_sql(out, engine), _reads(out), out.name, _computed_by(sink, names, plan), schedule, out))
+    return jobs
+
+
+def _streaming_jobs(alternative: str, _: str, settings: dict[str, int], outputs: tuple[Sink, ...], names: tuple[str, ...], plan: Plan) -> list[Job]:
+    lateness = settings["allowed_lateness"]
+    tag = "stream" if alternative == "streaming" else f"stream_{format_duration(lateness) if lateness else '0'}"
+    jobs = []
+    for sink in outputs:
+        out = Sink(_with_lateness(sink.input, lateness), f"{sink.name}__{tag}")
+        jobs.append(Job(out.name, "streaming", "flink", _flink_sql(out), _reads(out), out.name, _computed_by(sink, names, plan), None, out))
+    return jobs
+
+
+def _hybrid_jobs(_: str, engine: str, settings: dict[str, int], outputs: tuple[Sink, ...], names: tuple[str, ...], plan: Plan) -> list[Job]:
+    """The daily steps job, the Flink job of the current day, the serving query."""
+    (sink,) = outputs
+    parts = split_hybrid(Sink(sink.input, f"{sink.name}__{names[0]}"), lateness_us=settings["allowed_lateness"])
+    batch_engine = engine.split("+")[0]  # "duckdb+flink": the steps' engine, then the stream's
+    steps_sql = parts.steps_sql if batch_engine == "duckdb" else _create_table(parts.steps_table, steps_select_sql(sink, batch_engine), batch_engine)
+    return [
+        Job(parts.steps_table, "batch", batch_engine, steps_sql, _reads(sink), parts.steps_table, names, "1d", None),
+        Job(parts.head_table, "streaming", "flink", _flink_sql(parts.stream), _reads(parts.stream), parts.head_table, names, None, parts.stream),
+        Job(parts.output, "serving", "duckdb", parts.serve_sql, (parts.head_table, parts.steps_table), parts.output, names, None, Sink(sink.input, parts.output)),
+    ]
 
 
 def _reads(sink: Node) -> tuple[str, ...]:

@@ -11,34 +11,36 @@ from relplan.backends.hybrid import hybrid_refusal, split_hybrid
 from relplan.compiler.plan import Plan
 from relplan.backends.flink import FlinkLowering
 from relplan.ir.errors import OptimizerError, UnsupportedError
-from relplan.ir.nodes import Sink
+from relplan.ir.graph import walk
+from relplan.ir.nodes import AsOfJoin, Sink
 from relplan.rules import OptimizerConfig
 from relplan.rules.placement import Knobs, Placement, place_feature
 
 
 def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
     """The placement of every feature of ``plan`` (or of every output, for a plan
-    built without features), estimated with ``config.statistics``."""
+    built without features and for training data), estimated with ``config.statistics``."""
     if not isinstance(knobs, Knobs):
         raise OptimizerError(f"knobs= takes an rp.Knobs(...), got {type(knobs).__name__}")
     from relplan.compiler.compile import compile as compile_features
 
     units = []
-    if plan.features:
+    by_output = not plan.features or any(isinstance(n, AsOfJoin) for n in walk(plan.outputs))
+    if not by_output:
         # Each feature's compiled plan (cached): the optimizer would only drop its
         # final projection of column references, which costs nothing in the model,
         # and it is a tenth of the time of placing a thousand features.
         for f in plan.features:
             (sink,) = compile_features([f]).outputs
             units.append((f.name, f.columns, sink))
-    else:
-        units = [(s.name, tuple(c.name for c in s.schema.fields), s) for s in plan.outputs]
+    else:  # built without features, or training data (its point-in-time joins are one plan)
+        units = [(s.name, s.schema.names, s) for s in plan.outputs]
     placed = []
     for name, columns, sink in units:
         refusal = hybrid_refusal(sink)
         stream = None if refusal else split_hybrid(sink).stream
         placed.append(place_feature(name, columns, sink, config.statistics, knobs, refusal, stream, _flink_refusal(sink)))
-    return Placement(knobs, tuple(placed), config)
+    return Placement(knobs, tuple(placed), config, by_output)
 
 
 def _flink_refusal(sink: Sink) -> str | None:

@@ -219,6 +219,7 @@ class Placement:
     knobs: Knobs
     features: tuple[FeaturePlacement, ...] = field(default=())
     config: Any = field(default=None, compare=False)  # the OptimizerConfig (statistics) it was estimated with
+    by_output: bool = False  # the plan's outputs were placed, not its features
 
     def of(self, feature: str) -> FeaturePlacement:
         for f in self.features:

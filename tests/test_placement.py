@@ -450,3 +450,16 @@ def test_cost_estimates_are_within_a_few_times_of_measured_duckdb_runs() -> None
         ratio = estimate / min(runs)
         print(f"{name}: estimated {estimate:.3f} s, measured {min(runs):.3f} s, ratio {ratio:.2f}")
         assert 0.1 <= ratio <= 10, name
+
+
+def test_training_data_and_plans_without_features_are_placed_by_output() -> None:
+    spine = pa.table({"account_id": [1, 2], "ts": pa.array([dt.datetime(2024, 3, 5, tzinfo=dt.timezone.utc)] * 2, pa.timestamp("us", tz="UTC"))})
+    training = rp.pitc_plan(spine, [payment_count(window=rp.sliding("1d"))], tables={"Payments": events(100)})
+    (f,) = rp.optimize(training, statistics=STATS, knobs=rp.Knobs()).placement.features  # type: ignore[union-attr]
+    assert (f.feature, f.chosen.name) == ("training_data", "batch")
+    assert "training data is computed over bounded tables" in dict((a.name, a.refused) for a in f.alternatives)["streaming"]
+    bare = rp.Plan(rp.compile(features()[:2]).outputs)
+    placed_bare = rp.optimize(bare, statistics=STATS, knobs=rp.Knobs(max_staleness="5m"))
+    assert [f.feature for f in placed_bare.placement.features] == ["Payments"]  # type: ignore[union-attr]
+    (job,) = placed_bare.deployment().jobs
+    assert (job.kind, job.features) == ("streaming", ("Payments",))
