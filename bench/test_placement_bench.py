@@ -120,3 +120,42 @@ def test_hybrid_steps_estimate_against_a_measured_duckdb_run(benchmark, keys, wi
     assert estimate is not None
     if not math.isnan(measured_s):
         RESULTS[comparison]["cost model's estimate x 60"] = estimate * days
+
+
+@pytest.fixture(scope="module")
+def flink_events():
+    """The demo's transactions in whole milliseconds (Flink's streaming event time)."""
+    import pyarrow as pa
+
+    def make(n: int):
+        t = demo.make_transactions(n, days=5, seed=9)
+        us = t.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return t.set_column(t.schema.get_field_index("ts"), "ts", pa.array(us // 1000 * 1000, pa.timestamp("us", tz="UTC")))
+
+    return {n: {"Transactions": make(n)} for n in (20_000, 200_000)}
+
+
+@pytest.mark.parametrize("windows", [1, 5])
+def test_flink_estimate_against_a_measured_local_streaming_run(benchmark, flink_events, windows):
+    """Flink streaming per event: (run of 200k - run of 20k) / 180k against the model's
+    nanoseconds per event, for one OVER window and for five."""
+    import time
+
+    from relplan.rules.cost_model import stream_ns_per_event
+
+    feats = [f for f in demo.demo_features() if "distinct" not in f.name][:windows]
+    plan = rp.optimize(rp.compile(feats))
+    rp.execute(plan, "flink", flink_events[20_000], mode="streaming")  # the mini-cluster started
+
+    def per_event() -> float:
+        times = {}
+        for n, tables in flink_events.items():
+            start = time.perf_counter()
+            rp.execute(plan, "flink", tables, mode="streaming")
+            times[n] = time.perf_counter() - start
+        return (times[200_000] - times[20_000]) / 180_000
+
+    measured = benchmark.pedantic(per_event, rounds=1, iterations=1)
+    comparison = f"estimate vs Flink streaming, {windows} window(s)"
+    RESULTS.setdefault(comparison, {})["baseline"] = measured
+    RESULTS[comparison]["cost model's estimate"] = stream_ns_per_event(plan.outputs) / 1e9

@@ -33,7 +33,7 @@ from relplan.backends.hybrid import (
 )
 
 import reference as ref
-from strategies import BASES_US, FeatureSpec, bools, feature_specs, floats, ints, keys_, strings, to_table
+from strategies import BASES_US, Events, FeatureSpec, bools, feature_specs, floats, ints, keys_, strings, to_table
 
 DAY = TILE_US
 HOUR = 3_600_000_000
@@ -342,6 +342,72 @@ def test_hybrid_equals_all_batch_on_random_features_and_events(
     spec: FeatureSpec, rows: list[dict[str, Any]], optimized: bool, day: int
 ) -> None:
     check_spec(spec, rows, "duckdb", optimized, day=day)
+
+
+@rp.transformation
+def positive_stats(e: Events, wspec: rp.WindowSpec):
+    kept = e[e.v > 0]
+    return kept.groupby("k").window(wspec).agg(n="count", total=("v", "sum"), lo=("x", "min"), hi=("x", "max"), avg=("x", "mean"))
+
+
+def expected_steps(rows: list[dict[str, Any]], w: int, partials: list[Any]) -> dict[tuple[Any, int], tuple[Any, ...]]:
+    """The steps of ``positive_stats`` by brute force: per key, a step at each midnight
+    1d to w after a day with events and at s + w for each event time s, with the
+    partials of the key's kept events in (v - w, midnight of v's day)."""
+    by_key: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["k"] is not None:
+            by_key.setdefault(r["k"], []).append(r)
+    out: dict[tuple[Any, int], tuple[Any, ...]] = {}
+    for k, events in by_key.items():
+        times = [ref.to_us(r["ts"]) for r in events]
+        steps = {s + w for s in times} | {s // DAY * DAY + j * DAY for s in times for j in range(1, w // DAY + 1)}
+        for v in steps:
+            frame = [r for r, s in zip(events, times) if v - w < s < v // DAY * DAY and r["v"] is not None and r["v"] > 0]
+            values = []
+            for p in partials:
+                xs = [1 if p.arg is None else r[p.arg.name] for r in frame]
+                xs = [x for x in xs if x is not None]
+                if p.func == "count":
+                    values.append(len(xs))
+                else:
+                    values.append(({"sum": sum, "min": min, "max": max}[p.func])(xs) if xs else None)
+            out[(k, v)] = tuple(values)
+    return out
+
+
+@settings_for(40)
+@given(rows=day_rows(), window=st.sampled_from(("2d", "3d", "30d")))
+def test_steps_are_the_partials_of_their_frames(rows: list[dict[str, Any]], window: str) -> None:
+    """Every step, and no other, with its frame's partials: serving reads only the
+    newest step before each event, so this pins the steps no event reads, too."""
+    import duckdb
+
+    from relplan.backends.duckdb import _naive
+    from relplan.backends.hybrid import _checked_shape, _partials
+
+    (sink,) = rp.compile([positive_stats(window=rp.sliding(window))]).outputs
+    partials, _ = _partials(_checked_shape(sink).window)
+    assert all(p.arg is None or p.arg.name in ("v", "x") for p in partials)
+    parts = split_hybrid(sink)
+    con = duckdb.connect()
+    try:
+        con.register("Events", _naive(to_table(rows)))
+        con.execute(parts.steps_sql)
+        got = con.sql(f'SELECT * FROM "{parts.steps_table}"').to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    got_steps = {(r["k"], r["__rp_v"]): tuple(r[p.name] for p in partials) for r in got}
+    assert len(got_steps) == len(got), "one step per key and time"
+    w = int(window[:-1]) * DAY
+    assert got_steps == expected_steps(rows, w, partials)
+
+
+def test_steps_pair_no_step_with_other_days_events() -> None:
+    # Tiles and window functions only: no range join of steps and events.
+    (sink,) = rp.compile([failed_spend(window=rp.sliding("30d"))]).outputs
+    for sql in (split_hybrid(sink).steps_sql, steps_select_sql(sink, "spark")):
+        assert "JOIN" not in sql.upper() and "RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING" in sql
 
 
 # ---- on Flink, streaming ---------------------------------------------------------------

@@ -204,7 +204,7 @@ def test_the_knobs_decide_as_the_triangle_says() -> None:
     assert chosen["fresh_5m_exact_to_0.1pct"]["payment_count_30d"] == "hybrid"
     assert chosen["exact_state_2gb"]["payment_count_30d"] == "hybrid"
     f = placed(KNOB_SETTINGS["fresh_5m_exact_to_0.1pct"]).placement.of("payment_count_1h")  # type: ignore[union-attr]
-    assert f.decided_by.startswith("max_missed")
+    assert "max_missed (ruled out streaming)" in f.decided_by
 
 
 def test_explain_shows_the_placement() -> None:
