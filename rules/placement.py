@@ -411,7 +411,7 @@ def _batch(sink: Sink, stats: Statistics | None, knobs: Knobs, facts: _Facts) ->
         run = run_seconds(schedule)
         return None if run is None else (schedule + settle) / 1e6 + run
 
-    notes = [f"waits {format_duration(settle) if settle else '0'} for late events (the largest lateness known) before each run"]
+    notes = [f"waits {_duration_s(settle / 1e6) if settle else '0'} for late events (the largest lateness known) before each run"]
     if knobs.schedule is not None:
         schedule = knobs.schedule
         notes.append("schedule set by the knob")
