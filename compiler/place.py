@@ -35,6 +35,11 @@ def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
             units.append((f.name, f.columns, sink))
     else:  # built without features, or training data (its point-in-time joins are one plan)
         units = [(s.name, s.schema.names, s) for s in plan.outputs]
+    unknown = sorted({name for name, _ in knobs.features} - {name for name, _, _ in units})
+    if unknown:
+        raise OptimizerError(
+            f"Knobs features= names {unknown}, which the plan does not have; its features: {[name for name, _, _ in units]}"
+        )
     placed = []
     for name, columns, sink in units:
         refusal = hybrid_refusal(sink)

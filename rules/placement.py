@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,9 @@ class Knobs:
       tile: the hybrid's tile ("1d", the only one so far).
       batch_engine: "duckdb" (default) or "spark".
       state_cost: core-hours a day that a GB of streaming state costs (default 0.5).
+    Per feature:
+      features: {feature name: Knobs(...)}, knobs that replace these for those
+        features (a fraud score exact, a dashboard count cheap).
     """
 
     priority: str = "cost"
@@ -89,8 +93,17 @@ class Knobs:
     tile: Any = "1d"
     batch_engine: str = "duckdb"
     state_cost: float = 0.5
+    features: Any = ()
 
     def __post_init__(self) -> None:
+        items = self.features.items() if isinstance(self.features, Mapping) else self.features
+        overrides = tuple(sorted(items, key=lambda kv: kv[0]))
+        for name, k in overrides:
+            if not isinstance(k, Knobs):
+                raise OptimizerError(f"Knobs features= maps feature names to rp.Knobs(...), got {type(k).__name__} for {name!r}")
+        object.__setattr__(self, "features", overrides)
+        if self.tile is None:
+            object.__setattr__(self, "tile", DAY_US)
         if self.priority not in PRIORITIES:
             raise OptimizerError(f"Knobs priority must be one of {', '.join(PRIORITIES)}, got {self.priority!r}")
         if self.placement is not None and self.placement not in ALTERNATIVES:
@@ -117,6 +130,10 @@ class Knobs:
         if self.max_state is not None:
             object.__setattr__(self, "max_state", parse_bytes(self.max_state))
 
+    def for_feature(self, name: str) -> Knobs:
+        """The knobs of one feature: its own if ``features`` has them, else these."""
+        return dict(self.features).get(name, self)
+
     def describe(self) -> str:
         parts = [f"priority={self.priority}"]
         if self.max_staleness is not None:
@@ -133,6 +150,8 @@ class Knobs:
                 parts.append(f"{name}={value if isinstance(value, str) else format_duration(value) if value else '0'}")
         if self.batch_engine != "duckdb":
             parts.append(f"batch_engine={self.batch_engine}")
+        if self.features:
+            parts.append(f"own knobs for {', '.join(name for name, _ in self.features)}")
         return ", ".join(parts)
 
 
@@ -183,6 +202,15 @@ class Alternative:
         parts = [self.engine] + [f"{k}={format_duration(v) if v else '0'}" for k, v in self.settings]
         return f"{self.name} ({', '.join(parts)})"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The alternative's settings (microseconds) and estimates (core-hours a day,
+        bytes, seconds, a fraction), and why it is refused or what it breaks."""
+        return {
+            "name": self.name, "engine": self.engine, "settings": dict(self.settings), "compute": self.compute,
+            "state": self.state, "cost": self.cost, "latency": self.latency, "missed": self.missed,
+            "refused": self.refused, "violates": list(self.violates), "notes": list(self.notes),
+        }
+
     def estimates(self) -> str:
         if self.refused:
             return f"not applicable: {self.refused}"
@@ -201,9 +229,12 @@ class FeaturePlacement:
     alternatives: tuple[Alternative, ...]
     chosen: Alternative
     decided_by: str
+    knobs: Knobs | None = None  # the feature's own knobs, where it has them
 
     def lines(self) -> list[str]:
         out = [f"{self.feature} -> {self.chosen.describe()}  (decided by {self.decided_by})"]
+        if self.knobs is not None:
+            out.append(f"    its own knobs: {self.knobs.describe()}")
         for a in self.alternatives:
             mark = "*" if a is self.chosen else " "
             text = f"  {mark} {a.describe() if not a.refused else a.name}: {a.estimates()}"
@@ -250,6 +281,21 @@ class Placement:
             missed=worst([a.missed for a in chosen]),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The placement for a platform's own tools (json.dumps takes it)."""
+        return {
+            "knobs": self.knobs.describe(),
+            "features": [
+                {
+                    "feature": f.feature, "columns": list(f.columns), "chosen": f.chosen.name, "decided_by": f.decided_by,
+                    "own_knobs": None if f.knobs is None else f.knobs.describe(),
+                    "alternatives": [a.to_dict() for a in f.alternatives],
+                }
+                for f in self.features
+            ],
+            "total": self.totals().to_dict(),
+        }
+
     def explain(self) -> str:
         lines = [f"placement ({self.knobs.describe()}):"]
         for f in self.features:
@@ -275,6 +321,9 @@ def place_feature(
     """Estimate every alternative for one feature's optimized plan and choose.
     ``stream_refusal``/``hybrid_refusal``: why the streaming engine cannot run the
     plan, or why it cannot be split hybrid (None: it can; the backends know)."""
+    own = knobs.for_feature(feature)
+    shown = None if own is knobs else own
+    knobs = own
     facts = _Facts.of(sink, stats)
     alternatives = (
         _batch(sink, stats, knobs, facts),
@@ -288,7 +337,7 @@ def place_feature(
         forced = next(a for a in alternatives if a.name == knobs.placement)
         if forced.refused:
             raise OptimizerError(f"feature {feature!r} cannot be placed {forced.name}: {forced.refused}")
-        return FeaturePlacement(feature, columns, alternatives, forced, f"placement={forced.name} (forced)")
+        return FeaturePlacement(feature, columns, alternatives, forced, f"placement={forced.name} (forced)", shown)
     feasible = [a for a in ranked if not a.violates]
     if not feasible:
         nothing = Alternative("none", "-")  # no alternative is marked chosen
@@ -300,7 +349,7 @@ def place_feature(
     chosen = feasible[0]
     above = ranked[: ranked.index(chosen)]
     decided_by = f"priority={knobs.priority}" if not above else _knob_names(above)
-    return FeaturePlacement(feature, columns, alternatives, chosen, decided_by)
+    return FeaturePlacement(feature, columns, alternatives, chosen, decided_by, shown)
 
 
 def _knob_names(rejected: list[Alternative]) -> str:

@@ -207,8 +207,15 @@ def test_the_knobs_decide_as_the_triangle_says() -> None:
     assert "max_missed (ruled out streaming)" in f.decided_by
 
 
-def test_explain_shows_the_placement() -> None:
-    text = placed(rp.Knobs(max_staleness="5m")).explain()
+def test_explain_shows_the_placement_and_json_has_it() -> None:
+    plan = placed(rp.Knobs(max_staleness="5m"))
+    data = json.loads(json.dumps(plan.placement.to_dict()))  # type: ignore[union-attr]
+    first = data["features"][0]
+    assert (first["feature"], first["chosen"]) == ("payment_count_1h", "streaming")
+    assert [a["name"] for a in first["alternatives"]] == ["batch", "streaming", "streaming_consistent", "hybrid"]
+    assert first["alternatives"][1]["latency"] == pytest.approx(1.0)
+    assert "max_staleness 5m" in first["alternatives"][0]["violates"][0]
+    text = plan.explain()
     assert "placement (priority=cost, max_staleness=5m):" in text
     assert "payment_count_1h -> streaming (flink, allowed_lateness=0)" in text
     assert "breaks max_staleness 5m" in text
@@ -463,3 +470,17 @@ def test_training_data_and_plans_without_features_are_placed_by_output() -> None
     assert [f.feature for f in placed_bare.placement.features] == ["Payments"]  # type: ignore[union-attr]
     (job,) = placed_bare.deployment().jobs
     assert (job.kind, job.features) == ("streaming", ("Payments",))
+
+
+def test_a_feature_can_have_its_own_knobs() -> None:
+    exact = rp.Knobs(max_missed=0.0, max_staleness="15m")
+    p = placed(rp.Knobs(max_staleness="5m", features={"payment_count_1h": exact})).placement
+    assert p is not None
+    own = p.of("payment_count_1h")
+    assert own.knobs == exact and own.chosen.missed == 0.0
+    assert "its own knobs: priority=cost, max_staleness=15m, max_missed=0" in p.explain()
+    assert p.of("failed_amount_1d").knobs is None and p.of("failed_amount_1d").chosen.missed > 0  # type: ignore[operator]
+    with pytest.raises(rp.OptimizerError, match=r"names \['nope'\], which the plan does not have"):
+        placed(rp.Knobs(features={"nope": exact}))
+    with pytest.raises(rp.OptimizerError, match="maps feature names to rp.Knobs"):
+        rp.Knobs(features={"payment_count_1h": {"max_missed": 0}})
