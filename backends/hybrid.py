@@ -25,14 +25,38 @@ so a streaming engine keeps one day of state per key instead of w. Three parts:
    is empty, and so is the newest step: s + w of k's last event s before D, whose
    frame ``(s, day(s) + w)`` ends before D (or no step: the serving counts it empty).
 
+   They are computed from daily tiles, never by pairing a step with the events of
+   its whole frame. The tiles: per key and UTC day with events, the partials of that
+   day's events. Since w is whole days, v - w lies in the day D - w, and
+
+       (v - w, D)  =  (v - w, D - w + 1d)  ∪  [D - w + 1d, D)
+                      suffix of day D - w     whole days between: w/1d - 1 tiles
+
+   The suffix is a window aggregate over the key's events of day D - w, among which
+   each step is put as a row at v - w with NULL arguments (it adds nothing): the
+   frame ``RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING`` over epoch
+   microseconds, partitioned by key and day, holds the events after v - w to the
+   day's end (those at exactly v - w excluded, ties too). The days between are a
+   window over the key's tiles, among which each step is put by that day:
+   ``RANGE BETWEEN 1d FOLLOWING AND w - 1d FOLLOWING`` over the day (frames, not
+   prefix differences: min and max have no inverse). The two parts' partials then
+   combine as the serving's do. The midnight steps come from the tiles too: a day's
+   midnights stop at the key's next day with events (LEAD), whose own make the later
+   ones, so each is made once, not w/1d times.
+
    So the steps of day D depend only on the events before D: the daily job may run
    at midnight D for the coming day (once the earlier days' late events are in, its
    allowed lateness after midnight), before any event of D exists; it reads the
    whole table and makes every day's steps, of which those of later days are
-   provisional (they miss D's events) until the next night's run replaces them. Its
-   size: per key and day D, one step at D if the key has an event in the w days
-   before, plus one per distinct event time of the key on day D - w; each step
-   aggregates the key's events in its frame (a range join, then GROUP BY).
+   provisional (they miss D's events) until the next night's run replaces them.
+   Per key, day D has one step at D if the key has an event in the w days before,
+   plus one per distinct event time of the key on day D - w; its steps cost the
+   key's events of day D - w (the suffixes) and its w/1d - 1 tiles of the days between:
+   a run is linear in the events (and the sorts of events + steps by key and day,
+   of tiles + steps by key), where a range join of steps and events (each step
+   re-aggregating its frame) cost steps x events per key per window, quadratic on
+   dense keys. A job that kept its tiles could make one day's steps from the events
+   of day D - w and the stored tiles.
 3. **serve** (DuckDB SQL): each stream row ASOF JOINs the newest step of its key at
    or before its time, and the two parts' partials are combined into the feature,
    in the all-batch plan's columns, order and types.
@@ -68,7 +92,10 @@ TILE_US = 86_400_000_000  # one day: the tile is the UTC day, CAST(ts AS DATE) o
 DAY = "__rp_day"  # the stream part's day partition
 STEP = "__rp_v"  # a step's time, epoch microseconds
 US = "__rp_us"  # an event's time, epoch microseconds
-EVENTS, DAYS, STEPS = "__rp_events", "__rp_days", "__rp_steps"  # CTEs of the steps query
+LAST = "__rp_last"  # the last midnight step a key's day of events makes
+# CTEs of the steps query
+EVENTS, TILES, SPANS, STEPS = "__rp_events", "__rp_tiles", "__rp_spans", "__rp_steps"
+ROWS, AFTER, DAYS, WITHIN = "__rp_rows", "__rp_after", "__rp_days", "__rp_within"
 
 # Per aggregate: the partials it is rebuilt from (partial functions of its masked argument).
 # A mean of Int64 adds its parts' sums exactly (DuckDB's SUM of BIGINT is a HUGEINT), but
@@ -201,8 +228,44 @@ def _stream_plan(shape: _Shape, partials: list[_Partial], name: str, lateness_us
 
 # ---- 2. the steps: partials over (v - w, midnight(v)) -------------------------------
 
+# The partial that adds up partials of its kind: counts and sums add, extremes take theirs.
+_OF_PARTIALS: dict[str, type[exp.Expression]] = {"count": exp.Sum, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
+
+
+def _over(
+    agg: exp.Expression, partition: list[exp.Expression], order: exp.Expression, start: int, end: int | None
+) -> exp.Expression:
+    """``agg OVER (PARTITION BY ... ORDER BY order RANGE BETWEEN start FOLLOWING AND
+    end FOLLOWING)`` (``end`` None: UNBOUNDED): an integer range after the current row's."""
+    spec = exp.WindowSpec(
+        kind="RANGE", start=lit(start), start_side="FOLLOWING",
+        end="UNBOUNDED" if end is None else lit(end), end_side="FOLLOWING",
+    )
+    return exp.Window(
+        this=agg, partition_by=partition or None, order=exp.Order(expressions=[exp.Ordered(this=order)]), spec=spec, over="OVER"
+    )
+
+
+def _combined(func: str, a: exp.Expression, b: exp.Expression, low: SqlLowering) -> exp.Expression:
+    """One partial from two parts' (either NULL where its part has no value)."""
+    if func == "count":  # a window's COUNT is 0 over no rows, its SUM of counts NULL
+        return low.cast(exp.Add(this=a, expression=exp.Coalesce(this=b, expressions=[lit(0)])), T.Int64)
+    if func == "sum":
+        both: exp.Expression = exp.Add(this=a.copy(), expression=b.copy())
+    else:  # DuckDB's LEAST/GREATEST skip NULLs, others' return NULL; the COALESCE makes both right
+        both = (exp.Least if func == "min" else exp.Greatest)(this=a.copy(), expressions=[b.copy()], ignore_nulls=True)
+    return exp.Coalesce(this=both, expressions=[a, b])
+
+
 def _steps_query(shape: _Shape, partials: list[_Partial], low: SqlLowering) -> exp.Select:
-    """The steps as one SELECT in ``low``'s dialect: key columns, ``__rp_v``, partials."""
+    """The steps as one SELECT in ``low``'s dialect: key columns, ``__rp_v``, partials.
+
+    A step v's frame (v - w, D), D the midnight of v's day, is the suffix of the day
+    D - w (the day of v - w) after v - w, and the whole days strictly between it and D.
+    Suffixes are window aggregates over each (key, day)'s events; whole days are the
+    daily tiles (partials per key and day), combined by a window over a key's tiles.
+    No step pairs with the events of more than one day: the query is linear in the
+    events (and their sorts), not in steps x events per window."""
     n = shape.window
     w = n.windows[0][0].lower
     assert w is not None
@@ -216,59 +279,103 @@ def _steps_query(shape: _Shape, partials: list[_Partial], low: SqlLowering) -> e
         ctes += low.node(m, [names[i] for i in m.inputs], len(ctes))
         names[m] = ctes[-1][0]
     schema = n.input.schema
-    # Events of an entity (no NULL key), each partial's argument masked: NULL where the
-    # feature's mask drops the row (so LEFT JOIN misses count as nothing, too).
-    args: dict[tuple[Expr | None, Expr | None], str] = {}
-    for p in partials:
-        args.setdefault((p.arg, p.filter), f"__rp_a{len(args)}")
-    events = exp.select(
-        *[as_name(low.group_key(k, schema.dtype(k)), k) for k in keys],
-        exp.alias_(low.epoch_us(col(n.order)), ident(US), copy=False),
-        *[exp.alias_(low.masked(arg, cond), ident(a), copy=False) for (arg, cond), a in args.items()],
-    ).from_(ident(names[n.input]), copy=False)
-    if keys:
-        events = events.where(low.keys_present(n.keys), copy=False)
-    ctes.append((EVENTS, events))
 
     def midnight(us: exp.Expression) -> exp.Expression:
         # Floored to the day: exact before 1970 too (SQL's % truncates toward zero).
         return exp.Sub(this=us, expression=low.pymod(us.copy(), lit(TILE_US)))
 
+    def by_key() -> list[exp.Expression]:
+        return [col(k) for k in keys]
+
+    def named(e: exp.Expression, name: str) -> exp.Expression:
+        return exp.alias_(e, ident(name), copy=False)
+
+    # Events of an entity (no NULL key) at a time (one without is in no frame), each
+    # partial's argument masked: NULL where the feature's mask drops the row (so rows
+    # added below with NULL arguments count as nothing).
+    args: dict[tuple[Expr | None, Expr | None], str] = {}
+    for p in partials:
+        args.setdefault((p.arg, p.filter), f"__rp_a{len(args)}")
+    arg_of = {p.name: args[(p.arg, p.filter)] for p in partials}
+    us = low.epoch_us(col(n.order))
+    events = exp.select(
+        *[as_name(low.group_key(k, schema.dtype(k)), k) for k in keys],
+        named(us, US), named(midnight(us.copy()), DAY),
+        *[named(low.masked(arg, cond), a) for (arg, cond), a in args.items()],
+    ).from_(ident(names[n.input]), copy=False)
+    ctes.append((EVENTS, events.where(low.keys_present((*n.keys, n.order)), copy=False)))
+
+    # The tiles: per key and day with events, each partial of the day's events.
+    day = col(DAY)
+    ctes.append((TILES, exp.select(
+        *by_key(), day.copy(), *[named(_OVER_ROWS[p.func](this=col(arg_of[p.name])), p.name) for p in partials],
+    ).from_(ident(EVENTS), copy=False).group_by(*by_key(), day.copy(), copy=False)))
+
     # The step times: the midnights D after an event s, up to w later (day(s) + 1d, ...,
-    # day(s) + w: the days whose frames s may be in), from each key's days with events;
-    # and s + w, where s leaves the frame.
-    us = col(US)
-    ctes.append((DAYS, exp.select(*[col(k) for k in keys], exp.alias_(midnight(us), ident(DAY), copy=False))
-                 .from_(ident(EVENTS), copy=False).distinct(copy=False)))
-    d = col(DAY)
-    midnights = low.hop_starts(exp.Add(this=d, expression=lit(w)), exp.Add(this=d.copy(), expression=lit(TILE_US)), TILE_US)
-    step_times = exp.union(
-        exp.select(*[col(k) for k in keys], exp.alias_(midnights, ident(STEP), copy=False)).from_(ident(DAYS), copy=False),
-        exp.select(*[col(k) for k in keys], exp.alias_(exp.Add(this=us.copy(), expression=lit(w)), ident(STEP), copy=False))
-        .from_(ident(EVENTS), copy=False),
+    # day(s) + w: the days whose frames s may be in), and s + w, where s leaves the
+    # frame. A day's midnights stop at the key's next day with events, which makes the
+    # later ones: each midnight is made once, not w / 1d times.
+    following = exp.Window(
+        this=exp.Anonymous(this="LEAD", expressions=[day.copy()]), partition_by=by_key() or None,
+        order=exp.Order(expressions=[exp.Ordered(this=day.copy())]), over="OVER",
+    )
+    last = exp.Least(
+        this=exp.Add(this=day.copy(), expression=lit(w)),
+        expressions=[exp.Coalesce(this=following, expressions=[exp.Add(this=day.copy(), expression=lit(w))])],
+        ignore_nulls=True,  # neither is NULL: no CASE around it
+    )
+    ctes.append((SPANS, exp.select(*by_key(), day.copy(), named(last, LAST)).from_(ident(TILES), copy=False)))
+    midnights = low.hop_starts(col(LAST), exp.Add(this=day.copy(), expression=lit(TILE_US)), TILE_US)
+    ctes.append((STEPS, exp.union(
+        exp.select(*by_key(), named(midnights, STEP)).from_(ident(SPANS), copy=False),
+        exp.select(*by_key(), named(exp.Add(this=col(US), expression=lit(w)), STEP)).from_(ident(EVENTS), copy=False),
         distinct=True,
-    )
-    ctes.append((STEPS, step_times))
-    # A range join and GROUP BY: each step re-aggregates its whole frame. Correct and
-    # plain SQL on every engine; each step costs the events of its key in its frame.
-    v = col(STEP, "v")
-    on = [exp.EQ(this=col(k, "v"), expression=col(k, "e")) for k in keys]
-    on += [
-        exp.GT(this=col(US, "e"), expression=exp.Sub(this=v.copy(), expression=lit(w))),
-        exp.LT(this=col(US, "e"), expression=midnight(v.copy())),
-    ]
-    q = (
+    )))
+
+    # The suffixes: each step at its frame's lower edge v - w among its key's events of
+    # that day (its arguments NULL: it adds nothing), with the partials of the events
+    # after it, those at v - w excluded (a RANGE from 1us after the row's time).
+    edge = exp.Sub(this=col(STEP), expression=lit(w))
+    null = exp.Null
+    ctes.append((ROWS, exp.union(
+        exp.select(*by_key(), col(US), day.copy(), named(null(), STEP), *[col(a) for a in args.values()])
+        .from_(ident(EVENTS), copy=False),
         exp.select(
-            *[col(k, "v") for k in keys], v.copy(),
-            *[
-                exp.alias_(_OVER_ROWS[p.func](this=col(args[(p.arg, p.filter)], "e")), ident(p.name), copy=False)
-                for p in partials
-            ],
-        )
-        .from_(exp.Table(this=ident(STEPS)).as_(ident("v")), copy=False)
-        .join(exp.Table(this=ident(EVENTS)).as_(ident("e")), on=all_of(on), join_type="left", copy=False)
-        .group_by(*[col(k, "v") for k in keys], v.copy(), copy=False)
-    )
+            *by_key(), named(edge, US), named(midnight(edge.copy()), DAY), col(STEP), *[named(null(), a) for a in args.values()],
+        ).from_(ident(STEPS), copy=False),
+        distinct=False,
+    )))
+    suffix = {p.name: f"{p.name}_after" for p in partials}
+    ctes.append((AFTER, exp.select(
+        *by_key(), day.copy(), col(STEP),
+        *[
+            named(_over(_OVER_ROWS[p.func](this=col(arg_of[p.name])), [*by_key(), day.copy()], col(US), 1, None), suffix[p.name])
+            for p in partials
+        ],
+    ).from_(ident(ROWS), copy=False)))
+
+    # The whole days between: the steps among their key's tiles, by the day of v - w,
+    # with the partials of the tiles 1d to w - 1d after it.
+    step_rows = exp.Not(this=exp.Is(this=col(STEP), expression=null()))
+    ctes.append((DAYS, exp.union(
+        exp.select(*by_key(), day.copy(), named(null(), STEP), *[named(null(), suffix[p.name]) for p in partials],
+                   *[col(p.name) for p in partials]).from_(ident(TILES), copy=False),
+        exp.select(*by_key(), day.copy(), col(STEP), *[col(suffix[p.name]) for p in partials],
+                   *[named(null(), p.name) for p in partials]).from_(ident(AFTER), copy=False).where(step_rows, copy=False),
+        distinct=False,
+    )))
+    between = {p.name: f"{p.name}_between" for p in partials}
+    ctes.append((WITHIN, exp.select(
+        *by_key(), col(STEP), *[col(suffix[p.name]) for p in partials],
+        *[
+            named(_over(_OF_PARTIALS[p.func](this=col(p.name)), by_key(), day.copy(), TILE_US, w - TILE_US), between[p.name])
+            for p in partials
+        ],
+    ).from_(ident(DAYS), copy=False)))
+    q = exp.select(
+        *by_key(), col(STEP),
+        *[named(_combined(p.func, col(suffix[p.name]), col(between[p.name]), low), p.name) for p in partials],
+    ).from_(ident(WITHIN), copy=False).where(step_rows.copy(), copy=False)
     for name_, cte in ctes:
         q = q.with_(ident(name_), as_=cte, copy=False)
     return q
