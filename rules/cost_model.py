@@ -123,19 +123,21 @@ def _node_ns(n: Node, rows: float, e: NodeEstimate, c: BatchConstants) -> float:
     return 0.0
 
 
-# The steps job of a hybrid feature is a range join and a GROUP BY, the shape of the
-# range_join lowering of point-in-time joins: its constants, the pair's refitted on
-# the steps job (bench/test_placement_bench.py: 8-20 ns a pair measured, 1M events).
-STEPS_EVENT_NS = 46  # an event read and hashed on its key
-STEPS_PAIR_NS = 12  # a step paired with an event of its key in its window
+# The steps job of a hybrid feature (backends/hybrid.py): tiles per key and day,
+# then each step from one day's events and its window's tiles, by window functions:
+# linear in the events it reads and the steps it makes. Fitted on DuckDB 2.0.1
+# (bench/test_placement_bench.py: 1M events over 60 days, 50-10k keys, 7d and 30d).
+STEPS_EVENT_NS = 500  # an event read, tiled and sorted into its day
+STEPS_STEP_NS = 500  # a step made and aggregated
 
 
 def hybrid_steps_seconds(
-    sink: Node, stats: Statistics | None, engine: str, events_per_s: float, window_us: int
+    sink: Node, stats: Statistics | None, engine: str, events_per_s: float, window_us: int, history_us: int | None = None
 ) -> float | None:
-    """One daily run of a hybrid feature's steps job (backends/hybrid.py): a midnight
-    step per key with events in the window, and a step per event of the day a window
-    ago; each step pairs with its key's events in its window."""
+    """One run of a hybrid feature's steps job over ``history_us`` of events (by
+    default the window and a day: what a daily run reads). Its steps: one per
+    event time, and a midnight step per key and day on which the key has events
+    in the window before it."""
     est = estimate(sink, stats)
     window = next((n for n in est if isinstance(n, WindowAggregate)), None)
     if window is None:
@@ -143,12 +145,15 @@ def hybrid_steps_seconds(
     keys = _groups(est[window.input], window.keys)
     if keys is None:
         return None
-    in_window = events_per_s * window_us / 1e6
-    steps = min(keys, in_window) + events_per_s * 86_400
-    pairs = steps * in_window / max(keys, 1.0)
+    history_us = history_us or window_us + 86_400_000_000
+    events = events_per_s * history_us / 1e6
+    days = history_us / 86_400_000_000
+    events_per_key_day = events / max(keys, 1.0) / max(days, 1.0)
+    # A key has a midnight step on a day when it has an event in the window before it.
+    active = min(1.0, events_per_key_day * window_us / 86_400_000_000)
+    steps = events + keys * days * active
     factor = 1.0 if engine == "duckdb" else SPARK_ROW_FACTOR
-    read = events_per_s * (window_us / 1e6 + 86_400)
-    return BATCH_ENGINES[engine].run_s + factor * (read * STEPS_EVENT_NS + pairs * STEPS_PAIR_NS) / 1e9
+    return BATCH_ENGINES[engine].run_s + factor * (events * STEPS_EVENT_NS + steps * STEPS_STEP_NS) / 1e9
 
 
 def stream_ns_per_event(roots: Node | Iterable[Node]) -> float:
