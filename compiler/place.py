@@ -12,7 +12,7 @@ from relplan.compiler.plan import Plan
 from relplan.backends.flink import FlinkLowering
 from relplan.ir.errors import OptimizerError, UnsupportedError
 from relplan.ir.graph import walk
-from relplan.ir.nodes import AsOfJoin, Sink
+from relplan.ir.nodes import AsOfJoin, Sink, Source
 from relplan.rules import OptimizerConfig
 from relplan.rules.placement import Knobs, Placement, place_feature
 
@@ -35,6 +35,7 @@ def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
             units.append((f.name, f.columns, sink))
     else:  # built without features, or training data (its point-in-time joins are one plan)
         units = [(s.name, s.schema.names, s) for s in plan.outputs]
+    _check_statistics(plan, config)
     unknown = sorted({name for name, _ in knobs.features} - {name for name, _, _ in units})
     if unknown:
         raise OptimizerError(
@@ -46,6 +47,23 @@ def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
         stream = None if refusal else split_hybrid(sink).stream
         placed.append(place_feature(name, columns, sink, config.statistics, knobs, refusal, stream, _flink_refusal(sink)))
     return Placement(knobs, tuple(placed), config, by_output)
+
+
+def _check_statistics(plan: Plan, config: OptimizerConfig) -> None:
+    """Placement weighs cost, which needs every source's rows, and a stream's rate:
+    without them it would choose blind, so it refuses and says what to give."""
+    stats = config.statistics
+    missing = []
+    for src in (n for n in walk(plan.outputs) if isinstance(n, Source)):
+        st = None if stats is None else stats.of(src.name)
+        if st is None or (src.event_time is not None and st.rate_of(src.event_time) is None):
+            missing.append(src.name)
+    if missing:
+        raise OptimizerError(
+            f"placement needs statistics of source(s) {missing}: their rows and event rate "
+            "(rp.measure_statistics(tables), or rp.Statistics({name: rp.SourceStats(rows=..., rate=...)})), "
+            "passed as rp.optimize(plan, statistics=..., knobs=...)"
+        )
 
 
 def _flink_refusal(sink: Sink) -> str | None:

@@ -18,8 +18,9 @@ TimeWindowAggregate one per key and window; a Join l r / max(distinct of the
 keys); an AsOfJoin its spine's; a Union the sum; the rest their input's.
 
 State (rows a streaming job holds for the node, before the watermark's buffer,
-which the cost model adds): an OVER window keeps the rows of its longest frame
-(rate x frame length), or an accumulator per key for an unbounded one; a window
+which the cost model adds): an OVER window keeps the rows of each of its frames
+(rate x frame length; Flink computes each frame in an OVER of its own), or an
+accumulator per key for an unbounded one; a window
 TVF an accumulator per key and open window; a GROUP BY one per key; a regular
 join both inputs.
 """
@@ -103,18 +104,19 @@ def _estimate(n: Node, ins: list[NodeEstimate], stats: Statistics | None) -> Nod
         state: float | None = 0.0
         for frame, _ in n.windows:
             if frame.lower is None:
-                held = _groups(first, n.keys)
+                held = key_groups(first, n.keys)
             else:
                 # The rate, not the rows: statistics from a sample describe a stream
                 # that runs on, whose frames fill up whatever the sample's length.
                 held = None if first.rate is None else first.rate * frame.lower / 1e6
-            state = None if state is None or held is None else max(state, held)
+            # Summed: Flink computes each frame in an OVER of its own, each holding its rows.
+            state = None if state is None or held is None else state + held
         return NodeEstimate(first.rows, first.rate, width, state, dict(first.distinct))
     if isinstance(n, Aggregate):
-        groups = _groups(first, n.keys)
+        groups = key_groups(first, n.keys)
         return NodeEstimate(groups, None, width, groups, {k: first.distinct[k] for k in n.keys if k in first.distinct})
     if isinstance(n, TimeWindowAggregate):
-        keys = _groups(first, n.keys)
+        keys = key_groups(first, n.keys)
         per_key_windows = -(-n.window.size // n.window.slide)
         rows = None
         if first.rows is not None and keys is not None and first.rate:
@@ -141,7 +143,7 @@ def _estimate(n: Node, ins: list[NodeEstimate], stats: Statistics | None) -> Nod
     return NodeEstimate(first.rows, first.rate, width, 0.0, dict(first.distinct))  # Sink
 
 
-def _groups(est: NodeEstimate, keys: tuple[str, ...]) -> float | None:
+def key_groups(est: NodeEstimate, keys: tuple[str, ...]) -> float | None:
     """Distinct key tuples: the product of the keys' distinct counts, at most the rows."""
     product = 1.0
     for k in keys:

@@ -35,7 +35,7 @@ from relplan.ir.nodes import (
     Union,
     WindowAggregate,
 )
-from relplan.rules.cardinality import NodeEstimate, _groups, estimate
+from relplan.rules.cardinality import NodeEstimate, estimate, key_groups
 from relplan.rules.statistics import Statistics
 
 
@@ -142,7 +142,7 @@ def hybrid_steps_seconds(
     window = next((n for n in est if isinstance(n, WindowAggregate)), None)
     if window is None:
         return None
-    keys = _groups(est[window.input], window.keys)
+    keys = key_groups(est[window.input], window.keys)
     if keys is None:
         return None
     history_us = history_us or window_us + 86_400_000_000

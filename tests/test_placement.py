@@ -150,6 +150,8 @@ def test_bad_statistics_and_knobs_are_named() -> None:
     ):
         with pytest.raises(rp.OptimizerError, match=message):
             rp.Knobs(**kwargs)
+    with pytest.raises(rp.OptimizerError, match=r"placement needs statistics of source\(s\) \['Payments'\]: their rows and event rate"):
+        rp.optimize(rp.compile(features()), knobs=rp.Knobs())
     with pytest.raises(rp.RelplanError, match="knobs= takes an rp.Knobs"):
         rp.optimize(rp.compile(features()), knobs={"priority": "cost"})  # type: ignore[arg-type]
 
@@ -462,7 +464,8 @@ def test_cost_estimates_are_within_a_few_times_of_measured_duckdb_runs() -> None
 def test_training_data_and_plans_without_features_are_placed_by_output() -> None:
     spine = pa.table({"account_id": [1, 2], "ts": pa.array([dt.datetime(2024, 3, 5, tzinfo=dt.timezone.utc)] * 2, pa.timestamp("us", tz="UTC"))})
     training = rp.pitc_plan(spine, [payment_count(window=rp.sliding("1d"))], tables={"Payments": events(100)})
-    (f,) = rp.optimize(training, statistics=STATS, knobs=rp.Knobs()).placement.features  # type: ignore[union-attr]
+    with_spine = rp.Statistics({**dict(STATS.sources), "pitc_spine": rp.SourceStats(rows=2, rate=0.001)})
+    (f,) = rp.optimize(training, statistics=with_spine, knobs=rp.Knobs()).placement.features  # type: ignore[union-attr]
     assert (f.feature, f.chosen.name) == ("training_data", "batch")
     assert "training data is computed over bounded tables" in dict((a.name, a.refused) for a in f.alternatives)["streaming"]
     bare = rp.Plan(rp.compile(features()[:2]).outputs)
