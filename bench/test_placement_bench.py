@@ -14,14 +14,13 @@ and dense data, is in bench/test_pitc_bench.py (test_windowed_duckdb).
 
 from __future__ import annotations
 
-import gc
 import math
 
 import pytest
 
 import relplan as rp
 from bench.results import RESULTS, record
-from bench.test_optimizer_bench import thousand_features
+from bench.test_optimizer_bench import cold, thousand_features
 from relplan import demo
 from relplan.rules.cost_model import batch_seconds
 
@@ -35,11 +34,6 @@ THOUSAND_STATS = rp.Statistics({
     "Logins": rp.SourceStats(rows=10**7, distinct={"user": 10**5, "device": 10**4, "ip": 10**5}, spans={"ts": DAY_S * 10**6}),
 })
 PLACE = "1,000 features: optimize (+ placement)"
-
-
-def cold() -> None:
-    rp.clear_caches()
-    gc.collect()
 
 
 def test_thousand_features_optimized_baseline(benchmark):
