@@ -1,15 +1,16 @@
 """place(): each feature of a plan placed on batch, streaming or both, under the knobs.
 
 Each feature is compiled on its own (the compile cache makes a thousand of them
-cheap), so that its alternatives are estimated for its own plan; features that land on the same placement are grouped into shared
-jobs again by the deployment (compiler/deployment.py).
+cheap), so that its alternatives are estimated for its own plan; features that
+land on the same placement share jobs again in the deployment
+(compiler/deployment.py).
 """
 
 from __future__ import annotations
 
+from relplan.backends.flink import FlinkLowering
 from relplan.backends.hybrid import hybrid_refusal, split_hybrid
 from relplan.compiler.plan import Plan
-from relplan.backends.flink import FlinkLowering
 from relplan.ir.errors import OptimizerError, UnsupportedError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import AsOfJoin, Sink, Source
