@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from relplan.backends.hybrid import split_hybrid, steps_select_sql
-from relplan.ir.errors import DataError, EngineError
+from relplan.ir.errors import DataError, EngineError, UnsupportedError
 from relplan.ir.graph import transform, walk
 from relplan.ir.nodes import Node, Sink, Source
 from relplan.ir.windows import format_duration
@@ -110,6 +110,12 @@ class Deployment:
         from relplan.backends.arrow_io import conform_table, in_ir_types
         from relplan.backends.duckdb import _naive
 
+        on_spark = [j.name for j in self.jobs if j.engine == "spark"]
+        if on_spark:
+            raise UnsupportedError(
+                f"run_locally() runs batch jobs on DuckDB, but {on_spark} are Spark SQL: run them with spark.sql, "
+                "or place with rp.Knobs(batch_engine='duckdb') to try the deployment here"
+            )
         con = duckdb.connect()
         out: dict[str, pa.Table] = {}
         try:

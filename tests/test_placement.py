@@ -389,6 +389,8 @@ def test_spark_batch_jobs_run_as_they_are() -> None:
                 assert len(rows) == 400
     finally:
         con.close()
+    with pytest.raises(rp.UnsupportedError, match=r"run_locally\(\) runs batch jobs on DuckDB, but .* are Spark SQL"):
+        d.run_locally({"Payments": data})
 
 
 def _duckdb_steps_sql(table: str) -> str:
