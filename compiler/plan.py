@@ -63,13 +63,13 @@ class Plan:
             return "(no rule changed the plan)"
         return "\n".join(ln for t in self.trace for ln in t.lines())
 
-    def deployment(self, **options: Any) -> Deployment:
+    def deployment(self) -> Deployment:
         """The placed plan as a DAG of jobs (see compiler/deployment.py)."""
         from relplan.compiler.deployment import deployment
 
         if self.placement is None:
-            raise RelplanError("this plan is not placed: call rp.optimize(plan, knobs=rp.Knobs(...)) first")
-        return deployment(self, **options)
+            raise RelplanError("this plan is not placed: call rp.optimize(plan, statistics=..., knobs=rp.Knobs(...)) first")
+        return deployment(self)
 
     def __str__(self) -> str:
         return self.explain()

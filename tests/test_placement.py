@@ -152,6 +152,8 @@ def test_bad_statistics_and_knobs_are_named() -> None:
             rp.Knobs(**kwargs)
     with pytest.raises(rp.OptimizerError, match=r"placement needs statistics of source\(s\) \['Payments'\]: their rows and event rate"):
         rp.optimize(rp.compile(features()), knobs=rp.Knobs())
+    with pytest.raises(rp.RelplanError, match="this plan is not placed"):
+        rp.optimize(rp.compile(features())).deployment()
     with pytest.raises(rp.RelplanError, match="knobs= takes an rp.Knobs"):
         rp.optimize(rp.compile(features()), knobs={"priority": "cost"})  # type: ignore[arg-type]
 
