@@ -115,7 +115,7 @@ class SourceStats:
                     return int(lb)  # below the smallest quantile given nothing is known: its lateness
                 if qb == qa:
                     return int(lb)
-                return int(math.ceil(la + (lb - la) * max(0.0, want - qa) / (qb - qa)))
+                return math.ceil(la + (lb - la) * max(0.0, want - qa) / (qb - qa))
         return None
 
 

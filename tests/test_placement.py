@@ -471,7 +471,7 @@ def test_training_data_and_plans_without_features_are_placed_by_output() -> None
     with_spine = rp.Statistics({**dict(STATS.sources), "pitc_spine": rp.SourceStats(rows=2, rate=0.001)})
     (f,) = rp.optimize(training, statistics=with_spine, knobs=rp.Knobs()).placement.features  # type: ignore[union-attr]
     assert (f.feature, f.chosen.name) == ("training_data", "batch")
-    assert "training data is computed over bounded tables" in dict((a.name, a.refused) for a in f.alternatives)["streaming"]
+    assert "training data is computed over bounded tables" in {a.name: a.refused for a in f.alternatives}["streaming"]
     bare = rp.Plan(rp.compile(features()[:2]).outputs)
     placed_bare = rp.optimize(bare, statistics=STATS, knobs=rp.Knobs(max_staleness="5m"))
     assert [f.feature for f in placed_bare.placement.features] == ["Payments"]  # type: ignore[union-attr]
