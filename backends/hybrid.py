@@ -411,35 +411,18 @@ def _serve_query(
     keys = list(n.keys)
     h, s = "h", "s"
 
-    def both(a: AggCall, func: str) -> tuple[exp.Column, exp.Column]:
+    def parts(a: AggCall, func: str) -> tuple[exp.Column, exp.Column]:
+        """The day's partial (never NULL on a row with a key), then the step's (NULL
+        where the key has no step yet: nothing before T)."""
         p = partials_of[(a.name, func)]
-        return col(p, s), col(p, h)
-
-    def zero_if_null(c: exp.Expression) -> exp.Expression:
-        return exp.Coalesce(this=c, expressions=[lit(0)])
+        return col(p, h), col(p, s)
 
     def combined(a: AggCall) -> exp.Expression:
-        if a.func == "count":  # no step yet: nothing before T
-            sp, hp = both(a, "count")
-            return exp.Add(this=zero_if_null(sp), expression=zero_if_null(hp))
-        if a.func == "sum":  # NULL only where neither part has a value
-            sp, hp = both(a, "sum")
-            return (
-                exp.Case()
-                .when(exp.Is(this=sp.copy(), expression=exp.Null()), hp.copy(), copy=False)
-                .when(exp.Is(this=hp.copy(), expression=exp.Null()), sp.copy(), copy=False)
-                .else_(exp.Add(this=sp, expression=hp), copy=False)
-            )
         if a.func == "mean":
-            (ss, hs), (sc, hc) = both(a, "sum"), both(a, "count")
-            total = exp.Add(this=zero_if_null(ss), expression=zero_if_null(hs))  # exact for integers (HUGEINT)
-            count = exp.Add(this=zero_if_null(sc), expression=zero_if_null(hc))
+            total = _combined("sum", *parts(a, "sum"), low)
+            count = _combined("count", *parts(a, "count"), low)
             return exp.Div(this=low.cast(total, T.Float64), expression=exp.Nullif(this=count, expression=lit(0)))
-        # min/max: the extreme of the parts that have one. DuckDB's LEAST/GREATEST skip
-        # NULLs, others' return NULL; the COALESCE makes both right.
-        sp, hp = both(a, a.func)
-        extreme = (exp.Least if a.func == "min" else exp.Greatest)(this=sp.copy(), expressions=[hp.copy()], ignore_nulls=True)
-        return exp.Coalesce(this=extreme, expressions=[sp, hp])
+        return _combined(a.func, *parts(a, a.func), low)
 
     cols: list[exp.Expression] = [col(f.name, h) for f in n.input.schema]
     for a in n.aggs:
@@ -459,6 +442,14 @@ def _serve_query(
     else:  # the output's own columns over the window's (e.g. a mean as sum / count)
         out = [as_name(low.expr(e), name) for name, e in shape.top.exprs]
     return exp.select(*out).from_(exp.Subquery(this=merged, alias=exp.TableAlias(this=ident("m"))), copy=False)
+
+
+def hybrid_stream(sink: Sink, *, lateness_us: int = 0) -> Sink:
+    """The stream part of ``sink`` placed hybrid alone (its plan, without the SQL of
+    the other parts): what placement estimates the streaming side from."""
+    shape = _checked_shape(sink)
+    partials, _ = _partials(shape.window)
+    return _stream_plan(shape, partials, f"{sink.name}__head", lateness_us)
 
 
 def split_hybrid(sink: Sink, *, lateness_us: int = 0) -> HybridParts:
@@ -528,5 +519,5 @@ def run_hybrid_locally(
 
 
 __all__ = [
-    "HYBRID_AGGS", "TILE_US", "HybridParts", "hybrid_refusal", "run_hybrid_locally", "split_hybrid", "steps_select_sql",
+    "HYBRID_AGGS", "TILE_US", "HybridParts", "hybrid_refusal", "hybrid_stream", "run_hybrid_locally", "split_hybrid", "steps_select_sql",
 ]

@@ -548,21 +548,27 @@ def spark(small):
     return hands
 
 
+def _small_on_engine(benchmark, small, hands, feature, side, engine: str, name: str, comparison: str) -> None:
+    """One side of the by-hand comparison on a JVM engine: the plan's SQL run by hand
+    (``hands``), or relplan end to end; each result checked."""
+    if side == "by hand":
+        out = benchmark.pedantic(hands[feature], rounds=JVM_ROUNDS, iterations=1)
+        small.check(feature, _by_row(out, small, feature), f"{name} by hand")
+        record(small.comparison(feature, comparison), "baseline", benchmark)
+    else:
+        out = benchmark.pedantic(
+            lambda: rp.pitc_join_features(small.spine, small.features[feature], tables=small.tables, engine=engine),
+            rounds=JVM_ROUNDS, iterations=1,
+        )
+        small.check(feature, out, name)
+        record(small.comparison(feature, comparison), "relplan", benchmark)
+        record(small.comparison(feature, "engines"), f"relplan on {comparison}", benchmark)
+
+
 @pytest.mark.parametrize("side", ["by hand", "relplan"])
 @pytest.mark.parametrize("feature", SMALL_FEATURES)
 def test_small_spark(benchmark, small, spark, feature, side):
-    if side == "by hand":
-        out = benchmark.pedantic(spark[feature], rounds=JVM_ROUNDS, iterations=1)
-        small.check(feature, _by_row(out, small, feature), "Spark by hand")
-        record(small.comparison(feature, "Spark"), "baseline", benchmark)
-    else:
-        out = benchmark.pedantic(
-            lambda: rp.pitc_join_features(small.spine, small.features[feature], tables=small.tables, engine="spark"),
-            rounds=JVM_ROUNDS, iterations=1,
-        )
-        small.check(feature, out, "Spark")
-        record(small.comparison(feature, "Spark"), "relplan", benchmark)
-        record(small.comparison(feature, "engines"), "relplan on Spark", benchmark)
+    _small_on_engine(benchmark, small, spark, feature, side, "spark", "Spark", "Spark")
 
 
 class FlinkByHand:
@@ -613,15 +619,4 @@ def flink(small, tmp_path_factory):
 @pytest.mark.parametrize("side", ["by hand", "relplan"])
 @pytest.mark.parametrize("feature", SMALL_FEATURES)
 def test_small_flink(benchmark, small, flink, feature, side):
-    if side == "by hand":
-        out = benchmark.pedantic(flink[feature], rounds=JVM_ROUNDS, iterations=1)
-        small.check(feature, _by_row(out, small, feature), "Flink by hand")
-        record(small.comparison(feature, "Flink batch"), "baseline", benchmark)
-    else:
-        out = benchmark.pedantic(
-            lambda: rp.pitc_join_features(small.spine, small.features[feature], tables=small.tables, engine="flink"),
-            rounds=JVM_ROUNDS, iterations=1,
-        )
-        small.check(feature, out, "Flink")
-        record(small.comparison(feature, "Flink batch"), "relplan", benchmark)
-        record(small.comparison(feature, "engines"), "relplan on Flink batch", benchmark)
+    _small_on_engine(benchmark, small, flink, feature, side, "flink", "Flink", "Flink batch")

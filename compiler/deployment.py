@@ -32,8 +32,9 @@ import pyarrow.compute as pc
 
 from relplan.backends.hybrid import split_hybrid, steps_select_sql
 from relplan.ir.errors import DataError, EngineError, UnsupportedError
-from relplan.ir.graph import transform, walk
+from relplan.ir.graph import transform
 from relplan.ir.nodes import Node, Sink, Source
+from relplan.ir.printer import sources
 from relplan.ir.windows import format_duration
 
 if TYPE_CHECKING:
@@ -119,9 +120,9 @@ class Deployment:
         con = duckdb.connect()
         out: dict[str, pa.Table] = {}
         try:
-            sources = {s.name: s for j in self.jobs if j.plan is not None for s in walk(j.plan) if isinstance(s, Source)}
+            by_name = {s.name: s for j in self.jobs if j.plan is not None for s in sources(j.plan)}
             inputs = {}
-            for name, src in sources.items():
+            for name, src in by_name.items():
                 if name not in tables:
                     raise DataError(f"no table given for source {name!r}: pass tables={{{name!r}: <pyarrow table>}}")
                 inputs[name] = conform_table(src, tables[name])
@@ -133,7 +134,7 @@ class Deployment:
                 if job.kind == "streaming":
                     assert job.plan is not None
                     src_tables = {}
-                    for s in (n for n in walk(job.plan) if isinstance(n, Source)):
+                    for s in sources(job.plan):
                         t = inputs[s.name]
                         src_tables[s.name] = t.take(pc.sort_indices(t, [(s.event_time, "ascending")])) if s.event_time else t
                     options = {"mode": "streaming", **stream_options} if stream_engine == "flink" else stream_options
@@ -226,7 +227,7 @@ def _hybrid_jobs(_: str, engine: str, settings: dict[str, int], outputs: tuple[S
 
 
 def _reads(sink: Node) -> tuple[str, ...]:
-    return tuple(s.name for s in walk(sink) if isinstance(s, Source))
+    return tuple(s.name for s in sources(sink))
 
 
 def _with_lateness(node: Node, lateness: int) -> Node:

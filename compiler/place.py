@@ -9,11 +9,12 @@ land on the same placement share jobs again in the deployment
 from __future__ import annotations
 
 from relplan.backends.flink import FlinkLowering
-from relplan.backends.hybrid import hybrid_refusal, split_hybrid
+from relplan.backends.hybrid import hybrid_refusal, hybrid_stream
 from relplan.compiler.plan import Plan
 from relplan.ir.errors import OptimizerError, UnsupportedError
 from relplan.ir.graph import walk
-from relplan.ir.nodes import AsOfJoin, Sink, Source
+from relplan.ir.nodes import AsOfJoin, Sink
+from relplan.ir.printer import sources
 from relplan.rules import OptimizerConfig
 from relplan.rules.placement import Knobs, Placement, place_feature
 
@@ -45,7 +46,7 @@ def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
     placed = []
     for name, columns, sink in units:
         refusal = hybrid_refusal(sink)
-        stream = None if refusal else split_hybrid(sink).stream
+        stream = None if refusal else hybrid_stream(sink)
         placed.append(place_feature(name, columns, sink, config.statistics, knobs, refusal, stream, _flink_refusal(sink)))
     return Placement(knobs, tuple(placed), config, by_output)
 
@@ -55,7 +56,7 @@ def _check_statistics(plan: Plan, config: OptimizerConfig) -> None:
     without them it would choose blind, so it refuses and says what to give."""
     stats = config.statistics
     missing = []
-    for src in (n for n in walk(plan.outputs) if isinstance(n, Source)):
+    for src in sources(plan.outputs):
         st = None if stats is None else stats.of(src.name)
         if st is None or (src.event_time is not None and st.rate_of(src.event_time) is None):
             missing.append(src.name)

@@ -42,7 +42,8 @@ from typing import Any
 
 from relplan.ir.errors import OptimizerError, WindowError
 from relplan.ir.graph import walk
-from relplan.ir.nodes import Sink, Source, TimeWindowAggregate, WindowAggregate
+from relplan.ir.nodes import Sink, TimeWindowAggregate, WindowAggregate
+from relplan.ir.printer import sources
 from relplan.ir.windows import format_duration, parse_duration
 from relplan.rules import cost_model
 from relplan.rules.statistics import SourceStats, Statistics
@@ -392,18 +393,20 @@ class _Facts:
     and how far back its windows read."""
 
     events_per_s: float | None
+    rows: float | None  # the statistics' rows of the sources (a sample's, or the log's)
     lateness: tuple[SourceStats, ...]  # per source: the known lateness distribution
     lookback_us: int | None  # None: all history (a lifetime window)
 
     @classmethod
     def of(cls, sink: Sink, stats: Statistics | None) -> _Facts:
-        sources = [n for n in walk(sink) if isinstance(n, Source)]
         rate: float | None = 0.0
+        rows: float | None = 0.0
         lateness = []
-        for s in sources:
+        for s in sources(sink):
             st = None if stats is None else stats.of(s.name)
             r = None if st is None else st.rate_of(s.event_time)
             rate = None if rate is None or r is None else rate + r
+            rows = None if rows is None or st is None else rows + st.rows
             if st is not None and st.lateness:
                 lateness.append(st)
             else:  # the source's declared lateness is the most an event is late
@@ -415,7 +418,7 @@ class _Facts:
                     lookback = None if lookback is None or frame.lower is None else max(lookback, frame.lower)
             elif isinstance(n, TimeWindowAggregate) and lookback is not None:
                 lookback = max(lookback, n.window.size)
-        return cls(rate, tuple(lateness), lookback)
+        return cls(rate, rows, tuple(lateness), lookback)
 
     def late_fraction(self, allowed: int) -> float | None:
         fractions = [st.late_fraction(allowed) for st in self.lateness]
@@ -444,7 +447,7 @@ def _cost(compute: float | None, state: float | None, knobs: Knobs) -> float | N
 def _batch(sink: Sink, stats: Statistics | None, knobs: Knobs, facts: _Facts) -> Alternative:
     engine = knobs.batch_engine
     settle = facts.lateness_for(0.0) or 0
-    rows = _source_rows(sink, stats)
+    rows = facts.rows
     row_ns = cost_model.batch_row_ns(sink, stats, engine)
 
     def run_seconds(schedule: int) -> float | None:
@@ -537,19 +540,6 @@ def _hybrid(
         "hybrid", stream, stats, knobs, facts, lateness, missed, notes, f"{knobs.batch_engine}+flink", batch_compute
     )
     return Alternative(**{**alt.__dict__, "settings": (("tile", DAY_US), ("allowed_lateness", lateness))})
-
-
-def _source_rows(sink: Sink, stats: Statistics | None) -> float | None:
-    if stats is None:
-        return None
-    rows = 0.0
-    for n in walk(sink):
-        if isinstance(n, Source):
-            st = stats.of(n.name)
-            if st is None:
-                return None
-            rows += st.rows
-    return rows
 
 
 def _num(v: float | None) -> str:
