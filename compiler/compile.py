@@ -14,6 +14,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from relplan.backends.sql import gc_paused
 from relplan.compiler.dsl import FeatureBody
 from relplan.compiler.plan import Plan
 from relplan.compiler.transformation import Feature, Transformation
@@ -25,6 +26,11 @@ from relplan.ir.expr import Column, Expr
 
 def compile(features: Feature | Iterable[Feature]) -> Plan:  # noqa: A001 - the public name
     """Compile features into one plan (several outputs if their row sets differ)."""
+    with gc_paused():  # thousands of nodes and no cycles: the collector's passes would be wasted
+        return _compile(features)
+
+
+def _compile(features: Feature | Iterable[Feature]) -> Plan:
     feats = _check_features(features)
     per_event: dict[str, list[Feature]] = {}
     per_window: dict[tuple[Any, ...], list[Feature]] = {}

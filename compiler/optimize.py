@@ -8,6 +8,7 @@ from functools import lru_cache
 
 import networkx as nx
 
+from relplan.backends.sql import gc_paused
 from relplan.compiler.plan import Plan
 from relplan.ir.errors import RelplanError
 from relplan.ir.graph import walk
@@ -37,8 +38,14 @@ def optimize(
     """
     if not isinstance(plan, Plan):
         raise RelplanError(f"optimize() takes a plan from rp.compile(...), got {type(plan).__name__}")
+    with gc_paused():  # rules build and drop many nodes, with no cycles among them
+        return _optimize(plan, config, tuple(disable), statistics, knobs)
+
+
+def _optimize(
+    plan: Plan, config: OptimizerConfig | None, disable: tuple[str, ...], statistics: Statistics | None, knobs: Knobs | None
+) -> Plan:
     config = config or OptimizerConfig()
-    disable = tuple(disable)
     if disable:
         config = config.without(*disable)
     if statistics is not None:

@@ -285,7 +285,7 @@ class WindowAggregate(_Framed, Node):
         if s.field(self.order, context="(window order)").dtype != T.Timestamp:
             raise TypeMismatchError(f"window order column {self.order!r} must be a Timestamp")
         _check_windows(self.windows, "window aggregate")
-        self._finish(Schema(s.fields + tuple(_agg_fields(self.aggs, s, "window"))))
+        self._finish(s.extend(_agg_fields(self.aggs, s, "window")))
 
     @property
     def inputs(self) -> tuple[Node, ...]:
@@ -462,10 +462,10 @@ class AsOfJoin(_Framed, Node):
             raise SchemaError(f"unknown point-in-time lowering {self.lowering!r}; use one of {', '.join(ASOF_LOWERINGS)}")
         _check_windows(self.windows, "point-in-time join")
         added = _agg_fields(self.aggs, es, "point-in-time join")
-        clash = sorted(set(ss.names) & {f.name for f in added})
+        clash = sorted(f.name for f in added if f.name in ss)
         if clash:
             raise SchemaError(f"point-in-time features {clash} have the names of spine columns; rename them")
-        self._finish(Schema(ss.fields + tuple(added)))
+        self._finish(ss.extend(added))
 
     @property
     def inputs(self) -> tuple[Node, ...]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from relplan.ir.errors import OptimizerError, RelplanError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Node, Sink
+from relplan.ir.schema import names_in
 from relplan.rules.statistics import Statistics
 
 Roots = tuple[Sink, ...]
@@ -142,7 +143,7 @@ def run_rules(
 ) -> tuple[Roots, tuple[TraceEntry, ...]]:
     """Run ``rules`` in order, pass after pass, until a pass changes nothing."""
     rules = [(name, rule) for name, rule in rules if config.enabled(name)]
-    ctx = RuleContext(config, {f.name for n in walk(roots) for f in n.schema})
+    ctx = RuleContext(config, names_in(n.schema for n in walk(roots)))
     trace: list[TraceEntry] = []
     for pass_no in range(1, config.max_passes + 1):
         changed = False
