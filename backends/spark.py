@@ -14,6 +14,11 @@ refuses, becomes ``SIZE(COLLECT_SET(...))``, ``TRUNC`` (a date function in Spark
 is not used for casts. While a plan runs, the session's time zone is UTC and ANSI
 mode is on, so that integer overflow raises as it does on DuckDB instead of
 wrapping around; a session passed in gets its settings back afterwards.
+
+Results come back through Arrow where this process's pyspark can use the installed
+pyarrow (pyspark 4 needs pyarrow >= 18, which apache-flink's pins exclude when both
+are installed), and otherwise as rows converted to the IR's types: the same table,
+slower (see ``arrow_collect_works``).
 """
 
 from __future__ import annotations
@@ -34,10 +39,10 @@ from sqlglot.generators.spark import SparkGenerator
 
 from relplan.backends.arrow_io import in_ir_types
 from relplan.backends.jvm import java_root_message
-from relplan.backends.sql import SqlLowering, lit
+from relplan.backends.sql import SqlLowering, col, lit
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
-from relplan.ir.errors import DataError, EngineError
+from relplan.ir.errors import DataError, EngineError, RelplanError
 from relplan.ir.expr import Cast, Expr
 from relplan.ir.graph import walk
 from relplan.ir.nodes import Sink, Source
@@ -128,7 +133,9 @@ def local_session() -> Any:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(2 * cores))
         .config("spark.driver.memory", os.environ.get("RELPLAN_SPARK_DRIVER_MEMORY", "2g"))
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # Arrow for toPandas / createDataFrame(pandas) in the user's code too, unless the
+        # installed pyarrow is too old for this pyspark: then those run without it.
+        .config("spark.sql.execution.arrow.pyspark.enabled", str(arrow_collect_works()).lower())
     )
     for k, v in RUN_CONF.items():
         builder = builder.config(k, v)
@@ -142,6 +149,45 @@ def local_session() -> Any:
     return _LOCAL_SESSION
 
 
+_ARROW_COLLECT: bool | None = None
+
+
+def arrow_collect_works() -> bool:
+    """Whether this process's pyspark can hand results over as Arrow with the installed pyarrow.
+
+    Decided once per process (both are imported once). pyspark 4's ``toArrow`` first
+    runs pyspark's own ``require_minimum_pyarrow_version`` (pyarrow >= 18 in 4.0-4.3)
+    and fails without it; asking that same function, rather than copying its number,
+    stays right when a later pyspark raises its minimum. pyspark 3.5 has no ``toArrow``:
+    its ``_collect_as_arrow`` checks nothing and works with every pyarrow relplan
+    accepts (>= 14; pyspark 3.5's own minimum is 4.0).
+    """
+    global _ARROW_COLLECT
+    if _ARROW_COLLECT is None:
+        from pyspark.sql import DataFrame
+
+        _ARROW_COLLECT = True
+        if hasattr(DataFrame, "toArrow"):
+            from pyspark.sql.pandas.utils import require_minimum_pyarrow_version
+
+            try:
+                require_minimum_pyarrow_version()
+            except ImportError:  # PySparkImportError: pyarrow missing or older than pyspark needs
+                _ARROW_COLLECT = False
+    return _ARROW_COLLECT
+
+
+def collect(df: Any, sink: Sink, *, arrow: bool | None = None) -> pa.Table:
+    """A DataFrame's rows as a pyarrow Table in ``sink``'s IR types.
+
+    ``arrow=None`` takes the Arrow path where it works (``arrow_collect_works``), else
+    rows; the tests force each to compare them.
+    """
+    if arrow if arrow is not None else arrow_collect_works():
+        return in_ir_types(_collect_arrow(df), sink, "Spark")
+    return _collect_rows(df, sink)
+
+
 def _collect_arrow(df: Any) -> pa.Table | None:
     """A DataFrame's rows as Arrow (None when there are no rows)."""
     if hasattr(df, "toArrow"):  # pyspark >= 4
@@ -151,6 +197,39 @@ def _collect_arrow(df: Any) -> pa.Table | None:
         return pa.Table.from_batches(batches) if batches else None
     pdf = df.toPandas()  # e.g. a Spark Connect session of pyspark 3.5
     return pa.Table.from_pandas(pdf, preserve_index=False) if len(pdf) else None
+
+
+def _collect_rows(df: Any, sink: Sink) -> pa.Table:
+    """``collect()`` without Arrow, each column converted to its IR type exactly.
+
+    Spark casts each column to the IR's type first (as the Arrow path's cast does here),
+    so Int64s arrive as Python ints (no float round trip). Times never become Python
+    datetimes, which pyspark builds in the Python process's local time zone (an hour
+    is ambiguous at a DST change): timestamps come as UNIX_MICROS and dates as
+    UNIX_DATE integers, and Arrow casts those to ``timestamp[us, UTC]`` and ``date32``.
+    """
+    lowering = SparkLowering()
+    selects = []
+    for f in sink.schema:
+        value: exp.Expression = col(f.name)
+        if f.dtype != T.Null:  # a bare NULL column: all None as it is
+            value = lowering.cast(value, f.dtype)
+        if f.dtype == T.Timestamp:
+            value = lowering.epoch_us(value)
+        elif f.dtype == T.Date:
+            value = exp.Anonymous(this="UNIX_DATE", expressions=[value])
+        selects.append(value.sql(dialect=lowering.dialect))
+    rows = df.selectExpr(*selects).collect()
+    columns = list(zip(*rows)) if rows else [() for _ in selects]
+    arrays = []
+    for f, values in zip(sink.schema, columns):
+        if f.dtype == T.Timestamp:
+            arrays.append(pa.array(values, pa.int64()).cast(f.dtype.to_arrow()))
+        elif f.dtype == T.Date:
+            arrays.append(pa.array(values, pa.int32()).cast(f.dtype.to_arrow()))
+        else:
+            arrays.append(pa.array(values, f.dtype.to_arrow()))
+    return pa.Table.from_arrays(arrays, schema=sink.schema.to_arrow())
 
 
 # Spark type names (DataType.typeName()) accepted for each IR type in a named table.
@@ -198,10 +277,11 @@ class SparkBackend:
                 # Not render(): the view names are new on every run, the whole text never repeats.
                 sql = lowering.render_ctes(s, pretty=False)
                 try:
-                    result = _collect_arrow(spark.sql(sql))
+                    out[s.name] = collect(spark.sql(sql), s)
+                except RelplanError:  # the result does not fit its IR types: says so itself
+                    raise
                 except Exception as e:  # AnalysisException, Py4JJavaError, ...: the engine's own words
                     raise EngineError(f"Spark failed on output {s.name!r}: {spark_message(e)}\nSQL:\n{sql}") from e
-                out[s.name] = in_ir_types(result, s, "Spark")
             return out
         finally:
             for view in views.values():
