@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -35,6 +36,14 @@ def conform_table(source: Source, value: Any) -> pa.Table:
     NaN read as NULL as pandas does); anything else is a DataError naming the column.
     """
     table = as_arrow(value, source.name)
+    schema = arrow_schema(source)
+    if table.schema.equals(schema) and _conforms(source, table):
+        # Already canonical (e.g. a table a previous run conformed, or one built with the
+        # source's schema): the loop below would rebuild it unchanged, which was a third
+        # of execute()'s own time on small inputs. Metadata is dropped, as the loop does.
+        if table.schema.equals(schema, check_metadata=True):
+            return table
+        return pa.Table.from_arrays(table.columns, schema=schema)
     arrays = []
     for f in source.columns:
         if f.name not in table.column_names:
@@ -69,15 +78,41 @@ def conform_table(source: Source, value: Any) -> pa.Table:
                 f"event-time column {f.name!r} of the table for source {source.name!r} has "
                 f"{arrays[-1].null_count} NULL value(s); every event needs a time"
             )
-    return pa.Table.from_arrays(arrays, schema=source.columns.to_arrow())
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@lru_cache(maxsize=1024)
+def arrow_schema(node: Source | Sink) -> pa.Schema:
+    """The canonical arrow schema of a source's columns or an output's, built once per
+    node (nodes hash once; building the schema again costs more than the look-up)."""
+    return node.columns.to_arrow() if isinstance(node, Source) else node.schema.to_arrow()
+
+
+def _conforms(source: Source, table: pa.Table) -> bool:
+    """A table of the source's arrow schema needs no change: no NaN to read as NULL,
+    and (checked here so that the loop raises the error) no NULL event time."""
+    for f, col in zip(table.schema, table.columns):
+        if pa.types.is_floating(f.type) and col.null_count < len(col) and pc.any(pc.is_nan(col)).as_py():
+            return False
+        if f.name == source.event_time and col.null_count:
+            return False
+    return True
 
 
 def in_ir_types(result: pa.Table | None, sink: Sink, engine: str) -> pa.Table:
     """An engine's result for ``sink`` cast to the output's IR types (None: no rows)."""
-    target = sink.schema.to_arrow()
+    target = arrow_schema(sink)
     if result is None:
         return target.empty_table()
     try:
+        if result.schema.names == target.names:
+            # Cast only the columns whose type differs (on DuckDB: the timestamps, read
+            # back naive); casting the whole table costs more than its columns.
+            cols = [
+                c if c.type == f.type else c.cast(f.type)
+                for c, f in zip(result.columns, target)
+            ]
+            return pa.Table.from_arrays(cols, schema=target)
         return result.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:  # e.g. an Int64 out of range
         raise EngineError(f"{engine}'s result for output {sink.name!r} does not fit its IR types: {e}") from e
