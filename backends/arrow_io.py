@@ -91,12 +91,20 @@ def arrow_schema(node: Source | Sink) -> pa.Schema:
 def _conforms(source: Source, table: pa.Table) -> bool:
     """A table of the source's arrow schema needs no change: no NaN to read as NULL,
     and (checked here so that the loop raises the error) no NULL event time."""
-    for f, col in zip(table.schema, table.columns):
-        if pa.types.is_floating(f.type) and col.null_count < len(col) and pc.any(pc.is_nan(col)).as_py():
+    floats, time = _columns_to_check(source)
+    for i in floats:
+        col = table.column(i)
+        if col.null_count < len(col) and pc.any(pc.is_nan(col)).as_py():
             return False
-        if f.name == source.event_time and col.null_count:
-            return False
-    return True
+    return time is None or table.column(time).null_count == 0
+
+
+@lru_cache(maxsize=1024)
+def _columns_to_check(source: Source) -> tuple[tuple[int, ...], int | None]:
+    """Positions of the source's Float64 columns and of its event time."""
+    floats = tuple(i for i, f in enumerate(source.columns) if pa.types.is_floating(f.dtype.to_arrow()))
+    names = [f.name for f in source.columns]
+    return floats, names.index(source.event_time) if source.event_time in names else None
 
 
 def in_ir_types(result: pa.Table | None, sink: Sink, engine: str) -> pa.Table:
@@ -107,12 +115,13 @@ def in_ir_types(result: pa.Table | None, sink: Sink, engine: str) -> pa.Table:
     try:
         if result.schema.names == target.names:
             # Cast only the columns whose type differs (on DuckDB: the timestamps, read
-            # back naive); casting the whole table costs more than its columns.
-            cols = [
-                c if c.type == f.type else c.cast(f.type)
-                for c, f in zip(result.columns, target)
-            ]
-            return pa.Table.from_arrays(cols, schema=target)
+            # back naive): casting the whole table cost several times more.
+            out = result
+            for i, (got, want) in enumerate(zip(result.schema.types, target.types)):
+                if got != want:
+                    out = out.set_column(i, target.field(i), result.column(i).cast(want))
+            if out.schema.equals(target, check_metadata=True):
+                return out
         return result.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:  # e.g. an Int64 out of range
         raise EngineError(f"{engine}'s result for output {sink.name!r} does not fit its IR types: {e}") from e
