@@ -10,11 +10,12 @@ window frames are exact integer ranges over epoch microseconds.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import gc
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -102,6 +103,9 @@ class SqlLowering:
     NATIVE_RESULT: ClassVar[frozenset[str]] = frozenset(
         {"count", "count_distinct", "mean", "min", "max", "var", "std", "first", "last"}
     )
+
+    # While render_ctes renders text (pretty or not): select items come from a cache (see item()).
+    rendering_pretty: bool | None = None
 
     def __init__(self, table_names: dict[str, str] | None = None) -> None:
         self.table_names = table_names or {}
@@ -348,10 +352,7 @@ class SqlLowering:
         if isinstance(n, Filter):
             return [(t, exp.select("*").from_(ident(ins[0]), copy=False).where(self.expr(n.predicate), copy=False))]
         if isinstance(n, Project):
-            cols = [
-                col(nm) if isinstance(e, Column) and e.name == nm else exp.alias_(self.expr(e), ident(nm), copy=False)
-                for nm, e in n.exprs
-            ]
+            cols = [self.item(("project", nm, e), lambda nm=nm, e=e: self.project_item(nm, e)) for nm, e in n.exprs]
             return [(t, exp.select(*cols).from_(ident(ins[0]), copy=False))]
         if isinstance(n, WindowAggregate):
             return self.window_aggregate_ctes(n, ins[0], k)
@@ -374,6 +375,40 @@ class SqlLowering:
                 q = exp.union(q, exp.select("*").from_(ident(other), copy=False), distinct=False)
             return [(t, q)]
         raise UnsupportedError(f"{n.kind} is not supported by the {self.engine} backend")
+
+    def project_item(self, name: str, e: Expr) -> exp.Expression:
+        return col(name) if isinstance(e, Column) and e.name == name else exp.alias_(self.expr(e), ident(name), copy=False)
+
+    def item(self, key: Hashable, build: Callable[[], exp.Expression]) -> exp.Expression:
+        """A select item, built by ``build``; ``key`` says everything its text depends on
+        besides the lowering's variant.
+
+        While ``render_ctes`` renders text, the item is rendered alone and its text
+        cached: a node that gained one aggregate renders that one and reuses the text
+        of the other thousand. sqlglot renders a select list's items one by one,
+        context-free, and indents their lines as a whole, so the text is the same as
+        when the item is rendered in place (the render property test checks it)."""
+        pretty = self.rendering_pretty
+        if pretty is None:
+            return build()
+        cache_key = (self.variant, key, pretty)
+        text = _ITEM_TEXT.get(cache_key)
+        if text is None:
+            e = build()
+            if pretty and any(lit_.is_string and "\n" in lit_.this for lit_ in e.find_all(exp.Literal)):
+                return e  # pretty printing indents lines, but not those of a string literal in place
+            text = bounded_put(_ITEM_TEXT, cache_key, self.sql_text(e, pretty), _ITEM_TEXT_MAX)
+        return exp.Var(this=text)
+
+    def input_dependence(self, n: Node) -> object:
+        """What of its inputs' schemas the SQL text of ``n`` depends on (a part of the key
+        of its cached CTE text): every input's schema, but for a window aggregate without
+        tiles, which selects ``*`` and reads only its partition keys' types: a window
+        node keeps its text when a feature below it moves to another column position.
+        A subclass lowering a node from more of its input's schema must say so here."""
+        if isinstance(n, WindowAggregate) and all(f.tile is None for f, _ in n.windows):
+            return tuple(n.input.schema.dtype(k) for k in n.keys)
+        return tuple(i.schema for i in n.inputs)
 
     def asof_join_ctes(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
         """A point-in-time join by its chosen lowering (backends/asof.py); ``union`` where
@@ -440,19 +475,19 @@ class SqlLowering:
         named: dict[Frame, str] = {}
         calls = n.calls if windows is None else [(f, a) for f, aggs in windows for a in aggs]
         for frame, a in calls:
-            if _holds_no_time(frame):
-                # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its
-                # end; the aggregate over no rows is 0 for a count, NULL otherwise.
-                empty = a.func in ("count", "count_distinct")
-                value: exp.Expression = lit(0) if empty else self.cast(exp.Null(), a.dtype)
-            else:
-                name = named.setdefault(frame, f"w{len(named)}")
-                value = self.typed_agg(a, self.over(a, alias=ident(name), over="OVER"))
-            if n.keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
-                # A bare NULL: the CASE takes the ELSE branch's type, and a thousand
-                # CAST(NULL AS ...) were a third of the time sqlglot took to emit Spark SQL.
-                value = exp.Case().when(any_key_null(n.keys), exp.Null(), copy=False).else_(value, copy=False)
-            cols.append(exp.alias_(value, ident(a.name), copy=False))
+            # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its end.
+            window = None if _holds_no_time(frame) else named.setdefault(frame, f"w{len(named)}")
+            if window is None or self.rendering_pretty is None:
+                cols.append(self.item(("over", a, window, n.keys), lambda a=a, w=window: self.window_item(a, w, n.keys)))
+                continue
+            # Text cached with a stand-in for the window's name, of the name's length (the
+            # same line breaks): a frame added before it renames the window, not the item.
+            stand_in = _WINDOW_STAND_IN * len(window)
+            item = self.item(("over", a, stand_in, n.keys), lambda a=a, w=stand_in: self.window_item(a, w, n.keys))
+            if isinstance(item, exp.Var):
+                cols.append(exp.Var(this=item.this.replace(stand_in, window)))
+            else:  # not cached (see item()): built again with the window's own name
+                cols.append(self.window_item(a, window, n.keys))
         q = exp.select(*cols).from_(ident(src), copy=False)
         if named:
             q.set("windows", [
@@ -465,6 +500,20 @@ class SqlLowering:
                 for frame, name in named.items()
             ])
         return q
+
+    def window_item(self, a: AggCall, window: str | None, keys: tuple[str, ...]) -> exp.Expression:
+        """``a`` over the named ``window`` (None: a frame holding no time, over which the
+        aggregate over no rows is 0 for a count, NULL otherwise), as a select item."""
+        if window is None:
+            empty = a.func in ("count", "count_distinct")
+            value: exp.Expression = lit(0) if empty else self.cast(exp.Null(), a.dtype)
+        else:
+            value = self.typed_agg(a, self.over(a, alias=ident(window), over="OVER"))
+        if keys:  # a NULL key is no entity: its rows get NULL, not the NULL group's aggregate
+            # A bare NULL: the CASE takes the ELSE branch's type, and a thousand
+            # CAST(NULL AS ...) were a third of the time sqlglot took to emit Spark SQL.
+            value = exp.Case().when(any_key_null(keys), exp.Null(), copy=False).else_(value, copy=False)
+        return exp.alias_(value, ident(a.name), copy=False)
 
     def time_window_aggregate(self, n: TimeWindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
         w = n.window
@@ -529,8 +578,10 @@ class SqlLowering:
         rendered again: sqlglot's generator is most of the cost of emitting SQL.
         The text equals ``lower(sink).sql(...)`` (a property test checks it).
         """
+        rendering = copy.copy(self)  # a lowering may be shared by threads: the flag is this call's
+        rendering.rendering_pretty = pretty
         with gc_paused():
-            return self._render_ctes(sink, pretty)
+            return rendering._render_ctes(sink, pretty)
 
     def _render_ctes(self, sink: Sink, pretty: bool) -> str:
         names: dict[Node, str] = {}
@@ -541,7 +592,7 @@ class SqlLowering:
             # schemas, its position. Not the whole subplan below it: a node above a
             # changed feature keeps its text. A source's text (the one place a table
             # name appears) is cheap and not cached: table names may change every run.
-            local = (type(n), n._own_values(), tuple(i.schema for i in n.inputs))
+            local = (type(n), n._own_values(), self.input_dependence(n))
             key = (self.variant, local, ins, len(parts), pretty)
             texts = None if isinstance(n, Source) else _CTE_TEXT.get(key)
             if texts is None:
@@ -574,6 +625,9 @@ class SqlLowering:
 def as_name(e: exp.Expression, name: str) -> exp.Expression:
     """``e AS name``, or the column itself where ``e`` is it."""
     return e if isinstance(e, exp.Column) and e.name == name else exp.alias_(e, ident(name), copy=False)
+
+
+_WINDOW_STAND_IN = "\x00"  # no user's SQL text holds a NUL
 
 
 def _holds_no_time(f: Frame) -> bool:
@@ -630,3 +684,6 @@ _RENDERED: dict[tuple[object, ...], str] = {}
 _RENDERED_MAX = 256
 _CTE_TEXT: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
 _CTE_TEXT_MAX = 50_000
+# The text of select items by (lowering, item, pretty): see SqlLowering.item.
+_ITEM_TEXT: dict[tuple[object, ...], str] = {}
+_ITEM_TEXT_MAX = 200_000

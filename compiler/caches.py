@@ -14,4 +14,5 @@ def clear_caches() -> None:
     optimize_module._optimize_component.cache_clear()
     sql._RENDERED.clear()
     sql._CTE_TEXT.clear()
+    sql._ITEM_TEXT.clear()
     flink._DDL_TEXT.clear()

@@ -89,12 +89,17 @@ class RuleContext:
     _counter: itertools.count = field(default_factory=itertools.count)
 
     def fresh(self, hint: str) -> str:
-        """A column name no plan column uses (``__<hint>_<n>``)."""
-        while True:
+        """A column name no plan column uses: ``__<hint>``, else ``__<hint>_<n>``.
+
+        Rules give hints that name what the column is for (``m1h_count``: the count
+        behind mean ``m1h``), so a column's name does not depend on how many others were
+        made before it: a plan that gains a feature keeps its other names, and the SQL
+        text cached for them."""
+        name = f"__{hint}"
+        while name in self.used_names:
             name = f"__{hint}_{next(self._counter)}"
-            if name not in self.used_names:
-                self.used_names.add(name)
-                return name
+        self.used_names.add(name)
+        return name
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ Legal: stacked windows only append columns, and none reads another's output::
 
 becomes (a Project restores the column order and computes the decomposed mean)::
 
-    Project ..., n, s1h, m1h := CAST(s1h AS Float64) / __count_0, s1d
+    Project ..., n, s1h, m1h := CAST(s1h AS Float64) / __m1h_count, s1d
       WindowAggregate partition=[j] order=ts frame=(t-1h, t] aggs=[n := count(*)]
-        WindowAggregate partition=[k] order=ts frames=[(t-1h, t] aggs=[s1h := sum(x), __count_0 := count(x)]; (t-1d, t] aggs=[s1d := sum(x)]]
+        WindowAggregate partition=[k] order=ts frames=[(t-1h, t] aggs=[s1h := sum(x), __m1h_count := count(x)]; (t-1d, t] aggs=[s1d := sum(x)]]
           Source T
 
 Refused: a window whose aggregate or partition key reads another window's output
@@ -127,8 +127,8 @@ def _place(a: AggCall, group: dict[AggCall, str], present: dict[AggCall, str], c
         total = AggCall("sum", a.arg, "", a.filter)
         count = AggCall("count", a.arg, "", a.filter)
         if total in present or count in present:
-            s = group.setdefault(total, present.get(total) or ctx.fresh("sum"))
-            c = group.setdefault(count, present.get(count) or ctx.fresh("count"))
+            s = group.setdefault(total, present.get(total) or ctx.fresh(f"{a.name}_sum"))
+            c = group.setdefault(count, present.get(count) or ctx.fresh(f"{a.name}_count"))
             return Binary("/", Cast(Column(s, total.dtype), T.Float64), Column(c, T.Int64))
     group[key] = a.name
     return Column(a.name, a.dtype)
