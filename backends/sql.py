@@ -402,10 +402,13 @@ class SqlLowering:
 
     def input_dependence(self, n: Node) -> object:
         """What of its inputs' schemas the SQL text of ``n`` depends on (a part of the key
-        of its cached CTE text): every input's schema, but for a window aggregate without
-        tiles, which selects ``*`` and reads only its partition keys' types: a window
-        node keeps its text when a feature below it moves to another column position.
-        A subclass lowering a node from more of its input's schema must say so here."""
+        of its cached CTE text): every input's schema, but nothing for a projection or a
+        filter (their expressions name their columns, with types) and only the partition
+        keys' types for a window aggregate without tiles (it selects ``*``): a node keeps
+        its text when a feature below it moves to another column position. A subclass
+        lowering such a node from more of its input's schema must say so here."""
+        if isinstance(n, (Project, Filter)):
+            return ()
         if isinstance(n, WindowAggregate) and all(f.tile is None for f, _ in n.windows):
             return tuple(n.input.schema.dtype(k) for k in n.keys)
         return tuple(i.schema for i in n.inputs)

@@ -82,11 +82,16 @@ class OptimizerConfig:
 
 @dataclass
 class RuleContext:
-    """What a rule may use besides the plan: the config and fresh column names."""
+    """What a rule may use besides the plan: the config, fresh column names, and a memo.
+
+    ``memo`` keeps what a rule computed for a node for the later passes of the same
+    run: nodes are values, so a node met again (most of the plan, in the pass that
+    finds the fixed point) is a look-up, not a recomputation."""
 
     config: OptimizerConfig
     used_names: set[str] = field(default_factory=set)
     _counter: itertools.count = field(default_factory=itertools.count)
+    memo: dict[tuple[str, Node], object] = field(default_factory=dict)
 
     def fresh(self, hint: str) -> str:
         """A column name no plan column uses: ``__<hint>``, else ``__<hint>_<n>``.

@@ -34,6 +34,7 @@ computed twice).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
@@ -56,6 +57,7 @@ def _chain(top: WindowAggregate, uses: dict[Node, int]) -> list[WindowAggregate]
     return chain[::-1]
 
 
+@lru_cache(maxsize=65_536)
 def _unnamed(a: AggCall) -> AggCall:
     return replace(a, name="")
 
@@ -74,7 +76,14 @@ def share_windows(roots: Roots, ctx: RuleContext) -> Roots:
             return None
         node = original.with_inputs(inputs)
         assert isinstance(node, WindowAggregate)
-        return _merge(_chain(node, uses), ctx) or (None if node == original else node)
+        chain = _chain(node, uses)
+        key = ("share_windows", node)
+        merged = ctx.memo.get(key, ...) if len(chain) > 1 else None  # a chain merged in an earlier pass
+        if merged is ...:
+            merged = ctx.memo[key] = _merge(chain, ctx)
+            if merged is not None:  # what a merge makes is merged: the next pass need not try again
+                ctx.memo[("share_windows", merged.input if isinstance(merged, Project) else merged)] = None
+        return merged or (None if node == original else node)
 
     return transform(roots, rewrite, with_original=True)  # type: ignore[return-value]
 
