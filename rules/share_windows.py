@@ -138,6 +138,8 @@ def _place(a: AggCall, group: dict[AggCall, str], present: dict[AggCall, str], c
         if total in present or count in present:
             s = group.setdefault(total, present.get(total) or ctx.fresh(f"{a.name}_sum"))
             c = group.setdefault(count, present.get(count) or ctx.fresh(f"{a.name}_count"))
-            return Binary("/", Cast(Column(s, total.dtype), T.Float64), Column(c, T.Int64))
+            # A Float64 sum needs no cast: simplify_expressions would drop it in another pass.
+            numerator: Expr = Column(s, total.dtype)
+            return Binary("/", numerator if total.dtype == T.Float64 else Cast(numerator, T.Float64), Column(c, T.Int64))
     group[key] = a.name
     return Column(a.name, a.dtype)
