@@ -10,7 +10,10 @@ comparison within this run (the summary at the end prints the ratios):
    the same with relplan's tie rule by hand (``ASOF_TIES_SQL``: the raw ASOF JOIN
    picks any of the events tied at the newest time, relplan the largest value),
    relplan told that no two events share a key and a time (``UNIQUE_TIMES``, declared
-   statistics: no ties to settle),
+   statistics: no ties to settle; on these events, a log in time order without two
+   events at one time, relplan finds that itself in one pass and skips settling too),
+   relplan and the ASOF JOIN on the same events shuffled (a comparison of its own:
+   out of time order, relplan cannot tell cheaply and settles the ties in SQL),
    the range join + ROW_NUMBER() a feature store generates (``ROW_NUMBER_SQL``) and
    pandas ``merge_asof`` (Arrow to pandas, both sorts, the merge, back to Arrow). On
    the dense shape the range join pairs every spine row with its key's 10k events
@@ -308,11 +311,13 @@ class LatestShape:
     reference: pa.Table  # the spine plus latest_amt, by the ASOF JOIN
     small_spine: pa.Table  # the dense shape's spine for the range join + ROW_NUMBER
     small_reference: pa.Table
+    shuffled: pa.Table  # the same events out of time order
 
-    def comparison(self, small: bool = False) -> str:
+    def comparison(self, small: bool = False, shuffled: bool = False) -> str:
         n = self.small_spine.num_rows if small else self.spine.num_rows
         return (f"pitc latest, DuckDB, {self.name}: {human(n)} spine x {human(self.events.num_rows)} events, "
-                f"{human(self.keys)} keys" + (" (small spine for ROW_NUMBER)" if small else ""))
+                f"{human(self.keys)} keys" + (" (small spine for ROW_NUMBER)" if small else "")
+                + (" (events shuffled)" if shuffled else ""))
 
 
 @pytest.fixture(scope="module", params=["sparse", "dense"])
@@ -321,8 +326,9 @@ def latest_shape(request) -> LatestShape:
     events = make_events(scaled(LATEST_EVENTS), keys, seed=11)
     spine = make_spine(scaled(LATEST_SPINE), events, keys, seed=12)
     small = spine.slice(0, min(spine.num_rows, scaled(ROW_NUMBER_DENSE_SPINE)))
+    shuffled = events.take(pa.array(np.random.default_rng(13).permutation(events.num_rows)))
     return LatestShape(request.param, keys, spine, events, latest_reference(spine, events), small,
-                       latest_reference(small, events))
+                       latest_reference(small, events), shuffled)
 
 
 LATEST_METHODS = {
@@ -332,6 +338,9 @@ LATEST_METHODS = {
     "relplan_unique": ("relplan, (key, ts) declared unique", LATEST_ROUNDS),
     "pandas": ("pandas merge_asof", SLOW_ROUNDS),
     "row_number": ("range join + ROW_NUMBER", SLOW_ROUNDS),
+    # The same events shuffled: a comparison of its own, with its own baseline.
+    "shuffled_baseline": ("ASOF JOIN by hand", LATEST_ROUNDS),
+    "shuffled_relplan": ("relplan, ties settled in SQL", LATEST_ROUNDS),
 }
 
 
@@ -340,7 +349,7 @@ LATEST_METHODS = {
 def test_latest_duckdb(benchmark, latest_shape, method, spine_size):
     shape = latest_shape
     dense = shape.name == "dense"
-    if spine_size == "small" and (not dense or method in ("pandas", "asof_ties", "relplan_unique")):
+    if spine_size == "small" and (not dense or method in ("pandas", "asof_ties", "relplan_unique") or method.startswith("shuffled")):
         pytest.skip("the small-spine comparison is the dense shape's range join + ROW_NUMBER, with the ASOF JOIN and relplan")
     if spine_size == "full" and dense and method == "row_number":
         reason = (f"range join + ROW_NUMBER on {human(shape.spine.num_rows)} spine rows x {human(shape.keys)} keys "
@@ -351,8 +360,11 @@ def test_latest_duckdb(benchmark, latest_shape, method, spine_size):
     small = spine_size == "small"
     spine, reference = (shape.small_spine, shape.small_reference) if small else (shape.spine, shape.reference)
     events = shape.events
+    shuffled = shape.shuffled
     run = {
         "baseline": lambda: duckdb_query(ASOF_SQL, spine=spine, events=events),
+        "shuffled_baseline": lambda: duckdb_query(ASOF_SQL, spine=spine, events=shuffled),
+        "shuffled_relplan": lambda: relplan_latest(spine, shuffled),
         "relplan": lambda: relplan_latest(spine, events),
         "asof_ties": lambda: duckdb_query(ASOF_TIES_SQL, spine=spine, events=events),
         "relplan_unique": lambda: relplan_latest(spine, events, statistics=UNIQUE_TIMES),
@@ -361,12 +373,13 @@ def test_latest_duckdb(benchmark, latest_shape, method, spine_size):
     }[method]
     label, rounds = LATEST_METHODS[method]
     out = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1 if rounds > 1 else 0)
-    if method.startswith("relplan"):
+    if "relplan" in method:
         assert_spine_kept(out, spine, label)
         assert_columns_match(out, reference, LATEST_COLUMNS, label)
     else:
         assert_same_latest(out, "amt", reference, label)
-    record(shape.comparison(small), label if method != "baseline" else "baseline", benchmark)
+    baseline = method in ("baseline", "shuffled_baseline")
+    record(shape.comparison(small, method.startswith("shuffled")), "baseline" if baseline else label, benchmark)
 
 
 # ---- 2. windowed aggregates, DuckDB -----------------------------------------------

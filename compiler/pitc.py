@@ -53,7 +53,7 @@ from relplan.ir.expr import Column
 from relplan.ir.schema import Field, Schema
 from relplan.ir.types import from_arrow
 from relplan.ir.windows import Frame, parse_duration
-from relplan.rules import OptimizerConfig, Statistics
+from relplan.rules import OptimizerConfig, SourceStats, Statistics
 
 SPINE = "pitc_spine"  # the spine's source name in the plan (and its table in the SQL)
 OUTPUT = "training_data"
@@ -136,13 +136,18 @@ def pitc_join_features(
 
     table = as_arrow(spine, "spine")
     feats = _check_features(features)
-    plan, spine_source = _plan(table, feats, time, keys, inclusive, tables, statistics, config)
+    if tables is not None and not isinstance(tables, Mapping):
+        raise DataError(f"tables= takes a dict of source name to table, e.g. {{'Transactions': arrow_table}}, got {type(tables).__name__}")
+    # Arrow once: the tie check below and the run read the same tables (a name stays a name).
+    given = {name: v if isinstance(v, str) else as_arrow(v, name) for name, v in (tables or {}).items()}
+    # DuckDB's ASOF JOIN skips settling ties where the events it is given have none;
+    # Spark and Flink have no such lowering, so nothing is checked for them.
+    plan, spine_source = _plan(table, feats, time, keys, inclusive, given, statistics, config, check_ties=engine == "duckdb")
     if engine == "flink":
         mode = options.setdefault("mode", "batch")
         if mode != "batch":
             raise RelplanError(f"training data is computed in batch; pitc_join_features() on Flink takes mode='batch', got {mode!r}")
     backend = get_backend(engine, **options)
-    given = dict(tables or {})
     if SPINE in given:
         raise DataError(f"tables= has a table named {SPINE!r}, the name relplan gives the spine; rename it")
     given[SPINE] = _spine_rows(table, spine_source)
@@ -191,7 +196,11 @@ def _plan(
     tables: Mapping[str, Any] | None,
     statistics: Statistics | None,
     config: OptimizerConfig | None,
+    check_ties: bool = False,
 ) -> tuple[Plan, nodes.Source]:
+    """The optimized plan and the spine's source. ``check_ties``: look in ``tables`` for
+    sources whose latest values have no ties to settle (``_no_ties``); only for a run on
+    those very tables, never for SQL that may run on other data."""
     from relplan.compiler.optimize import optimize
     from relplan.compiler.statistics import measure_statistics
 
@@ -261,7 +270,81 @@ def _plan(
             measured[SPINE] = _spine_rows(spine, spine_source)
             wanted[SPINE] = [time]
         statistics = measure_statistics(measured, columns=wanted)
+    if check_ties and tables is not None:
+        statistics = _no_ties(statistics, groups, tables, spine_source, key_map)
     return optimize(plan, config, statistics=statistics), spine_source
+
+
+def _no_ties(
+    statistics: Statistics | None,
+    groups: Mapping[tuple[Any, ...], list[Feature]],
+    tables: Mapping[str, Any],
+    spine: nodes.Source,
+    key_map: Mapping[str, str],
+) -> Statistics | None:
+    """``statistics`` plus (key, event time) as unique for each source of latest values
+    whose table shows it in one cheap pass (``_unique_in_time_order``): the ASOF JOIN's
+    match is then the answer, and settling ties (a second pass over the events, a
+    third of the ASOF JOIN's own time) is skipped. Where the pass cannot tell, the
+    statistics stay as they were and the ties are settled in SQL."""
+    for (src, body_keys), members in groups.items():
+        table = tables.get(src.name)
+        # Keys read as they are: a derived key, or one cast to the spine key's type (an
+        # Int64 as a Float64 may merge two keys), is not what the table holds.
+        plain = all(
+            isinstance(e, Column) and e.name == k and spine.columns.dtype(key_map.get(k, k)) == e.dtype for k, e in body_keys
+        )
+        newest = any(call.func == "last" for f in members for _, call in f.body.aggs)
+        if not (newest and plain and isinstance(table, pa.Table)):
+            continue
+        assert src.event_time is not None
+        columns = (*(k for k, _ in body_keys), src.event_time)
+        known = None if statistics is None else statistics.of(src.name)
+        if known is not None and known.is_unique(columns) or not _unique_in_time_order(table, columns):
+            continue
+        stats = known if known is not None else SourceStats(rows=table.num_rows)
+        others = {} if statistics is None else dict(statistics.sources)
+        others[src.name] = replace(stats, unique=(*stats.unique, columns))
+        statistics = Statistics(others)
+    return statistics
+
+
+# Rows in runs of equal times checked by a group-by at most: this share of the rows
+# (beyond it the check would cost about what settling the ties in SQL does), or this
+# many (a millisecond or two).
+TIED_TIMES_MAX_SHARE = 1 / 8
+TIED_TIMES_MAX_ROWS = 10_000
+
+
+def _unique_in_time_order(table: pa.Table, columns: tuple[str, ...]) -> bool:
+    """Whether no two rows share the values of ``columns`` (keys, then the event time),
+    told in one vectorized pass where the rows are in time order, as an event log
+    usually is: strictly increasing times share nothing, and with equal times only
+    the rows of those runs (few, or the answer is False) are grouped. False wherever
+    it cannot tell cheaply (rows out of time order) or the table is not as the source
+    declares (conform_table names that problem)."""
+    time = columns[-1]
+    if any(c not in table.column_names for c in columns) or not pa.types.is_timestamp(table.schema.field(time).type):
+        return False
+    ts = table.column(time)
+    if ts.null_count:
+        return False
+    us = ts.cast(pa.int64()).to_numpy()  # the table's own unit: order and equality are the same
+    later = us[1:] > us[:-1]
+    if later.all():
+        return True
+    if (us[1:] < us[:-1]).any():
+        return False
+    tied = np.flatnonzero(~later)
+    rows = np.union1d(tied, tied + 1)  # every row of a run of equal times
+    if len(rows) > max(len(us) * TIED_TIMES_MAX_SHARE, TIED_TIMES_MAX_ROWS):
+        return False
+    if any(pa.types.is_floating(table.schema.field(c).type) for c in columns[:-1]):
+        return False  # -0.0 and 0.0: one key to the engine, two groups to Arrow
+    # NULL keys group together: a tie reported where the ASOF JOIN skips the rows, only
+    # ever costing the settling.
+    subset = table.select(list(columns)).take(pa.array(rows))
+    return subset.group_by(list(columns)).aggregate([]).num_rows == subset.num_rows
 
 
 def _needs_statistics(plan: Plan) -> bool:

@@ -36,6 +36,7 @@ from strategies import (
     event_rows,
     feature_specs,
     floats,
+    ints,
     keys_,
     per_event_windows,
     strings,
@@ -166,6 +167,66 @@ def test_no_value_comes_from_after_the_inference_time(
     assert at_now.take(rows_at_now).equals(before.take(rows_at_now)), (
         "events at exactly the inference time were counted (inclusive=False)"
     )
+
+
+LATEST_TIES = settings(SETTINGS, max_examples=60)
+
+
+def only_last(window: tuple[str, ...]) -> tuple[str, ...]:
+    return ("last",)
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> tuple[str, bool, list[dict[str, Any]]]:
+    """Events for latest values: ``none`` (no two share a time), ``pair`` (one pair of
+    rows shares a time, of one key or two) or ``heavy`` (three times in all: ties
+    everywhere); in time order, as a log usually is, or shuffled."""
+    ties = draw(st.sampled_from(("none", "pair", "heavy")))
+    n = draw(st.integers(0, 24))
+    if ties == "heavy":
+        steps = sorted(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
+    else:
+        steps = sorted(draw(st.sets(st.integers(0, 60), min_size=n, max_size=n)))
+        if ties == "pair" and n > 1:
+            i = draw(st.integers(1, n - 1))
+            steps[i] = steps[i - 1]
+    base = draw(st.sampled_from(BASES_US))
+    rows = []
+    for step in steps:
+        rows.append({
+            "k": draw(st.sampled_from((0, 1, None))),
+            "v": draw(st.one_of(st.none(), ints)),
+            "x": draw(st.one_of(st.none(), floats)),
+            "s": draw(st.one_of(st.none(), strings)),
+            "b": draw(st.one_of(st.none(), bools)),
+            "ts": ref.from_us(base + step * STEP),
+        })
+    in_order = draw(st.booleans())
+    if not in_order:
+        rows = draw(st.permutations(rows))
+    return ties, in_order, rows
+
+
+@LATEST_TIES
+@given(data=st.data(), specs=st.lists(feature_specs(per_event_windows, only_last), min_size=1, max_size=2),
+       log=logs(), inclusive=st.booleans())
+def test_latest_values_with_heavy_ties_or_none_equal_the_brute_force(
+    data: st.DataObject, specs: list[FeatureSpec], log: tuple[str, bool, list[dict[str, Any]]], inclusive: bool
+) -> None:
+    """DuckDB's ASOF JOIN skips settling ties where the events show none in one pass
+    (in time order), and settles them otherwise: the same values either way."""
+    from relplan.compiler.pitc import _unique_in_time_order
+
+    ties, in_order, rows = log
+    points = data.draw(spines(rows))
+    note(f"features: {specs}\nties: {ties}, in time order: {in_order}\nspine: {points}")
+    check(specs, rows, points, join(specs, rows, points, inclusive=inclusive), inclusive)
+    # The pass's verdict: never "no ties" where two events share a key and a time; always
+    # "no ties" where a log in time order has no two events at one time.
+    verdict = _unique_in_time_order(to_table(rows), ("k", "ts"))
+    pairs = [(r["k"], r["ts"]) for r in rows]
+    assert not verdict or len(set(pairs)) == len(pairs)
+    assert verdict or not (ties == "none" and in_order)
 
 
 SPARK = settings(SETTINGS, max_examples=20)
@@ -308,6 +369,30 @@ def test_events_declared_unique_per_key_and_time_skip_settling_ties() -> None:
         rp.SourceStats(rows=1, unique="cc_num")  # type: ignore[arg-type]
     with pytest.raises(rp.DataError, match="the table has no column 'card'"):
         rp.measure_statistics({"Tx": TX}, unique={"Tx": [("card", "ts")]})
+
+
+def test_a_log_in_time_order_without_ties_skips_settling_them() -> None:
+    """pitc_join_features on DuckDB looks at the events once: in time order with no two
+    of a card at one time, the ASOF JOIN's match is the answer (unique_times); a tie,
+    or rows out of time order, keep the settling. pitc_plan never looks: its SQL may
+    run on other data."""
+    from relplan.compiler.pitc import _plan
+
+    feats = [rp.latest(Tx, "amt", by="cc_num")]
+    spine = spine_of([(1, 10, at(100), 0)])
+
+    def skips(tx: pa.Table) -> bool:
+        plan, _ = _plan(spine, feats, None, None, False, {"Tx": tx}, None, None, check_ties=True)
+        return "unique_times" in plan.explain()
+
+    assert skips(TX)  # cards 1 and 2 both have an event at 60: no tie
+    tied = TX.set_column(0, "cc_num", pa.array([1, 1, 1, 1, 2]))  # card 1 twice at 60
+    assert not skips(tied)
+    assert not skips(TX.take([1, 0, 2, 3, 4]))  # out of time order: cannot tell in one pass
+    assert "unique_times" not in rp.pitc_plan(spine, feats, tables={"Tx": TX}).explain()
+    for tx in (TX, tied):
+        got = rp.pitc_join_features(spine, feats, {"Tx": tx})
+        assert got.equals(rp.pitc_join_features(spine, feats, {"Tx": tx}, engine="reference"))
 
 
 @pytest.mark.parametrize("lowering", ["union", "range_join", None])
