@@ -16,7 +16,7 @@ Legal: stacked windows only append columns, and none reads another's output::
 
 becomes (a Project restores the column order and computes the decomposed mean)::
 
-    Project ..., n, s1h, m1h := CAST(s1h AS Float64) / __m1h_count, s1d
+    Project ..., n, s1h, m1h := s1h / __m1h_count, s1d
       WindowAggregate partition=[j] order=ts frame=(t-1h, t] aggs=[n := count(*)]
         WindowAggregate partition=[k] order=ts frames=[(t-1h, t] aggs=[s1h := sum(x), __m1h_count := count(x)]; (t-1d, t] aggs=[s1d := sum(x)]]
           Source T

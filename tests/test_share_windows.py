@@ -62,7 +62,7 @@ def test_merges_stacked_windows_of_one_partition_whatever_their_frames() -> None
     assert [r.schema for r in after] == [r.schema for r in before]
     assert ir.explain(after) == expected("""
         Sink out0
-          Project k, x, y, s, ts, s1h, m1h := CAST(s1h AS Float64) / __m1h_count, n, s1d
+          Project k, x, y, s, ts, s1h, m1h := s1h / __m1h_count, n, s1d
             WindowAggregate partition=[y] order=ts frame=(t-1h, t] aggs=[n := count(*)]
               WindowAggregate partition=[k] order=ts frames=[(t-1h, t] aggs=[s1h := sum(x), __m1h_count := count(x)]; (t-1d, t] aggs=[s1d := sum(x)]]
                 Source T event_time=ts bounded
