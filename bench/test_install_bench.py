@@ -76,9 +76,10 @@ def setup() -> Iterator[dict[str, Any]]:
 
 @pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "rows"])
 def test_spark_collect(benchmark: Any, setup: dict[str, Any], arrow: bool) -> None:
-    out = benchmark.pedantic(
-        lambda: spark_backend.collect(setup["df"], setup["sink"], arrow=arrow), rounds=5, iterations=1, warmup_rounds=1
-    )
+    def run() -> pa.Table:
+        return spark_backend.collect(setup["df"], setup["sink"], arrow=arrow)
+
+    out = benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
     assert out.num_rows == ROWS
     record("Spark collect, 100k rows: rows vs Arrow", "baseline" if arrow else "rows (no Arrow)", benchmark)
 
@@ -91,4 +92,5 @@ def test_spark_execute(benchmark: Any, setup: dict[str, Any], arrow: bool) -> No
 
     out = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     assert out.num_rows == ROWS
-    record("demo features, 100k rows, Spark: plain install", "baseline" if arrow else "rows (no Arrow)", benchmark)
+    label = "baseline" if arrow else "rows (no Arrow)"
+    record("demo features, 100k rows, Spark: plain install", label, benchmark)

@@ -292,8 +292,9 @@ def test_the_rows_path_returns_the_arrow_paths_table(spark: Any, tmp_path: Any) 
     @settings(max_examples=5, deadline=None)  # each example is three Spark jobs
     @given(table=_tables())
     def check(table: pa.Table) -> None:
-        (tmp_path / str(next(counter))).mkdir()
-        df = spark_df(spark, table, tmp_path / str(next(counter) - 1))
+        staging = tmp_path / str(next(counter))  # a file per example: Spark caches what it read
+        staging.mkdir()
+        df = spark_df(spark, table, staging)
         sink = _sink_of(table)
         by_rows, by_arrow = collect(df, sink, arrow=False), collect(df, sink, arrow=True)
         assert by_rows.schema.equals(table.schema) and by_arrow.schema.equals(table.schema)
@@ -312,7 +313,9 @@ def test_the_rows_path_returns_the_arrow_paths_table(spark: Any, tmp_path: Any) 
         time.tzset()
 
 
-def test_spark_without_arrow_returns_duckdb_rows_and_types(spark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spark_without_arrow_returns_duckdb_rows_and_types(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The whole run as it goes where pyarrow is too old for pyspark's Arrow paths."""
     import relplan.backends.spark as spark_backend
 
