@@ -38,7 +38,10 @@ class Node:
         return self
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:  # dataclasses.fields() per call was a tenth of building a node
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return tuple(getattr(self, name) for name in names)
 
     def _finish(self, schema: Schema) -> None:
         object.__setattr__(self, "schema", schema)
@@ -85,6 +88,9 @@ class Node:
 
     def replace_fields(self, **changes: Any) -> Node:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def node(cls: type) -> type:
