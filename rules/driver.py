@@ -109,12 +109,23 @@ class RuleContext:
 
 @dataclass(frozen=True)
 class TraceEntry:
-    """One rule firing: which nodes it removed and which it added."""
+    """One rule firing: which nodes it removed and which it added.
+
+    Holds the nodes and describes them when asked: most traces are never printed,
+    and describing the thousand nodes a merge removes was a tenth of optimizing."""
 
     pass_no: int
     rule: str
-    removed: tuple[str, ...]
-    added: tuple[str, ...]
+    removed_nodes: tuple[Node, ...]
+    added_nodes: tuple[Node, ...]
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        return tuple(_describe(n) for n in self.removed_nodes)
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        return tuple(_describe(n) for n in self.added_nodes)
 
     def lines(self) -> list[str]:
         out = [f"pass {self.pass_no}: {self.rule}"]
@@ -128,12 +139,10 @@ def _describe(n: Node) -> str:
     return f"{n.kind} {d}" if d else n.kind
 
 
-def _diff(before: Roots, after: Roots) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _diff(before: Roots, after: Roots) -> tuple[tuple[Node, ...], tuple[Node, ...]]:
     old, new = walk(before), walk(after)
     old_set, new_set = set(old), set(new)
-    removed = tuple(_describe(n) for n in old if n not in new_set)
-    added = tuple(_describe(n) for n in new if n not in old_set)
-    return removed, added
+    return tuple(n for n in old if n not in new_set), tuple(n for n in new if n not in old_set)
 
 
 def _check(rule: str, before: Roots, after: Roots) -> None:
