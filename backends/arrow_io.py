@@ -81,7 +81,7 @@ def conform_table(source: Source, value: Any) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)  # as many as the rendered SQL kept (a sink keeps its plan alive)
 def arrow_schema(node: Source | Sink) -> pa.Schema:
     """The canonical arrow schema of a source's columns or an output's, built once per
     node (nodes hash once; building the schema again costs more than the look-up)."""
