@@ -302,7 +302,7 @@ class SparkBackend:
         else:
             path = os.path.join(staging, f"{len(os.listdir(staging))}.parquet")
             pq.write_table(table, path)
-            df = spark.read.parquet(path)
+            df = read_staged_parquet(spark, path)
         df.createOrReplaceTempView(view)
         return view
 
@@ -336,6 +336,19 @@ class SparkBackend:
                 c = F.when(c.isNull(), F.raise_error(message)).otherwise(c)
             cols.append(c.alias(f.name))
         return df.select(*cols)
+
+
+def read_staged_parquet(spark: Any, path: str) -> Any:
+    """A Parquet file pyarrow wrote, as a DataFrame with its dates and times as written.
+
+    pyarrow writes proleptic Gregorian dates and times, as Spark >= 3 keeps them. For a
+    file no Spark wrote, Spark's default (``datetimeRebaseMode`` EXCEPTION) refuses any
+    date before 1582-10-15 rather than guess its calendar; CORRECTED reads the values
+    unchanged, for this read only (the session's settings are left alone).
+    """
+    return (
+        spark.read.option("datetimeRebaseMode", "CORRECTED").option("int96RebaseMode", "CORRECTED").parquet(path)
+    )
 
 
 def spark_message(e: BaseException) -> str:

@@ -44,9 +44,11 @@ def spark_df(spark: Any, table: pa.Table, tmp_path: Any) -> Any:
     """A Spark DataFrame of ``table`` with its types (pandas would make int columns with NULLs float)."""
     import pyarrow.parquet as pq
 
+    from relplan.backends.spark import read_staged_parquet
+
     path = str(tmp_path / "input.parquet")
     pq.write_table(table, path)
-    return spark.read.parquet(path)
+    return read_staged_parquet(spark, path)
 
 
 def rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -252,17 +254,17 @@ def _nullable(values: Any) -> Any:
 
 
 def _tables() -> Any:
-    """Tables of every IR type with NULLs, Int64 extremes, microsecond times before and
-    after 1970 and unicode text (no NaN: relplan reads NaN as NULL on input)."""
+    """Tables of every IR type with NULLs, Int64 extremes, microsecond times over Spark's
+    whole range (years 1-9999) and unicode text (no NaN: relplan reads NaN as NULL on input)."""
     from hypothesis import strategies as st
 
-    times = st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2200, 1, 1), timezones=st.just(UTC))
+    times = st.datetimes(dt.datetime(1, 1, 2), dt.datetime(9999, 12, 30), timezones=st.just(UTC))
     columns = {
         "i": (st.integers(-(2**63), 2**63 - 1), pa.int64()),
         "f": (st.floats(allow_nan=False), pa.float64()),
         "s": (st.text(max_size=6), pa.string()),
         "b": (st.booleans(), pa.bool_()),
-        "d": (st.dates(dt.date(1900, 1, 1), dt.date(2200, 1, 1)), pa.date32()),
+        "d": (st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)), pa.date32()),
         "ts": (times, pa.timestamp("us", "UTC")),
     }
     row = st.fixed_dictionaries({name: _nullable(values) for name, (values, _) in columns.items()})
@@ -325,3 +327,19 @@ def test_spark_without_arrow_returns_duckdb_rows_and_types(
     expected = rp.execute(plan, engine="duckdb", tables={"Payments": payments()})
     assert got.schema.equals(expected.schema)
     assert got.num_rows > 0 and rows(got) == rows(expected)
+
+
+def test_dates_and_times_before_the_gregorian_calendar_are_read_as_written(spark: Any) -> None:
+    """pyarrow writes proleptic Gregorian values; Spark refuses pre-1582 ones in a file it
+    did not write unless told to read them unchanged."""
+    from relplan.ir.nodes import Sink, Source
+    from relplan.ir.schema import Schema
+
+    table = pa.table({
+        "d": pa.array([dt.date(1, 1, 1), dt.date(1000, 3, 1), dt.date(1582, 10, 4), None], pa.date32()),
+        "ts": pa.array([dt.datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC), dt.datetime(1000, 2, 28, 23, tzinfo=UTC),
+                        dt.datetime(1582, 10, 14, tzinfo=UTC), T0], pa.timestamp("us", "UTC")),
+    })
+    plan = rp.Plan((Sink(Source("Old", Schema.from_arrow(table.schema), event_time="ts"), "out"),))
+    got = rp.execute(plan, engine="spark", tables={"Old": table})
+    assert rows(got) == rows(table)
