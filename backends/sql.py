@@ -353,7 +353,7 @@ class SqlLowering:
             return [(t, exp.select("*").from_(ident(ins[0]), copy=False).where(self.expr(n.predicate), copy=False))]
         if isinstance(n, Project):
             cols = [self.item(("project", nm, e), lambda nm=nm, e=e: self.project_item(nm, e)) for nm, e in n.exprs]
-            return [(t, exp.select(*cols).from_(ident(ins[0]), copy=False))]
+            return [(t, exp.Select(expressions=cols).from_(ident(ins[0]), copy=False))]
         if isinstance(n, WindowAggregate):
             return self.window_aggregate_ctes(n, ins[0], k)
         if isinstance(n, Aggregate):
@@ -491,7 +491,7 @@ class SqlLowering:
                 cols.append(exp.Var(this=item.this.replace(stand_in, window)))
             else:  # not cached (see item()): built again with the window's own name
                 cols.append(self.window_item(a, window, n.keys))
-        q = exp.select(*cols).from_(ident(src), copy=False)
+        q = exp.Select(expressions=cols).from_(ident(src), copy=False)
         if named:
             q.set("windows", [
                 exp.Window(
