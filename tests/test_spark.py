@@ -287,7 +287,7 @@ def test_the_rows_path_returns_the_arrow_paths_table(spark: Any, tmp_path: Any) 
 
     from hypothesis import given, settings
 
-    from relplan.backends.spark import collect
+    from relplan.backends.spark import arrow_collect_works, collect
 
     counter = iter(range(10**6))
 
@@ -298,9 +298,11 @@ def test_the_rows_path_returns_the_arrow_paths_table(spark: Any, tmp_path: Any) 
         staging.mkdir()
         df = spark_df(spark, table, staging)
         sink = _sink_of(table)
-        by_rows, by_arrow = collect(df, sink, arrow=False), collect(df, sink, arrow=True)
-        assert by_rows.schema.equals(table.schema) and by_arrow.schema.equals(table.schema)
-        assert rows(by_rows) == rows(by_arrow) == rows(table)
+        by_rows = collect(df, sink, arrow=False)
+        assert by_rows.schema.equals(table.schema) and rows(by_rows) == rows(table)
+        if arrow_collect_works():  # the pinned environments; a plain install's pyarrow may be too old
+            by_arrow = collect(df, sink, arrow=True)
+            assert by_arrow.schema.equals(table.schema) and rows(by_arrow) == rows(table)
 
     saved = os.environ.get("TZ")
     os.environ["TZ"] = "America/New_York"  # not UTC, with DST changes
