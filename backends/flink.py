@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from relplan.backends import flink_dialect as fd
+from relplan.backends import flink_extremes as fx
 from relplan.backends.arrow_io import in_ir_types
 from relplan.backends.jvm import java_root_message
 from relplan.backends.sql import SqlLowering, as_name, bounded_put, col, gc_paused, ident, lit, paren
@@ -105,6 +106,8 @@ class FlinkLowering(SqlLowering):
         if mode not in MODES:
             raise RelplanError(f"Flink mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
+        # The var/std aggregates whose reference value (REF + name) the CTE being built has.
+        self._refs: frozenset[str] = frozenset()
 
     @property
     def variant(self) -> tuple[object, ...]:
@@ -156,11 +159,26 @@ class FlinkLowering(SqlLowering):
             return exp.Case().when(zero, self.cast(lit(0), T.Float64), copy=False).else_(col(name, table), copy=False)
         return col(name, table)
 
-    def arg_extreme(self, largest: bool, value: exp.Expression, key: exp.Expression) -> exp.Expression:
-        raise UnsupportedError(
-            "first/last are not supported by the flink backend: Flink SQL has no ARG_MIN/ARG_MAX, "
-            "and FIRST_VALUE/LAST_VALUE follow arrival order, not event time"
+    def extreme_key(self, a: AggCall) -> exp.Expression:
+        """first/last's per-row key (backends/flink_extremes.py): (time, value) as a string
+        ordered as the pair, NULL where the value is NULL or the filter drops the row."""
+        assert a.arg is not None and a.order is not None
+        value = self.expr(a.arg)
+        keep: exp.Expression = exp.Not(this=exp.Is(this=paren(value), expression=exp.Null()))
+        if a.filter is not None:
+            keep = exp.And(this=paren(self.expr(a.filter)), expression=paren(keep))
+        key = exp.DPipe(
+            this=fx.time_key(self.epoch_us(self.expr(a.order))),
+            expression=fx.value_key(value.copy(), a.arg.dtype, self.epoch_us),
         )
+        return exp.Case().when(keep, key, copy=False)
+
+    def extreme(self, a: AggCall, window: dict[str, Any] | None = None) -> exp.Expression:
+        """first = the value of MIN(key), last = of MAX(key); over a frame with ``window``."""
+        key: exp.Expression = (exp.Max if a.func == "last" else exp.Min)(this=self.extreme_key(a))
+        if window is not None:
+            key = exp.Window(this=key, **window)
+        return fx.value_of(key, a.dtype, self.from_epoch_us)
 
     def no_rows(self, a: AggCall) -> exp.Expression | None:
         """The aggregate's value where its filter is a constant NULL or FALSE (no row
@@ -174,6 +192,12 @@ class FlinkLowering(SqlLowering):
         empty = self.no_rows(a)
         if empty is not None:
             return empty
+        if a.func in ("first", "last"):
+            return self.extreme(a)
+        if a.func == "count_distinct" and a.arg is not None and a.arg.dtype == T.Float64:
+            return exp.Count(this=exp.Distinct(expressions=[self.distinct_value(a)]))
+        if a.func in ("var", "std") and a.name in self._refs:
+            return self.shifted_var(a)
         if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
             return self.exact_mean(a)  # AVG(BIGINT) is a truncated BIGINT in Flink
         return super().agg(a)
@@ -183,13 +207,97 @@ class FlinkLowering(SqlLowering):
         if empty is not None:
             return empty
         if a.func == "count_distinct":
-            raise UnsupportedError(
-                f"count_distinct over a window ({a.name!r}) is not supported by the flink backend: "
-                "Flink refuses DISTINCT aggregates in OVER windows"
-            )
+            return self.distinct_count_over(a, window)
+        if a.func in ("first", "last"):
+            return self.extreme(a, window)
+        if a.func in ("var", "std") and a.name in self._refs:
+            return self.shifted_var(a, window)
         if a.func == "mean" and a.arg is not None and a.arg.dtype == T.Int64:
             return self.exact_mean(a, window)
         return super().over(a, **window)
+
+    def distinct_value(self, a: AggCall) -> exp.Expression:
+        """count_distinct's argument, NULL where the filter drops the row; for Float64
+        -0.0 is 0.0 (Flink's DISTINCT compares the bits: two values, though they are equal)."""
+        value = self.masked(a.arg, a.filter)
+        if a.arg is not None and a.arg.dtype == T.Float64:
+            zero = exp.EQ(this=paren(value), expression=lit(0))
+            value = exp.Case().when(zero, self.cast(lit(0), T.Float64), copy=False).else_(value.copy(), copy=False)
+        return value
+
+    def distinct_count_over(self, a: AggCall, window: dict[str, Any]) -> exp.Expression:
+        """count_distinct over a frame: Flink refuses ``COUNT(DISTINCT x) OVER``, but runs
+        ``ARRAY_AGG(x IGNORE NULLS) OVER`` in both modes (retracting rows that leave a
+        sliding frame in streaming), so the count is the size of the frame's values
+        after ``ARRAY_DISTINCT``. A frame without a value has no array: 0."""
+        value = self.distinct_value(a)
+        values = exp.Window(this=exp.Anonymous(this="ARRAY_AGG", expressions=[exp.IgnoreNulls(this=value)]), **window)
+        size = exp.Anonymous(this="CARDINALITY", expressions=[exp.Anonymous(this="ARRAY_DISTINCT", expressions=[values])])
+        return self.cast(exp.Coalesce(this=size, expressions=[lit(0)]), T.Int64)  # CARDINALITY is an INT
+
+    REF: ClassVar[str] = "__rp_ref_"
+
+    def shifted_var(self, a: AggCall, window: dict[str, Any] | None = None) -> exp.Expression:
+        """var/std from sums of ``d = x - c``, ``c`` the partition's reference value (a
+        column of the CTE before, see ``with_references``): ``(S(d^2) - S(d)^2 / n) / (n - 1)``.
+
+        Flink's VAR_SAMP is the same one-pass formula over ``x`` itself, which cancels
+        catastrophically where values are large against their spread (integers near 2^45,
+        all equal: -8.6e9). Variance does not change under a shift, and ``d`` is small
+        where the values are close to ``c``, so the sums keep their precision; a
+        rounding below 0 is clamped to 0, as the variance of equal values is."""
+        assert a.arg is not None
+        d = exp.Sub(this=paren(self.as_double(self.masked(a.arg, a.filter), a.arg.dtype)), expression=col(self.REF + a.name))
+        total: exp.Expression = exp.Sum(this=d)
+        squares: exp.Expression = exp.Sum(this=exp.Mul(this=paren(d.copy()), expression=paren(d.copy())))
+        n: exp.Expression = exp.Count(this=d.copy())
+        if window is not None:
+            total, squares, n = (exp.Window(this=e, **window) for e in (total, squares, n))
+        spread = exp.Sub(this=squares, expression=exp.Div(this=exp.Mul(this=total, expression=total.copy()), expression=n))
+        var = exp.Div(this=paren(spread), expression=exp.Nullif(this=exp.Sub(this=n.copy(), expression=lit(1)), expression=lit(0)))
+        var = exp.Anonymous(this="GREATEST", expressions=[var, self.cast(lit(0), T.Float64)])
+        return var if a.func == "var" else exp.Anonymous(this="SQRT", expressions=[var])
+
+    def with_references(
+        self, keys: tuple[str, ...], schema: Any, order: str | None, aggs: tuple[AggCall, ...] | list[AggCall], src: str, k: int,
+    ) -> list[tuple[str, exp.Expression]]:
+        """A CTE before an aggregate with var/std: ``src``'s rows, each with the reference
+        value ``c`` of every var/std (``REF + name``): the partition's first value by
+        event time (``FIRST_VALUE`` over ``UNBOUNDED PRECEDING``: constant from the row
+        that holds it on, and the rows before it have no value to shift), or, for a
+        GROUP BY without time, the partition's smallest value. None without var/std."""
+        shifted = [a for a in aggs if a.func in ("var", "std") and self.no_rows(a) is None]
+        if not shifted:
+            return []
+        cols: list[exp.Expression] = [exp.Star()]
+        for a in shifted:
+            assert a.arg is not None
+            x = self.as_double(self.masked(a.arg, a.filter), a.arg.dtype)
+            partition = [self.group_key(key, schema.dtype(key)) for key in keys]
+            if order is None:
+                ref = exp.Window(this=exp.Min(this=x), partition_by=partition, over="OVER")
+            else:
+                ref = exp.Window(
+                    this=exp.Anonymous(this="FIRST_VALUE", expressions=[x]), partition_by=partition, over="OVER",
+                    order=exp.Order(expressions=[exp.Ordered(this=self.window_order(col(order)))]),
+                    spec=exp.WindowSpec(kind="RANGE", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"),
+                )
+            cols.append(exp.alias_(ref, ident(self.REF + a.name), copy=False))
+        return [(f"t{k}", exp.select(*cols).from_(ident(src), copy=False))]
+
+    def referenced(self, aggs: tuple[AggCall, ...] | list[AggCall]) -> frozenset[str]:
+        return frozenset(a.name for a in aggs if a.func in ("var", "std") and self.no_rows(a) is None)
+
+    def node(self, n: Node, ins: list[str], k: int) -> list[tuple[str, exp.Expression]]:
+        if isinstance(n, Aggregate):
+            pre = self.with_references(n.keys, n.input.schema, None, n.aggs, ins[0], k)
+            if pre:
+                self._refs = self.referenced(n.aggs)
+                try:
+                    return pre + super().node(n, [pre[-1][0]], k + len(pre))
+                finally:
+                    self._refs = frozenset()
+        return super().node(n, ins, k)
 
     # ---- nodes ----------------------------------------------------------------
     def check_supported(self, n: Node) -> None:
@@ -203,9 +311,16 @@ class FlinkLowering(SqlLowering):
                 "a time window is an updating result; use a tumbling/hopping window or batch mode"
             )
         if isinstance(n, Join) and n.how != "inner":
+            # Flink emits outer rows append-only only from an interval join (time bounds on
+            # both sides: a row without a match is final once the watermark passes its
+            # bound). relplan's Join is an equi-join without time bounds, so Flink would
+            # run it as a regular join, which retracts an outer row when its match arrives.
             raise UnsupportedError(
-                f"{n.how} join ({n.details()}) is not supported in Flink streaming mode: an outer join "
-                "is an updating result; use batch mode"
+                f"{n.how} join ({n.details()}) is not supported in Flink streaming mode: the join has no "
+                "time bounds, so Flink runs it as a regular outer join, an updating result (an unmatched "
+                "row is retracted when its match arrives later), which an append-only sink cannot take; "
+                "only an interval join is append-only for outer joins, and it needs time bounds the join "
+                "does not have. Use an inner join, or batch mode"
             )
         if isinstance(n, AsOfJoin):
             raise UnsupportedError(
@@ -239,6 +354,20 @@ class FlinkLowering(SqlLowering):
         return exp.WindowSpec(kind="RANGE", start=fd.interval(width), start_side="PRECEDING", end="CURRENT ROW")
 
     def window_aggregate_ctes(self, n: WindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
+        aggs = [a for _, a in n.calls]
+        pre = self.with_references(n.keys, n.input.schema, n.order, aggs, src, k)
+        if not pre:
+            return self.frames_ctes(n, src, k)
+        self._refs = self.referenced(aggs)
+        try:
+            ctes = pre + self.frames_ctes(n, pre[-1][0], k + len(pre))
+        finally:
+            self._refs = frozenset()
+        # Without the reference columns: the node's own schema.
+        out = exp.select(*[col(f.name) for f in n.schema]).from_(ident(ctes[-1][0]), copy=False)
+        return [*ctes, (f"t{k + len(ctes)}", out)]
+
+    def frames_ctes(self, n: WindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
         if not self.streaming or len(n.windows) == 1:
             return [(f"t{k}", self.window_aggregate(n, src))]
         # Streaming: one frame per SELECT, stacked (an OVER aggregate keeps its rows and
@@ -251,9 +380,16 @@ class FlinkLowering(SqlLowering):
         return ctes
 
     def time_window_aggregate(self, n: TimeWindowAggregate, src: str, k: int) -> list[tuple[str, exp.Expression]]:
-        if self.streaming:
-            return [(f"t{k}", self.window_tvf_aggregate(n, src))]
-        return super().time_window_aggregate(n, src, k)
+        pre = self.with_references(n.keys, n.input.schema, n.time, n.aggs, src, k)
+        if pre:
+            src, k = pre[-1][0], k + len(pre)
+        self._refs = self.referenced(n.aggs) if pre else frozenset()
+        try:
+            if self.streaming:
+                return [*pre, (f"t{k}", self.window_tvf_aggregate(n, src))]
+            return [*pre, *super().time_window_aggregate(n, src, k)]
+        finally:
+            self._refs = frozenset()
 
     def hop_start_rows(self, base: exp.Select, last: exp.Expression, span: int, slide: int) -> exp.Select:
         # No SEQUENCE/GENERATE_SERIES in Flink: a row per possible window, from a VALUES list of
