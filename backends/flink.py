@@ -18,6 +18,12 @@ SET`` when there are several outputs: one job). Two execution modes:
   aggregates drop it (it gets no output row and is counted nowhere). An event out of
   order by at most the lateness is counted exactly as in batch mode.
 
+Aggregates Flink SQL lacks are built from ones it runs in every context (GROUP BY,
+window TVFs, OVER frames, both modes): count_distinct over a frame from ARRAY_AGG and
+ARRAY_DISTINCT; first/last from MIN/MAX of order-preserving (time, value) strings
+(backends/flink_extremes.py); var/std from sums shifted by the partition's first value
+(Flink's VAR_SAMP loses everything on values large against their spread).
+
 Runs go through PyFlink on a local mini-cluster (one per mode per process, started
 on first use; parallelism 1, heap capped by ``JVM_ARGS``, default ``-Xmx1g``), or on
 a ``TableEnvironment`` you pass. Inputs are written as JSON lines (the connector
@@ -287,6 +293,13 @@ class FlinkLowering(SqlLowering):
 
     def referenced(self, aggs: tuple[AggCall, ...] | list[AggCall]) -> frozenset[str]:
         return frozenset(a.name for a in aggs if a.func in ("var", "std") and self.no_rows(a) is None)
+
+    def input_dependence(self, n: Node) -> object:
+        # A window node with var/std ends by selecting its own columns by name (without
+        # the reference columns): its text depends on every column of its input.
+        if isinstance(n, WindowAggregate) and self.referenced([a for _, a in n.calls]):
+            return tuple(i.schema for i in n.inputs)
+        return super().input_dependence(n)
 
     def node(self, n: Node, ins: list[str], k: int) -> list[tuple[str, exp.Expression]]:
         if isinstance(n, Aggregate):
