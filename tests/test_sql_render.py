@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 
 import relplan as rp
 from relplan.backends.duckdb import DuckDBLowering
+from relplan.backends.flink import FlinkLowering
 from relplan.backends.spark import SparkLowering
 
 from plan_strategies import plans
 
-LOWERINGS = (DuckDBLowering, SparkLowering)
+LOWERINGS = (DuckDBLowering, SparkLowering, FlinkLowering)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -46,3 +47,28 @@ def test_a_newline_in_a_string_literal_is_kept_in_pretty_sql(lowering: type) -> 
     sql = low.render(plan.outputs[0], pretty=True)
     strings = {e.this for e in sqlglot.parse_one(sql, read=low.dialect).find_all(exp.Literal) if e.is_string}
     assert strings == {"line one\nline two"}  # not indented inside the literal
+
+
+def test_a_window_node_that_lists_its_input_columns_is_rendered_again_when_they_change() -> None:
+    """Flink lowers var/std with a reference column and then selects the node's own
+    columns by name: its cached text must not outlive a change in the columns below it."""
+
+    class Readings(rp.Source):
+        k: rp.Int64
+        j: rp.Int64
+        x: rp.Float64
+        ts: rp.Timestamp = rp.event_time()
+
+    @rp.transformation
+    def total(r: Readings, wspec: rp.WindowSpec):
+        return r.groupby("k")["x"].window(wspec).sum()
+
+    @rp.transformation
+    def spread(r: Readings, wspec: rp.WindowSpec):
+        return r.groupby("j")["x"].window(wspec).var()
+
+    low = FlinkLowering()
+    for name in ("a", "b"):  # the second plan's var node has the first's own fields and position
+        plan = rp.compile([total(window=rp.sliding("1h"), name=name), spread(window=rp.sliding("1h"), name="v")])
+        sink = plan.outputs[0]
+        assert low.render(sink, pretty=True) == low.lower(sink).sql(dialect=low.dialect, identify=True, pretty=True)
