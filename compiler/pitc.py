@@ -142,7 +142,9 @@ def pitc_join_features(
     given = {name: v if isinstance(v, str) else as_arrow(v, name) for name, v in (tables or {}).items()}
     # DuckDB's ASOF JOIN skips settling ties where the events it is given have none;
     # Spark and Flink have no such lowering, so nothing is checked for them.
-    plan, spine_source = _plan(table, feats, time, keys, inclusive, given, statistics, config, check_ties=engine == "duckdb")
+    plan, spine_source = _plan(
+        table, feats, time, keys, inclusive, None if tables is None else given, statistics, config, check_ties=engine == "duckdb"
+    )
     if engine == "flink":
         mode = options.setdefault("mode", "batch")
         if mode != "batch":
