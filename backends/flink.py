@@ -245,13 +245,16 @@ class FlinkLowering(SqlLowering):
 
     def shifted_var(self, a: AggCall, window: dict[str, Any] | None = None) -> exp.Expression:
         """var/std from sums of ``d = x - c``, ``c`` the partition's reference value (a
-        column of the CTE before, see ``with_references``): ``(S(d^2) - S(d)^2 / n) / (n - 1)``.
+        column of the CTE before, see ``with_references``):
+        ``(n * S(d^2) - S(d)^2) / (n * (n - 1))``.
 
-        Flink's VAR_SAMP is the same one-pass formula over ``x`` itself, which cancels
+        Flink's VAR_SAMP is a one-pass formula over ``x`` itself, which cancels
         catastrophically where values are large against their spread (integers near 2^45,
         all equal: -8.6e9). Variance does not change under a shift, and ``d`` is small
-        where the values are close to ``c``, so the sums keep their precision; a
-        rounding below 0 is clamped to 0, as the variance of equal values is."""
+        where the values are close to ``c``, so the sums keep their precision. The
+        numerator is one subtraction of two products, exact where they are (values of
+        few significant bits), so the result is then rounded once, as the exact
+        reference is; a rounding below 0 is clamped to 0, as equal values' variance is."""
         assert a.arg is not None
         d = exp.Sub(this=paren(self.as_double(self.masked(a.arg, a.filter), a.arg.dtype)), expression=col(self.REF + a.name))
         total: exp.Expression = exp.Sum(this=d)
@@ -259,8 +262,9 @@ class FlinkLowering(SqlLowering):
         n: exp.Expression = exp.Count(this=d.copy())
         if window is not None:
             total, squares, n = (exp.Window(this=e, **window) for e in (total, squares, n))
-        spread = exp.Sub(this=squares, expression=exp.Div(this=exp.Mul(this=total, expression=total.copy()), expression=n))
-        var = exp.Div(this=paren(spread), expression=exp.Nullif(this=exp.Sub(this=n.copy(), expression=lit(1)), expression=lit(0)))
+        spread = exp.Sub(this=exp.Mul(this=n, expression=squares), expression=exp.Mul(this=total, expression=total.copy()))
+        pairs = exp.Mul(this=n.copy(), expression=paren(exp.Sub(this=n.copy(), expression=lit(1))))
+        var = exp.Div(this=paren(spread), expression=exp.Nullif(this=pairs, expression=lit(0)))
         var = exp.Anonymous(this="GREATEST", expressions=[var, self.cast(lit(0), T.Float64)])
         return var if a.func == "var" else exp.Anonymous(this="SQRT", expressions=[var])
 
