@@ -155,6 +155,14 @@ class FlinkLowering(SqlLowering):
         if isinstance(e, Cast) and e.operand.dtype == T.Float64 and e.dtype == T.Int64:
             # Flink's CAST(DOUBLE AS BIGINT) truncates toward zero, as Python's int().
             return self.cast(super().expr(e.operand), e.dtype)
+        if isinstance(e, Cast) and e.operand.dtype == T.Timestamp and e.dtype == T.Date:
+            # Flink's CAST(TIMESTAMP AS DATE) truncates epoch days toward zero: 1969-12-31
+            # 23:59 becomes 1970-01-01. A date whose midnight is after the time is a day late.
+            ts = paren(self.expr(e.operand))
+            day = self.cast(ts, T.Date)
+            late = exp.GT(this=self.cast(day.copy(), T.Timestamp), expression=ts.copy())
+            earlier = exp.Sub(this=day.copy(), expression=fd.interval(86_400_000_000))
+            return exp.Case().when(late, earlier, copy=False).else_(day, copy=False)
         return super().expr(e)
 
     def group_key(self, name: str, dtype: T.DataType, table: str | None = None) -> exp.Expression:

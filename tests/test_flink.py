@@ -356,6 +356,23 @@ def test_first_last_of_any_doubles_are_exact_on_flink(values: list[tuple[int, fl
     assert got.to_pylist()[0]["ends_last"] == max(x for s, x in values if s == last_t)
 
 
+def test_the_date_of_a_time_before_1970_is_its_calendar_day() -> None:
+    """Flink's CAST(TIMESTAMP AS DATE) truncates epoch days toward zero (1969-12-31 23:59
+    is 1970-01-01 there); relplan's cast takes the calendar day, as DuckDB does."""
+    from relplan.ir import types as T
+    from relplan.ir.expr import Cast, Column
+    from relplan.ir.nodes import Project, Sink, Source
+    from relplan.ir.schema import Schema
+
+    src = Source("E", Schema.of([("ts", T.Timestamp)]), event_time="ts")
+    plan = rp.Plan((Sink(Project(src, (("ts", Column("ts", T.Timestamp)), ("day", Cast(Column("ts", T.Timestamp), T.Date)))), "out"),))
+    times = ["1969-12-31 23:59:00", "1969-12-31 00:00:00", "1969-12-30 12:00:00.5", "1970-01-01 00:00:00", "1900-03-01 01:00:00", "2024-02-29 23:59:59.999999"]
+    data = pa.table({"ts": pa.array([dt.datetime.fromisoformat(t) for t in times], pa.timestamp("us", tz="UTC"))})
+    got = execute_all(plan, "flink", {"E": data})["out"].sort_by("ts").to_pylist()
+    assert got == execute_all(plan, "duckdb", {"E": data})["out"].sort_by("ts").to_pylist()
+    assert got[0]["day"] == dt.date(1900, 3, 1) and got[1]["day"] == dt.date(1969, 12, 30)
+
+
 # ---- what Flink cannot run is refused up front, naming it ---------------------------------
 
 
