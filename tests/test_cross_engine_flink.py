@@ -1,10 +1,11 @@
 """Cross-engine property tests on Flink: the reference's rows in batch and streaming mode.
 
 The features and data of tests/test_cross_engine.py (DuckDB, Spark and the reference
-executor meet the same brute-force oracle there), within what the flink backend
-supports: no first/last (Flink SQL has no ARG_MIN/ARG_MAX) and no count_distinct over
-sliding frames (Flink refuses DISTINCT in OVER windows; it is fine per tumbling or
-hopping window); var/std apart (see FLINK_FUNCS). Streaming mode further takes events in order, in whole milliseconds
+executor meet the same brute-force oracle there), every aggregate included:
+count_distinct over sliding and lifetime frames (ARRAY_AGG/ARRAY_DISTINCT) and
+first/last (MIN/MAX of order-preserving keys, backends/flink_extremes.py) and
+var/std (sums shifted by the partition's first value: Flink's own VAR_SAMP gives
+-8.6e9 for the data's equal 2**32-scaled integers). Streaming mode further takes events in order, in whole milliseconds
 (Flink's event-time precision), with sliding frames of whole milliseconds and hopping
 windows whose size is a multiple of the slide (Flink's HOP). Each example is one Flink
 job computing all of its features (1-3) through one statement set.
@@ -27,16 +28,11 @@ from plan_strategies import DiffCase, cases
 from strategies import BASES_US, HOPPING, SLIDING, TUMBLING, check_against_reference, event_rows, feature_spec_lists
 from test_differential import differences
 
-# var/std: Flink's own VAR_SAMP/STDDEV_SAMP (Calcite's one-pass sum-of-squares formula)
-# lose everything when values are large against their spread: the data's 2**32-scaled
-# integers give a variance of -8.6e9 for equal values. They are checked on moderate
-# values in tests/test_flink.py, and the README says so.
-FLINK_FUNCS = tuple(f for f in ref.AGG_FUNCS if f not in ("first", "last", "var", "std"))
+FLINK_FUNCS = ref.AGG_FUNCS  # every aggregate, in every window
 
 
 def flink_funcs(window: tuple[str, ...]) -> tuple[str, ...]:
-    per_event = window[0] in ("sliding", "lifetime")
-    return tuple(f for f in FLINK_FUNCS if not (per_event and f == "count_distinct"))
+    return FLINK_FUNCS
 
 
 def settings_for(examples: int) -> Any:
@@ -85,12 +81,7 @@ def test_flink_streaming_returns_the_reference_rows_for_in_order_events(
 @given(case=cases())
 def test_flink_batch_runs_generated_plans_as_duckdb_does(case: DiffCase) -> None:
     expected = execute_all(case.plan, "duckdb", case.tables)
-    try:
-        got = execute_all(case.plan, "flink", case.tables, mode="batch")
-    except rp.UnsupportedError as e:  # first/last, count_distinct over a frame: refused up front
-        note(f"unsupported on Flink: {e}")
-        assert any(w in str(e) for w in ("first/last", "count_distinct")), str(e)
-        return
+    got = execute_all(case.plan, "flink", case.tables, mode="batch")  # every aggregate, every frame
     diffs = differences(expected, got)
     if diffs:  # which one is wrong: the reference executor decides
         oracle = execute_all(case.plan, "reference", case.tables)
