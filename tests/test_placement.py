@@ -228,9 +228,16 @@ def test_explain_shows_the_placement_and_json_has_it() -> None:
 def test_impossible_knobs_say_what_breaks_them() -> None:
     with pytest.raises(rp.OptimizerError, match=r"(?s)no placement of feature 'payment_count_1h' meets the knobs .*breaks max_staleness 1s"):
         placed(rp.Knobs(max_staleness="1s", max_missed=0.0))
-    # Flink has no DISTINCT in OVER windows: only batch computes this one, and it is not fresh enough.
-    with pytest.raises(rp.OptimizerError, match=r"(?s)distinct_merchants_7d.*streaming: not applicable: count_distinct over a window"):
-        placed(rp.Knobs(max_staleness="5m"), [distinct_merchants(window=rp.sliding("7d"))])
+    # A distinct count has no partials for the hybrid to combine; exact and fresh within 5m, Flink
+    # waits 10m for late events and batch is older still.
+    with pytest.raises(
+        rp.OptimizerError,
+        match=r"(?s)distinct_merchants_7d.*streaming_consistent .*breaks max_staleness 5m.*hybrid: not applicable: count_distinct",
+    ):
+        placed(rp.Knobs(max_staleness="5m", max_missed=0.0), [distinct_merchants(window=rp.sliding("7d"))])
+    # Flink streams it (ARRAY_DISTINCT of ARRAY_AGG over the frame) where some events may be missed.
+    fresh = placed(rp.Knobs(max_staleness="5m"), [distinct_merchants(window=rp.sliding("7d"))])
+    assert "distinct_merchants_7d -> streaming (flink" in fresh.explain()
     with pytest.raises(rp.OptimizerError, match="cannot be placed hybrid: .*whole number of days"):
         placed(rp.Knobs(placement="hybrid"), [payment_count(window=rp.sliding("1h"))])
 
