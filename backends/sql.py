@@ -615,7 +615,7 @@ class SqlLowering:
     def sql_text(self, e: exp.Expression, pretty: bool) -> str:
         # copy=False: the AST was built for this call alone, and sqlglot's defensive
         # deep copy was a third of the cost of emitting SQL for large plans.
-        return Dialect.get_or_raise(self.dialect).generate(e, copy=False, pretty=pretty, identify=True)
+        return _generator(self.dialect, pretty).generate(e, copy=False)
 
     def to_sql(self, sinks: tuple[Sink, ...], *, pretty: bool = True) -> str:
         parts = []
@@ -623,6 +623,19 @@ class SqlLowering:
             sql = self.render(s, pretty=pretty)
             parts.append(f"-- output: {s.name}\n{sql}" if len(sinks) > 1 else sql)
         return ";\n\n".join(parts) + ";"
+
+
+def _generator(dialect: str, pretty: bool) -> Any:
+    """sqlglot's generator for ``dialect``, one per thread: a generator keeps state only
+    for the call, and making one per select item was a tenth of emitting SQL cold."""
+    made = _GENERATORS.__dict__
+    g = made.get((dialect, pretty))
+    if g is None:
+        g = made[(dialect, pretty)] = Dialect.get_or_raise(dialect).generator(pretty=pretty, identify=True)
+    return g
+
+
+_GENERATORS = threading.local()
 
 
 def as_name(e: exp.Expression, name: str) -> exp.Expression:
