@@ -395,9 +395,15 @@ class SqlLowering:
         text = _ITEM_TEXT.get(cache_key)
         if text is None:
             e = build()
-            if pretty and any(lit_.is_string and "\n" in lit_.this for lit_ in e.find_all(exp.Literal)):
-                return e  # pretty printing indents lines, but not those of a string literal in place
-            text = bounded_put(_ITEM_TEXT, cache_key, self.sql_text(e, pretty), _ITEM_TEXT_MAX)
+            text = self.sql_text(e, pretty)
+            # Pretty printing indents lines, but not those of a string literal in place:
+            # such an item is rendered in place (the AST is searched only where the text
+            # has a quote and a line break, which few items have).
+            if pretty and "'" in text and "\n" in text and any(
+                lit_.is_string and "\n" in lit_.this for lit_ in e.find_all(exp.Literal)
+            ):
+                return build()
+            bounded_put(_ITEM_TEXT, cache_key, text, _ITEM_TEXT_MAX)
         return exp.Var(this=text)
 
     def input_dependence(self, n: Node) -> object:
