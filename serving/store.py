@@ -1,0 +1,798 @@
+"""The online store: materialize (backfill), push (streaming updates), serve.
+
+    with rp.online_store("sqlite:///features.db") as store:      # or "redis://localhost:6379/0"
+        store.materialize([tx_count_1d, latest_amt], tables={"Transactions": tx}, until=cutoff)
+        store.push(Transactions, new_events, batch_id="2024-05-01T10:00/17")
+        store.get_online_features([{"account_id": 42}], features=[tx_count_1d, latest_amt])
+
+The value served for key k at time t is training data's for a spine row (k, t)
+(``rp.pitc_join_features``, default ``inclusive=False``): events at exactly t are
+not counted. What the store keeps and why it is exact: ``layout.py``; how
+partial aggregates combine: ``partials.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from relplan.backends.arrow_io import as_arrow, conform_table
+from relplan.compiler.source import Source
+from relplan.compiler.transformation import Feature
+from relplan.ir import nodes
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import DataError, FeatureError, RelplanError
+from relplan.ir.expr import Binary, Column, Literal
+from relplan.ir.schema import Schema
+from relplan.ir.windows import TimeWindow, format_duration
+from relplan.serving import partials
+from relplan.serving.layout import Group, GroupState, Slot, definitions, group_features, group_from_json, group_to_json
+from relplan.serving.storage import Storage
+
+META = "rp:meta"  # fields: "g:<group id>" -> the group's state; "c:<column>" -> its group id and definition
+US_COL = "__rp_us"
+START = "__rp_start"
+
+
+def record_name(gid: str, key: str) -> str:
+    return f"rp:{gid}:{key}"
+
+
+def _batches(source: str) -> str:
+    return f"rp:batches:{source}"
+
+
+def _key_text(values: Sequence[Any]) -> str:
+    return json.dumps(list(values), separators=(",", ":"))
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _plain(col: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """Python values as the store keeps them: timestamps in epoch microseconds, dates in days."""
+    t = col.type
+    if pa.types.is_timestamp(t):
+        col = col.cast(pa.timestamp("us", tz=t.tz)).cast(pa.int64())
+    elif pa.types.is_date(t):
+        col = col.cast(pa.date32()).cast(pa.int32())
+    return col.to_pylist()
+
+
+def to_us(value: Any, what: str) -> int:
+    """Epoch microseconds of a datetime (naive: UTC), a pandas or numpy time, or an ISO string."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise DataError(f"{what} {value!r} is not an ISO time like '2024-05-01T10:00:00'") from None
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, np.datetime64):
+        return int(value.astype("datetime64[us]").astype(np.int64))
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    raise DataError(f"{what} must be a datetime, got {type(value).__name__}: {value!r}")
+
+
+def _from_us(us: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)
+
+
+def _floor(us: int, h: int) -> int:
+    return us - us % h  # Python's % floors: right for times before 1970 too
+
+
+# ---------------------------------------------------------------------------------------------
+# What a request reads: per group, tile size and time, the fields and how each is used.
+
+
+@dataclass(frozen=True)
+class _Part:
+    field: str
+    partial: bool  # True: the tile's partial; False: its events in [lo, hi)
+    lo: int = 0
+    hi: int = 0
+
+
+def _parts(slot: Slot, t: int, base: int | None) -> list[_Part]:
+    """The fields whose parts make ``slot``'s window at request time t: ``[t - w, t)``."""
+    h = slot.tile
+    tail = _floor(t, h)
+    out: list[_Part] = []
+    if slot.window is None:
+        assert base is not None
+        out.append(_Part("base", True))
+        first = base
+    else:
+        lo = t - slot.window
+        head = _floor(lo, h)
+        if head == tail:  # the window lies in one tile (a window shorter than the tile)
+            return [_Part(f"{h}:{head}e", False, lo, t)]
+        if head == lo:
+            first = head
+        else:
+            out.append(_Part(f"{h}:{head}e", False, lo, head + h))
+            first = head + h
+    out.extend(_Part(f"{h}:{s}", True) for s in range(first, tail, h))
+    if tail < t:
+        out.append(_Part(f"{h}:{tail}e", False, tail, t))
+    return out
+
+
+@dataclass
+class _Served:
+    """One requested column: where its values come from."""
+
+    column: str
+    state: GroupState
+    slot: Slot
+    index: int  # its place among the partials of its tile size
+    base_index: int  # among the group's lifetime slots (-1: not lifetime)
+    combine: Callable[[Any, Any], Any] = field(repr=False)
+
+
+class PreparedRequest:
+    """Features resolved once against the store's metadata: a request does no metadata work."""
+
+    def __init__(self, store: OnlineStore, columns: list[_Served], requested: tuple[str, ...]) -> None:
+        self.store = store
+        self.columns = columns
+        self.requested = requested
+        self.groups: dict[str, GroupState] = {}
+        for c in columns:
+            self.groups.setdefault(c.state.group.id, c.state)
+        self.keys: list[tuple[str, T.DataType]] = []
+        for st in self.groups.values():
+            for k, t in st.group.keys:
+                if k not in (n for n, _ in self.keys):
+                    self.keys.append((k, t))
+        self._plans: dict[tuple[str, int], list[tuple[_Served, list[_Part]]]] = {}
+        self._out_schema = Schema.of([(c.column, c.slot.dtype) for c in columns]).to_arrow()
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        return tuple(c.column for c in self.columns)
+
+    def _plan(self, gid: str, t: int) -> tuple[list[str], list[tuple[_Served, list[_Part]]]]:
+        got = self._plans.get((gid, t))
+        if got is None:
+            st = self.groups[gid]
+            got = [(c, _parts(c.slot, t, st.base)) for c in self.columns if c.state.group.id == gid]
+            if len(self._plans) > 256:
+                self._plans.clear()
+            self._plans[(gid, t)] = got
+        fields = sorted({p.field for _, parts in got for p in parts})
+        return fields, got
+
+    def get(self, entity_rows: Any, at: Any = None) -> pa.Table:
+        """One row per entity row, in order: its columns, then each feature's value at ``at``."""
+        return self.store._serve(self, entity_rows, at)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class OnlineStore:
+    """Features' state for serving; open one with ``rp.online_store(url)``."""
+
+    def __init__(self, storage: Storage, *, clock: Callable[[], dt.datetime] | None = None, log_requests: bool = False) -> None:
+        self._storage = storage
+        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._preps: dict[str, tuple[Group, nodes.Node, nodes.Source]] = {}  # group id -> its events' IR
+        self._prepared: dict[tuple[Any, ...], PreparedRequest] = {}
+        self.log_requests = log_requests
+        self._log: list[tuple[tuple[str, ...], tuple[Feature, ...], pa.Table]] = []
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self._storage.url
+
+    def __repr__(self) -> str:
+        return f"OnlineStore({self.url!r})"
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._storage.close()
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RelplanError(f"the online store {self.url} is closed")
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    def _meta(self) -> dict[str, str]:
+        return self._storage.read([(META, None)])[0]
+
+    def _remember(self, features: Iterable[Feature]) -> list[tuple[Group, nodes.Node]]:
+        groups = group_features(list(features))
+        for g, prep in groups:
+            self._preps[g.id] = (g, prep, _source_of(prep))
+        return groups
+
+    # -- materialize ----------------------------------------------------------------------------
+
+    def materialize(
+        self,
+        features: Feature | Iterable[Feature],
+        tables: Mapping[str, Any],
+        *,
+        until: Any = None,
+        engine: str = "duckdb",
+        **engine_options: Any,
+    ) -> dict[str, Any]:
+        """Write what serving ``features`` needs, from the events in ``tables`` before ``until``.
+
+        Replaces these features' state (so running it again is idempotent); events
+        pushed earlier are replaced too: push what came at or after ``until``. The
+        aggregation runs on ``engine``; requests are exact from ``until`` minus the
+        source's allowed lateness on. ``until`` defaults to just after the newest event.
+        Returns what was written (groups, records, seconds)."""
+        from relplan.backends import get_backend
+
+        self._check_open()
+        feats = _features(features, "materialize()")
+        if not isinstance(tables, Mapping):
+            raise DataError(f"tables= takes a dict of source name to table, got {type(tables).__name__}")
+        started = time.perf_counter()
+        groups = self._remember(feats)
+        meta = self._meta()
+        backend = get_backend(engine, **engine_options)
+        records: dict[str, dict[str, str]] = {}
+        meta_writes: dict[str, str] = {}
+        drop: list[str] = []
+        engine_seconds = 0.0
+        for g, prep in groups:
+            src = _source_of(prep)
+            if src.name not in tables:
+                raise DataError(f"no table given for source {src.name!r}: pass tables={{{src.name!r}: <pyarrow table>}}")
+            table = conform_table(src, tables[src.name])
+            u = _until(table, src, until)
+            serve_from = u - src.lateness
+            raw_from = {h: _floor(serve_from - g.longest(h), h) for h in g.tiles()}
+            base = _floor(serve_from, partials_tile_lifetime()) if g.lifetime_slots() else None
+            sinks = _materialize_sinks(g, prep, src, u, raw_from, base)
+            t0 = time.perf_counter()
+            results = backend.run(tuple(sinks), {src.name: table})
+            engine_seconds += time.perf_counter() - t0
+            _encode_group(g, results, raw_from, base, records)
+            drop.append(record_name(g.id, ""))
+            meta_writes[f"g:{g.id}"] = group_to_json(g, until=u, serve_from=serve_from, base=base, raw_from=raw_from)
+            for s in g.slots:
+                meta_writes[f"c:{s.column}"] = _dumps([g.id, s.definition])
+            drop.append(_batches(src.name))
+        # Groups whose every column now lives in another group are dropped with their records.
+        new_owner = {c[2:]: json.loads(v)[0] for c, v in meta_writes.items() if c.startswith("c:")}
+        owners = {c[2:]: json.loads(v)[0] for c, v in meta.items() if c.startswith("c:")} | new_owner
+        live = set(owners.values())
+        for k in meta:
+            if k.startswith("g:") and k[2:] not in live:
+                drop.append(record_name(k[2:], ""))
+        records[META] = meta_writes
+        self._storage.replace(drop, records)
+        self._prepared.clear()
+        return {
+            "groups": [g.id for g, _ in groups], "records": len(records) - 1,
+            "seconds": time.perf_counter() - started, "engine_seconds": engine_seconds,
+        }
+
+    # -- push -----------------------------------------------------------------------------------
+
+    def push(
+        self,
+        source: type[Source] | str,
+        events: Any,
+        batch_id: str | None = None,
+        *,
+        features: Feature | Iterable[Feature] | None = None,
+    ) -> int:
+        """Apply new events of ``source`` to every materialized feature over it, atomically.
+
+        Events may come in any order and any batch size; a batch with a ``batch_id``
+        already applied is skipped (returns 0). Returns the number of events applied.
+        ``features``: the features over the source, where this store object has not
+        materialized or prepared them itself (another process did)."""
+        from relplan.backends import get_backend
+
+        self._check_open()
+        if features is not None:
+            self._remember(_features(features, "push(features=...)"))
+        name = source if isinstance(source, str) else getattr(source, "source_name", None)
+        if name is None:
+            raise DataError(f"push() takes a source class (e.g. Transactions) or its name, got {source!r}")
+        meta = self._meta()
+        states = [group_from_json(v) for k, v in meta.items() if k.startswith("g:")]
+        states = [s for s in states if s.group.source == name and _is_live(s.group, meta)]
+        if not states:
+            raise FeatureError(f"no materialized feature reads source {name!r}: materialize features over it first")
+        missing = [s.group.id for s in states if s.group.id not in self._preps]
+        if missing:
+            cols = [sl.column for s in states if s.group.id in missing for sl in s.group.slots]
+            raise FeatureError(
+                f"push() to {name!r} needs the definitions of {cols}: pass features=[...] "
+                "(this store object has not materialized or prepared them)"
+            )
+        src = self._preps[states[0].group.id][2]
+        table = conform_table(src, events)  # the wrong schema is refused here, before any write
+        if batch_id is not None and not isinstance(batch_id, str):
+            raise DataError(f"batch_id must be a string, got {type(batch_id).__name__}: {batch_id!r}")
+        if table.num_rows == 0:
+            return 0
+        sinks = tuple(nodes.Sink(self._preps[s.group.id][1], f"g{i}") for i, s in enumerate(states))
+        results = get_backend("duckdb").run(sinks, {src.name: table})
+        per_group = [(s, results[f"g{i}"]) for i, s in enumerate(states)]
+        return self.apply(per_group, batch_id, source=name, n_events=table.num_rows)
+
+    def apply(self, prepared: list[tuple[GroupState, pa.Table]], batch_id: str | None, *, source: str, n_events: int) -> int:
+        """Merge events already projected to their groups' columns (keys, time, masked
+        arguments: what a streaming job of the groups' event plans emits) into the store."""
+        updates: dict[tuple[str, str], list[Any]] = {}  # (record, field) -> new partials or events
+        for st, rows in prepared:
+            _updates_of(st, rows, updates)
+        reads: list[tuple[str, list[str] | None]] = []
+        by_record: dict[str, list[str]] = defaultdict(list)
+        for record, fld in updates:
+            by_record[record].append(fld)
+        reads = [(r, fs) for r, fs in by_record.items()]
+        if batch_id is not None:
+            reads.append((_batches(source), [batch_id]))
+        fields_of = {gid: st for st, _ in prepared for gid in [st.group.id]}
+
+        def compute(current: list[dict[str, str]]) -> dict[str, dict[str, str]] | None:
+            if batch_id is not None and current[-1]:
+                return None
+            writes: dict[str, dict[str, str]] = {}
+            for (record, fields), now in zip(reads, current):
+                if batch_id is not None and record == _batches(source):
+                    continue
+                st = fields_of[record.split(":", 2)[1]]
+                out = writes.setdefault(record, {})
+                for fld in fields:
+                    out[fld] = _dumps(_merge(st.group, fld, now.get(fld), updates[(record, fld)]))
+            if batch_id is not None:
+                writes[_batches(source)] = {batch_id: "1"}
+            return writes
+
+        applied = self._storage.update(reads, compute)
+        return n_events if applied else 0
+
+    # -- serve ----------------------------------------------------------------------------------
+
+    def prepare(self, features: Feature | str | Iterable[Feature | str]) -> PreparedRequest:
+        """Resolve ``features`` (objects, or names of materialized features or columns) once."""
+        self._check_open()
+        items = [features] if isinstance(features, (Feature, str)) else list(features)
+        if not items:
+            raise FeatureError("get_online_features() needs at least one feature")
+        key = tuple(items)
+        got = self._prepared.get(key)
+        if got is not None:
+            return got
+        meta = self._meta()
+        wanted: list[tuple[str, str | None]] = []  # column, its definition when a Feature was given
+        objects: list[Feature] = []
+        for f in items:
+            if isinstance(f, str):
+                wanted.append((f, None))
+            elif isinstance(f, Feature):
+                from relplan.serving.layout import servable
+
+                servable(f)
+                objects.append(f)
+                wanted.extend(definitions(f).items())
+            else:
+                raise FeatureError(f"features= takes features or their names, got {type(f).__name__}: {f!r}")
+        if objects:
+            self._remember(objects)
+        columns: list[_Served] = []
+        states: dict[str, GroupState] = {}
+        for column, definition in wanted:
+            entry = meta.get(f"c:{column}")
+            if entry is None:
+                known = sorted(k[2:] for k in meta if k.startswith("c:"))
+                raise FeatureError(
+                    f"feature {column!r} is not in the online store {self.url}; "
+                    + (f"it has {known}" if known else "nothing is materialized yet: call store.materialize(...)")
+                )
+            gid, stored = json.loads(entry)
+            if definition is not None and definition != stored:
+                raise FeatureError(
+                    f"feature {column!r} is defined differently from the one materialized in {self.url}: "
+                    "materialize it again before serving it"
+                )
+            st = states.get(gid)
+            if st is None:
+                st = states[gid] = group_from_json(meta[f"g:{gid}"])
+            slot = next(s for s in st.group.slots if s.column == column)
+            same_tile = st.group.slots_of(slot.tile)
+            life = st.group.lifetime_slots()
+            columns.append(_Served(
+                column, st, slot, same_tile.index(slot), life.index(slot) if slot in life else -1,
+                partials.combiner(slot.func),
+            ))
+        if len({c.column for c in columns}) != len(columns):
+            dup = sorted({c.column for c in columns if [d.column for d in columns].count(c.column) > 1})
+            raise FeatureError(f"features {dup} are requested twice")
+        prepared = PreparedRequest(self, columns, tuple(str(i) for i in items))
+        prepared._features = tuple(objects)  # type: ignore[attr-defined]
+        self._prepared[key] = prepared
+        return prepared
+
+    def get_online_features(self, entity_rows: Any, features: Any, *, at: Any = None) -> pa.Table:
+        """Per entity row (a pyarrow table, pandas DataFrame or list of dicts), in order:
+        its columns, then each feature's value as of ``at`` (default: now; a datetime,
+        or the name of a timestamp column of the rows for one time per row)."""
+        return self.prepare(features).get(entity_rows, at)
+
+    def _serve(self, req: PreparedRequest, entity_rows: Any, at: Any) -> pa.Table:
+        self._check_open()
+        rows = _entity_table(entity_rows)
+        n = rows.num_rows
+        key_values: dict[str, list[Any]] = {}
+        for k, t in req.keys:
+            if k not in rows.column_names:
+                who = [c.column for c in req.columns if k in dict(c.state.group.keys)]
+                raise DataError(f"entity rows lack the key column {k!r} ({t}) of {who}; they have {rows.column_names}")
+            key_values[k] = _plain(_cast_key(rows.column(k), k, t))
+        if isinstance(at, str) and at in rows.column_names:
+            times = _plain(_cast_key(rows.column(at), at, T.Timestamp))
+        else:
+            now = to_us(self._clock() if at is None else at, "at=")
+            times = [now] * n
+        for st in req.groups.values():
+            early = min((t for t in times if t is not None), default=st.serve_from)
+            if early < st.serve_from:
+                cols = [s.column for s in st.group.slots]
+                raise DataError(
+                    f"request time {_from_us(early).isoformat()} is before what the online store holds for {cols}: "
+                    f"materialized until {_from_us(st.until).isoformat()}, exact from {_from_us(st.serve_from).isoformat()} on"
+                )
+        # One round trip: every (row, group) record's fields.
+        reads: list[tuple[str, list[str]]] = []
+        where: list[list[tuple[int, list[tuple[_Served, list[_Part]]]] | None]] = []
+        for i in range(n):
+            t = times[i]
+            per_row = []
+            for gid, st in req.groups.items():
+                kv = [key_values[k][i] for k, _ in st.group.keys]
+                if t is None or any(v is None for v in kv):
+                    per_row.append(None)
+                    continue
+                fields, plan = req._plan(gid, t)
+                reads.append((record_name(gid, _key_text(kv)), fields))
+                per_row.append((len(reads) - 1, plan))
+            where.append(per_row)
+        got = self._storage.read(reads) if reads else []
+        out: dict[str, list[Any]] = {c.column: [None] * n for c in req.columns}
+        for i, per_row in enumerate(where):
+            for entry in per_row:
+                if entry is None:
+                    continue  # a NULL key or time: NULL for every feature, a count too (as training data)
+                idx, plan = entry
+                raw = got[idx]
+                decoded: dict[str, Any] = {}
+                for served, parts in plan:
+                    acc = None
+                    combine = served.combine
+                    for part in parts:
+                        rec = decoded.get(part.field)
+                        if rec is None:
+                            text = raw.get(part.field)
+                            if text is None:
+                                continue
+                            rec = decoded[part.field] = json.loads(text)
+                        if part.field == "base":
+                            acc = combine(acc, rec[served.base_index])
+                        elif part.partial:
+                            acc = combine(acc, rec[served.index])
+                        else:
+                            j = served.index + 1
+                            lo, hi = part.lo, part.hi
+                            acc = combine(acc, partials.of_events(
+                                served.slot.func, [(e[0], e[j]) for e in rec if lo <= e[0] < hi]
+                            ))
+                    out[served.column][i] = partials.value(served.slot.func, acc)
+        result = rows
+        for c in req.columns:
+            result = result.append_column(c.column, _typed(out[c.column], c.slot.dtype))
+        if self.log_requests:
+            logged = pa.table({
+                **{k: rows.column(k) for k, _ in req.keys},
+                "request_time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                **{c.column: result.column(c.column) for c in req.columns},
+            })
+            self._log.append((req.feature_columns, getattr(req, "_features", ()), logged))
+        return result
+
+    def request_log(self) -> list[tuple[tuple[str, ...], tuple[Feature, ...], pa.Table]]:
+        """What was served since the store was opened with ``log_requests=True``: per request,
+        (feature columns, the Feature objects asked for, a table of keys, request_time and values)."""
+        return list(self._log)
+
+
+# ---------------------------------------------------------------------------------------------
+# materialize: the engine's queries and their encoding as records
+
+
+def partials_tile_lifetime() -> int:
+    from relplan.serving.layout import LIFETIME_TILE
+
+    return LIFETIME_TILE
+
+
+def _source_of(prep: nodes.Node) -> nodes.Source:
+    from relplan.ir.graph import walk
+
+    return next(n for n in walk((prep,)) if isinstance(n, nodes.Source))
+
+
+def _features(features: Any, what: str) -> list[Feature]:
+    items = [features] if isinstance(features, Feature) else list(features) if isinstance(features, Iterable) and not isinstance(features, str) else None
+    if not items:
+        raise FeatureError(f"{what} takes a feature or a list of features, got {features!r}")
+    for f in items:
+        if not isinstance(f, Feature):
+            raise FeatureError(f"{what} takes features, got {type(f).__name__}: {f!r}")
+    return items
+
+
+def _until(table: pa.Table, src: nodes.Source, until: Any) -> int:
+    if until is not None:
+        return to_us(until, "until=")
+    assert src.event_time is not None
+    newest = pc.max(table.column(src.event_time)).as_py()
+    return 0 if newest is None else to_us(newest, "the newest event time") + 1
+
+
+def _ts_literal(us: int) -> Literal:
+    return Literal(_from_us(us))
+
+
+def _materialize_sinks(
+    g: Group, prep: nodes.Node, src: nodes.Source, until: int, raw_from: dict[int, int], base: int | None
+) -> list[nodes.Sink]:
+    ts = src.event_time
+    assert ts is not None
+    time = Column(ts, T.Timestamp)
+    events: nodes.Node = nodes.Filter(prep, Binary("<", time, _ts_literal(until)))
+    keys = tuple(k for k, _ in g.keys)
+    sinks = []
+    for h in g.tiles():
+        calls = tuple(c for i, s in enumerate(g.slots_of(h)) if s.func != "count_distinct"
+                      for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), time, f"s{i}_"))
+        if calls:
+            sinks.append(nodes.Sink(nodes.TimeWindowAggregate(events, keys, ts, TimeWindow(h, h), calls), f"tiles_{h}"))
+        for col in sorted({s.value_col for s in g.slots_of(h) if s.func == "count_distinct"}):
+            twa = nodes.TimeWindowAggregate(events, (*keys, col), ts, TimeWindow(h, h), (AggCall("count", None, "n"),))
+            sinks.append(nodes.Sink(twa, f"distinct_{h}_{col}"))
+    if base is not None:
+        before = nodes.Filter(events, Binary("<", time, _ts_literal(base)))
+        life = g.lifetime_slots()
+        calls = tuple(c for i, s in enumerate(life) if s.func != "count_distinct"
+                      for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), time, f"s{i}_"))
+        if calls:
+            sinks.append(nodes.Sink(nodes.Aggregate(before, keys, calls), "base"))
+        for col in sorted({s.value_col for s in life if s.func == "count_distinct"}):
+            sinks.append(nodes.Sink(nodes.Aggregate(before, (*keys, col), (AggCall("count", None, "n"),)), f"base_distinct_{col}"))
+    oldest = min(raw_from.values())
+    sinks.append(nodes.Sink(nodes.Filter(events, Binary(">=", time, _ts_literal(oldest))), "events"))
+    return sinks
+
+
+def _key_texts(table: pa.Table, keys: Sequence[str]) -> list[str]:
+    cols = [_plain(table.column(k)) for k in keys]
+    return [_key_text(v) for v in zip(*cols)]
+
+
+def _encode_group(
+    g: Group, results: dict[str, pa.Table], raw_from: dict[int, int], base: int | None, records: dict[str, dict[str, str]]
+) -> None:
+    """The group's records (per key: tile fields and base) from the engine's results."""
+    keys = [k for k, _ in g.keys]
+    recs: dict[tuple[str, str], dict[str, Any]] = {}
+    from relplan.ir.nodes import WINDOW_START
+
+    for h in g.tiles():
+        slots = g.slots_of(h)
+
+        def rec(key: str, start: int) -> list[Any]:
+            got = recs.get((key, f"{h}:{start}"))
+            if got is None:
+                got = recs[(key, f"{h}:{start}")] = [_empty(s.func) for s in slots]
+            return got
+
+        tiles = results.get(f"tiles_{h}")
+        if tiles is not None and tiles.num_rows:
+            ktext = _key_texts(tiles, keys)
+            starts = _plain(tiles.column(WINDOW_START))
+            per_slot: list[list[Any] | None] = []
+            for i, s in enumerate(slots):
+                if s.func == "count_distinct":
+                    per_slot.append(None)
+                    continue
+                names = [c.name for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), Column("t", T.Timestamp), f"s{i}_")]
+                per_slot.append(partials.from_engine(s.func, [_plain(tiles.column(nm)) for nm in names]))
+            for r, (key, start) in enumerate(zip(ktext, starts)):
+                p = rec(key, start)
+                for i, vals in enumerate(per_slot):
+                    if vals is not None:
+                        p[i] = vals[r]
+        for i, s in enumerate(slots):
+            if s.func != "count_distinct":
+                continue
+            d = results[f"distinct_{h}_{s.value_col}"]
+            if not d.num_rows:
+                continue
+            grouped = d.group_by([*keys, WINDOW_START], use_threads=False).aggregate([(s.value_col, "list")])
+            for key, start, values in zip(_key_texts(grouped, keys), _plain(grouped.column(WINDOW_START)),
+                                          _plain(grouped.column(f"{s.value_col}_list"))):
+                rec(key, start)[i] = values
+        # The events of the tiles an edge can fall in.
+        ev = results["events"]
+        us = pc.cast(pc.cast(ev.column(g.time), pa.timestamp("us", tz="UTC")), pa.int64())
+        keep = pc.greater_equal(us, raw_from[h])
+        if not pc.any(keep).as_py():
+            continue
+        ev = ev.filter(keep)
+        us_np = us.filter(keep).to_numpy()
+        ev = ev.append_column(US_COL, pa.array(us_np)).append_column(START, pa.array(us_np - us_np % h))
+        value_cols = [s.value_col for s in slots]
+        distinct_cols = list(dict.fromkeys(value_cols))
+        # Timestamps and dates as numbers before grouping, so the lists hold what the store keeps.
+        for c in distinct_cols:
+            col = ev.column(c)
+            if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+                ev = ev.set_column(ev.column_names.index(c), c, pa.array(_plain(col), pa.int64()))
+        grouped = ev.group_by([*keys, START], use_threads=False).aggregate(
+            [(US_COL, "list")] + [(c, "list") for c in distinct_cols]
+        )
+        lists = [grouped.column(f"{c}_list").to_pylist() for c in [US_COL, *value_cols]]
+        for key, start, *cols in zip(_key_texts(grouped, keys), grouped.column(START).to_pylist(), *lists):
+            recs[(key, f"{h}:{start}e")] = [list(e) for e in zip(*cols)]
+    if base is not None:
+        life = g.lifetime_slots()
+        b = results.get("base")
+        rows: dict[str, list[Any]] = {}
+        if b is not None and b.num_rows:
+            per_slot = []
+            for i, s in enumerate(life):
+                if s.func == "count_distinct":
+                    per_slot.append(None)
+                    continue
+                names = [c.name for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), Column("t", T.Timestamp), f"s{i}_")]
+                per_slot.append(partials.from_engine(s.func, [_plain(b.column(nm)) for nm in names]))
+            for r, key in enumerate(_key_texts(b, keys)):
+                p = rows.setdefault(key, [_empty(s.func) for s in life])
+                for i, vals in enumerate(per_slot):
+                    if vals is not None:
+                        p[i] = vals[r]
+        for i, s in enumerate(life):
+            if s.func != "count_distinct":
+                continue
+            d = results[f"base_distinct_{s.value_col}"]
+            if not d.num_rows:
+                continue
+            grouped = d.group_by(keys, use_threads=False).aggregate([(s.value_col, "list")])
+            for key, values in zip(_key_texts(grouped, keys), _plain(grouped.column(f"{s.value_col}_list"))):
+                rows.setdefault(key, [_empty(x.func) for x in life])[i] = values
+        for key, p in rows.items():
+            recs[(key, "base")] = p
+    for (key, fld), value in recs.items():
+        records.setdefault(record_name(g.id, key), {})[fld] = _dumps(value)
+
+
+def _empty(func: str) -> Any:
+    return 0 if func == "count" else None
+
+
+# ---------------------------------------------------------------------------------------------
+# push: new events as updates of tile fields, merged into what is stored
+
+
+def _updates_of(st: GroupState, rows: pa.Table, updates: dict[tuple[str, str], list[Any]]) -> None:
+    """Per (record, field) touched by ``rows``: the partials of the new events of a tile
+    (or of the base), or the new events themselves (an events field, ending in "e")."""
+    g = st.group
+    keys = [k for k, _ in g.keys]
+    ktext = _key_texts(rows, keys)
+    times = _plain(rows.column(g.time))
+    values = {c: _plain(rows.column(c)) for c in dict.fromkeys(s.value_col for s in g.slots)}
+    life = g.lifetime_slots()
+    for h in g.tiles():
+        slots = g.slots_of(h)
+        cols = [values[s.value_col] for s in slots]
+        grouped: dict[tuple[str, int], list[list[Any]]] = defaultdict(list)
+        for r, (key, t) in enumerate(zip(ktext, times)):
+            grouped[(key, t - t % h)].append([t, *(c[r] for c in cols)])
+        for (key, start), evs in grouped.items():
+            record = record_name(g.id, key)
+            p = updates.setdefault((record, f"{h}:{start}"), [None] * len(slots))
+            for i, s in enumerate(slots):
+                p[i] = partials.combiner(s.func)(p[i], partials.of_events(s.func, ((e[0], e[i + 1]) for e in evs)))
+            if start >= st.raw_from[h]:
+                updates.setdefault((record, f"{h}:{start}e"), []).extend(evs)
+    if st.base is not None:
+        grouped_b: dict[str, list[int]] = defaultdict(list)
+        for r, (key, t) in enumerate(zip(ktext, times)):
+            if t < st.base:
+                grouped_b[key].append(r)
+        for key, idx in grouped_b.items():
+            p = updates.setdefault((record_name(g.id, key), "base"), [None] * len(life))
+            for i, s in enumerate(life):
+                part = partials.of_events(s.func, ((times[r], values[s.value_col][r]) for r in idx))
+                p[i] = partials.combiner(s.func)(p[i], part)
+
+
+def _merge(g: Group, fld: str, stored: str | None, update: list[Any]) -> list[Any]:
+    if fld.endswith("e"):
+        return update if stored is None else json.loads(stored) + update
+    slots = g.lifetime_slots() if fld == "base" else g.slots_of(int(fld.split(":", 1)[0]))
+    old = [_empty(s.func) for s in slots] if stored is None else json.loads(stored)
+    return [partials.combiner(s.func)(a, b) for s, a, b in zip(slots, old, update)]
+
+
+def _is_live(g: Group, meta: dict[str, str]) -> bool:
+    return any(json.loads(meta.get(f"c:{s.column}", '["",""]'))[0] == g.id for s in g.slots)
+
+
+# ---------------------------------------------------------------------------------------------
+# entity rows in, typed values out
+
+
+def _entity_table(entity_rows: Any) -> pa.Table:
+    if isinstance(entity_rows, list):
+        if not all(isinstance(r, Mapping) for r in entity_rows):
+            raise DataError("entity rows as a list must be dicts of column -> value, e.g. [{'account_id': 42}]")
+        try:
+            return pa.Table.from_pylist(entity_rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise DataError(f"entity rows cannot be read: {e}") from None
+    return as_arrow(entity_rows, "entity rows")
+
+
+def _cast_key(col: pa.ChunkedArray, name: str, dtype: T.DataType) -> pa.ChunkedArray:
+    target = Schema.of([(name, dtype)]).to_arrow().field(0).type
+    if col.type == target or pa.types.is_null(col.type):
+        return col.cast(target)
+    ok = {
+        "Int64": pa.types.is_integer, "Float64": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+        "String": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "Bool": pa.types.is_boolean,
+        "Timestamp": pa.types.is_timestamp, "Date": pa.types.is_date,
+    }[dtype.name]
+    if not ok(col.type):
+        raise DataError(f"entity rows' column {name!r} is {col.type}, but the feature's key {name!r} is {dtype}")
+    try:
+        return col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise DataError(f"entity rows' column {name!r} cannot be read as {dtype}: {e}") from None
+
+
+def _typed(values: list[Any], dtype: T.DataType) -> pa.Array:
+    target = Schema.of([("v", dtype)]).to_arrow().field(0).type
+    if dtype == T.Timestamp:
+        return pa.array(values, pa.int64()).cast(target)
+    if dtype == T.Date:
+        return pa.array(values, pa.int32()).cast(target)
+    return pa.array(values, target)
