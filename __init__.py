@@ -42,7 +42,7 @@ from relplan.ir.types import Bool, DataType, Date, Float64, Int64, String, Times
 from relplan.compiler.statistics import measure_statistics
 from relplan.rules import OptimizerConfig, SourceStats, Statistics
 from relplan.rules.placement import Knobs
-from relplan.serving import OnlineStore, StoreError, online_store
+from relplan.serving import ConsistencyReport, OnlineStore, StoreError, check_online_consistency, online_store
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,6 @@ __all__ = [
     "Float64", "Int64", "Knobs", "OptimizerConfig", "OptimizerError", "SourceStats", "Statistics", "measure_statistics", "Plan", "RelplanError", "SchemaError", "Series", "Source",
     "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
     "compile", "event_time", "execute", "execute_all", "hopping", "key", "latest", "lifetime", "optimize",
-    "pitc_join_features", "pitc_plan", "pitc_spine", "sliding", "OnlineStore", "StoreError", "online_store",
+    "pitc_join_features", "pitc_plan", "pitc_spine", "sliding", "OnlineStore", "StoreError", "online_store", "ConsistencyReport", "check_online_consistency",
     "transformation", "tumbling",
 ]

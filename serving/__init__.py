@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
+from relplan.serving.consistency import ConsistencyReport, check_online_consistency
 from relplan.serving.storage import StoreError
 from relplan.serving.store import OnlineStore, PreparedRequest
 
@@ -37,4 +38,4 @@ def online_store(url: str = "sqlite://", **options: Any) -> OnlineStore:
     return OnlineStore(storage, **options)
 
 
-__all__ = ["OnlineStore", "PreparedRequest", "StoreError", "online_store"]
+__all__ = ["ConsistencyReport", "check_online_consistency", "OnlineStore", "PreparedRequest", "StoreError", "online_store"]

@@ -194,6 +194,7 @@ class OnlineStore:
         self._storage = storage
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._preps: dict[str, tuple[Group, nodes.Node, nodes.Source]] = {}  # group id -> its events' IR
+        self._feature_of: dict[str, Feature] = {}
         self._prepared: dict[tuple[Any, ...], PreparedRequest] = {}
         self.log_requests = log_requests
         self._log: list[tuple[tuple[str, ...], tuple[Feature, ...], pa.Table]] = []
@@ -227,10 +228,18 @@ class OnlineStore:
         return self._storage.read([(META, None)])[0]
 
     def _remember(self, features: Iterable[Feature]) -> list[tuple[Group, nodes.Node]]:
-        groups = group_features(list(features))
+        features = list(features)
+        groups = group_features(features)
         for g, prep in groups:
             self._preps[g.id] = (g, prep, _source_of(prep))
+        for f in features:
+            for c in f.columns:
+                self._feature_of[c] = f
         return groups
+
+    def feature_of(self, column: str) -> Feature | None:
+        """The Feature object behind a served column, where this store object has seen it."""
+        return self._feature_of.get(column)
 
     # -- materialize ----------------------------------------------------------------------------
 
