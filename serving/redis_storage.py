@@ -26,7 +26,7 @@ class RedisStorage(Storage):
         self.url = url
         self._redis = redis
         try:
-            self._r = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+            self._r = redis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=5)
             self._r.ping()
         except redis.RedisError as e:
             raise StoreError(f"cannot reach the online store {url}: {e}") from None
@@ -36,7 +36,7 @@ class RedisStorage(Storage):
     def _fail(self, what: str, e: Exception) -> StoreError:
         return StoreError(f"{what} the online store {self.url} failed: {e}")
 
-    def read(self, reads: Reads) -> list[dict[str, str]]:
+    def read(self, reads: Reads) -> list[dict[str, bytes]]:
         try:
             pipe = self._r.pipeline(transaction=False)
             for record, fields in reads:
@@ -68,7 +68,7 @@ class RedisStorage(Storage):
         except self._redis.RedisError as e:
             raise self._fail("writing", e) from None
 
-    def update(self, reads: Reads, compute: Callable[[list[dict[str, str]]], Records | None]) -> bool:
+    def update(self, reads: Reads, compute: Callable[[list[dict[str, bytes]]], Records | None]) -> bool:
         names = sorted({record for record, _ in reads})
         for _ in range(_RETRIES):
             try:
@@ -105,9 +105,9 @@ class RedisStorage(Storage):
         self._r.close()
 
 
-def _as_dict(fields: Any, value: Any) -> dict[str, str]:
+def _as_dict(fields: Any, value: Any) -> dict[str, bytes]:
     if fields is None:
-        return dict(value)
+        return {k.decode(): v for k, v in value.items()}
     if not fields:
         return {}
     return {f: v for f, v in zip(fields, value) if v is not None}

@@ -1,4 +1,4 @@
-"""The storage under an online store: named records of string fields (a Redis hash).
+"""The storage under an online store: named records of fields holding bytes (a Redis hash).
 
 Everything the store means (tiles, partials, edges, metadata) is in ``store.py``;
 a storage only keeps records and offers three operations, so that SQLite and
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from relplan.ir.errors import RelplanError
 
-Records = Mapping[str, Mapping[str, str]]
+Records = Mapping[str, Mapping[str, bytes]]
 Reads = Sequence[tuple[str, Sequence[str] | None]]  # record name, its fields (None: all)
 
 
@@ -32,7 +32,7 @@ class Storage(ABC):
     url: str
 
     @abstractmethod
-    def read(self, reads: Reads) -> list[dict[str, str]]:
+    def read(self, reads: Reads) -> list[dict[str, bytes]]:
         """Per (record, fields): the fields that exist, by name."""
 
     @abstractmethod
@@ -40,7 +40,7 @@ class Storage(ABC):
         """Delete the records whose names start with any of ``drop_prefixes``, then write ``records``."""
 
     @abstractmethod
-    def update(self, reads: Reads, compute: Callable[[list[dict[str, str]]], Records | None]) -> bool:
+    def update(self, reads: Reads, compute: Callable[[list[dict[str, bytes]]], Records | None]) -> bool:
         """Atomically: read, ``compute`` the writes (None: write nothing), write. False if nothing was written."""
 
     @abstractmethod
@@ -55,7 +55,7 @@ class SqliteStorage(Storage):
     writers in other threads or processes wait their turn instead of failing."""
 
     SCHEMA = (
-        "CREATE TABLE IF NOT EXISTS rp_records (record TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS rp_records (record TEXT NOT NULL, field TEXT NOT NULL, value BLOB NOT NULL, "
         "PRIMARY KEY (record, field)) WITHOUT ROWID"
     )
 
@@ -95,7 +95,7 @@ class SqliteStorage(Storage):
     def _locked(self) -> object:
         return self._lock if self._lock is not None else _NoLock()
 
-    def _read(self, con: sqlite3.Connection, reads: Reads) -> list[dict[str, str]]:
+    def _read(self, con: sqlite3.Connection, reads: Reads) -> list[dict[str, bytes]]:
         out = []
         for record, fields in reads:
             if fields is None:
@@ -110,7 +110,7 @@ class SqliteStorage(Storage):
             out.append(dict(rows))
         return out
 
-    def read(self, reads: Reads) -> list[dict[str, str]]:
+    def read(self, reads: Reads) -> list[dict[str, bytes]]:
         with self._locked():  # type: ignore[attr-defined]
             try:
                 return self._read(self._con(), reads)
@@ -140,7 +140,7 @@ class SqliteStorage(Storage):
                     raise StoreError(f"writing the online store {self.url} failed: {e}") from None
                 raise
 
-    def update(self, reads: Reads, compute: Callable[[list[dict[str, str]]], Records | None]) -> bool:
+    def update(self, reads: Reads, compute: Callable[[list[dict[str, bytes]]], Records | None]) -> bool:
         with self._locked():  # type: ignore[attr-defined]
             con = self._con()
             try:
