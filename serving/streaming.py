@@ -12,7 +12,9 @@ the job over the same events) changes nothing::
 
     store.materialize(features, tables={"Tx": history}, until=cutoff)
     deployment = with_online_store(plan, store)            # the plan's jobs + the feed
-    print(deployment.explain())    # ... streaming job Tx__online_1f2e3d4c on flink: Tx -> online_store:sqlite://
+    print(deployment.explain())
+    # ...
+    # streaming job Tx__online_1f2e3d4c on flink: Tx -> online_store:sqlite://  [tx_count_1d, ...]
     feed_from_flink(store, features, {"Tx": new_events})   # run it here on PyFlink's mini-cluster
 
 Running here, the job reads bounded events, fed in event-time order as a stream
@@ -157,10 +159,12 @@ class OnlineStoreFeed(Job):
         store = self._store(store)
         self.states(store)  # refuse before Flink starts, not after
         t0 = time.perf_counter()
-        batches = self.run_on_flink(events, batch_size=batch_size, batch_id_prefix=batch_id_prefix, **flink_options)
+        batches = self.run_on_flink(
+            events, batch_size=batch_size, batch_id_prefix=batch_id_prefix, **flink_options
+        )
         seconds = time.perf_counter() - t0
-        result = self.apply(batches, store)
-        return FeedResult(result.job, result.batches, result.applied, result.events_applied, seconds, result.apply_seconds)
+        r = self.apply(batches, store)
+        return FeedResult(r.job, r.batches, r.applied, r.events_applied, seconds, r.apply_seconds)
 
     def run_locally(
         self, tables: Mapping[str, Any], *, stream_engine: str = "flink", batch_size: int = DEFAULT_BATCH_SIZE,
@@ -213,7 +217,9 @@ class OnlineStoreFeed(Job):
         source = next(n for n in _walk(src) if isinstance(n, nodes.Source))
         if isinstance(events, Mapping):
             if self.source not in events:
-                raise DataError(f"no table given for source {self.source!r}: pass {{{self.source!r}: <pyarrow table>}}")
+                raise DataError(
+                    f"no table given for source {self.source!r}: pass {{{self.source!r}: <pyarrow table>}}"
+                )
             events = events[self.source]
         table = conform_table(source, events)  # NULL event times and wrong columns refused here
         assert source.event_time is not None
@@ -231,7 +237,10 @@ def _walk(node: nodes.Node) -> Iterable[nodes.Node]:
 
 
 def streaming_jobs(
-    store: OnlineStore, features: Feature | Iterable[Feature], *, connectors: dict[str, dict[str, str]] | None = None,
+    store: OnlineStore,
+    features: Feature | Iterable[Feature],
+    *,
+    connectors: dict[str, dict[str, str]] | None = None,
 ) -> tuple[OnlineStoreFeed, ...]:
     """The Flink streaming jobs that keep ``store`` fresh for ``features``: one per
     source (all groups over it in one script, so one Flink job). ``features``: as
@@ -255,8 +264,8 @@ def streaming_jobs(
         columns = {s.column for g, _ in groups for s in g.slots}
         names = tuple(f.name for f in feats if f.source.source_name == source and set(f.columns) <= columns)
         jobs.append(OnlineStoreFeed(
-            name, "streaming", "flink", sql, (source,), f"online_store:{store_label(store.url)}", names, None, None,
-            source, tuple(g for g, _ in groups), sinks, store,
+            name, "streaming", "flink", sql, (source,), f"online_store:{store_label(store.url)}", names,
+            None, None, source, tuple(g for g, _ in groups), sinks, store,
         ))
     unused = sorted(set(connectors or {}) - {t for j in jobs for t in (j.source, *_output_names(j))})
     if unused:
@@ -265,20 +274,27 @@ def streaming_jobs(
 
 
 def streaming_job(
-    store: OnlineStore, features: Feature | Iterable[Feature], *, connectors: dict[str, dict[str, str]] | None = None,
+    store: OnlineStore,
+    features: Feature | Iterable[Feature],
+    *,
+    connectors: dict[str, dict[str, str]] | None = None,
 ) -> OnlineStoreFeed:
     """The one streaming job of ``streaming_jobs`` (``features`` over one source)."""
     jobs = streaming_jobs(store, features, connectors=connectors)
     if len(jobs) != 1:
         raise FeatureError(
-            f"the features read {len(jobs)} sources ({[j.source for j in jobs]}): one job each, use streaming_jobs()"
+            f"the features read {len(jobs)} sources ({[j.source for j in jobs]}): "
+            "one job each, use streaming_jobs()"
         )
     return jobs[0]
 
 
 def with_online_store(
-    plan_or_deployment: Plan | Deployment, store: OnlineStore, features: Feature | Iterable[Feature] | None = None,
-    *, connectors: dict[str, dict[str, str]] | None = None,
+    plan_or_deployment: Plan | Deployment,
+    store: OnlineStore,
+    features: Feature | Iterable[Feature] | None = None,
+    *,
+    connectors: dict[str, dict[str, str]] | None = None,
 ) -> Deployment:
     """A deployment with the jobs that feed ``store`` added to its DAG: a placed plan's
     ``deployment()`` (or a Deployment) and ``streaming_jobs(store, features)``;
@@ -286,7 +302,9 @@ def with_online_store(
     if isinstance(plan_or_deployment, Deployment):
         base = plan_or_deployment
         if features is None:
-            raise FeatureError("with_online_store(deployment, store, features): a Deployment does not know its features")
+            raise FeatureError(
+                "with_online_store(deployment, store, features): a Deployment does not know its features"
+            )
     else:
         base = plan_or_deployment.deployment()
         if features is None:
@@ -314,21 +332,30 @@ def feed_from_flink(
     jobs = streaming_jobs(store, features)
     if not isinstance(events, Mapping):
         if len(jobs) != 1:
-            raise DataError(f"the features read sources {[j.source for j in jobs]}: pass events as a dict by source name")
+            raise DataError(
+                f"the features read sources {[j.source for j in jobs]}: pass events as a dict by source name"
+            )
         events = {jobs[0].source: events}
     missing = [j.source for j in jobs if j.source not in events]
     if missing:
         raise DataError(f"no events given for sources {missing}: pass {{name: <pyarrow table>}}")
     for j in jobs:
         j.states(store)  # every job's refusal before the first runs
-    return [j.feed(events, store, batch_size=batch_size, batch_id_prefix=batch_id_prefix, **flink_options) for j in jobs]
+    return [
+        j.feed(events, store, batch_size=batch_size, batch_id_prefix=batch_id_prefix, **flink_options)
+        for j in jobs
+    ]
 
 
 # ---- micro-batches ---------------------------------------------------------------------------
 
 
 def micro_batches(
-    job: OnlineStoreFeed, events: pa.Table, results: Mapping[str, pa.Table], *, batch_size: int = DEFAULT_BATCH_SIZE,
+    job: OnlineStoreFeed,
+    events: pa.Table,
+    results: Mapping[str, pa.Table],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     batch_id_prefix: str | None = None,
 ) -> tuple[MicroBatch, ...]:
     """The job's output ``results`` (per group id) cut at event times: batch i holds
@@ -357,15 +384,16 @@ def micro_batches(
         for gid in sorted(rows_i):
             digest.update(gid.encode())
             digest.update(_rows_text(rows_i[gid]).encode())
-        out.append(MicroBatch(
-            i, f"{prefix}{i:0{width}d}:{digest.hexdigest()[:16]}",
-            None if i == 0 else int(cuts[i - 1]), None if i == len(cuts) else int(cuts[i]), int(n_events[i]), rows_i,
-        ))
+        start = None if i == 0 else int(cuts[i - 1])
+        end = None if i == len(cuts) else int(cuts[i])
+        batch_id = f"{prefix}{i:0{width}d}:{digest.hexdigest()[:16]}"
+        out.append(MicroBatch(i, batch_id, start, end, int(n_events[i]), rows_i))
     return tuple(out)
 
 
 def _us(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+    us = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return np.asarray(us.to_numpy(zero_copy_only=False), np.int64)
 
 
 def _canonical(rows: pa.Table) -> pa.Table:
@@ -414,12 +442,21 @@ def _output_names(job: OnlineStoreFeed) -> list[str]:
 
 
 def _feature_list(features: Any) -> list[Feature]:
-    items = [features] if isinstance(features, Feature) else list(features) if isinstance(features, Iterable) else None
+    if isinstance(features, Feature):
+        items = [features]
+    elif isinstance(features, Iterable) and not isinstance(features, str):
+        items = list(features)
+    else:
+        items = []
     if not items:
-        raise FeatureError(f"the online store's streaming job takes a feature or a list of features, got {features!r}")
+        raise FeatureError(
+            f"the online store's streaming job takes a feature or a list of features, got {features!r}"
+        )
     for f in items:
         if not isinstance(f, Feature):
-            raise FeatureError(f"the online store's streaming job takes features, got {type(f).__name__}: {f!r}")
+            raise FeatureError(
+                f"the online store's streaming job takes features, got {type(f).__name__}: {f!r}"
+            )
     return items
 
 
