@@ -131,6 +131,10 @@ class Deployment:
                 if not node.startswith("job:"):
                     continue
                 job = self.job(node[4:])
+                if job.plan is None and hasattr(job, "run_locally"):
+                    # A job writing outside the DAG's tables (serving's online-store feed) runs itself.
+                    out[job.writes] = job.run_locally(tables, stream_engine=stream_engine, **stream_options)
+                    continue
                 if job.kind == "streaming":
                     assert job.plan is not None
                     src_tables = {}

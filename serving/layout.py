@@ -94,6 +94,11 @@ class Group:
         """The slots whose tiles have size ``tile``, in the order of a tile record's partials."""
         return tuple(s for s in self.slots if s.tile == tile)
 
+    def event_columns(self, tile: int) -> tuple[str, ...]:
+        """The masked-argument columns the slots of size ``tile`` read, each once: the
+        columns of a tile's stored events (after their times)."""
+        return tuple(dict.fromkeys(s.value_col for s in self.slots_of(tile)))
+
     def lifetime_slots(self) -> tuple[Slot, ...]:
         return tuple(s for s in self.slots if s.window is None)
 

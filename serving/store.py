@@ -158,6 +158,7 @@ class _Served:
     slot: Slot
     index: int  # its place among the partials of its tile size
     base_index: int  # among the group's lifetime slots (-1: not lifetime)
+    event_index: int  # its values' column in a tile's stored events (0 is their times)
     combine: Callable[[Any, Any], Any] = field(repr=False)
 
 
@@ -241,6 +242,15 @@ class OnlineStore:
 
     def _meta(self) -> dict[str, str]:
         return {k: v.decode() for k, v in self._storage.read([(META, None)])[0].items()}
+
+    def group_states(self, source: str | None = None) -> dict[str, GroupState]:
+        """The materialized groups (by id) the store serves, of ``source`` or all."""
+        self._check_open()
+        meta = self._meta()
+        states = (group_from_json(v) for k, v in meta.items() if k.startswith("g:"))
+        return {
+            s.group.id: s for s in states if (source is None or s.group.source == source) and _is_live(s.group, meta)
+        }
 
     def _remember(self, features: Iterable[Feature]) -> list[tuple[Group, nodes.Node]]:
         features = list(features)
@@ -346,9 +356,7 @@ class OnlineStore:
         name = source if isinstance(source, str) else getattr(source, "source_name", None)
         if name is None:
             raise DataError(f"push() takes a source class (e.g. Transactions) or its name, got {source!r}")
-        meta = self._meta()
-        states = [group_from_json(v) for k, v in meta.items() if k.startswith("g:")]
-        states = [s for s in states if s.group.source == name and _is_live(s.group, meta)]
+        states = list(self.group_states(name).values())
         if not states:
             raise FeatureError(f"no materialized feature reads source {name!r}: materialize features over it first")
         missing = [s.group.id for s in states if s.group.id not in self._preps]
@@ -454,7 +462,7 @@ class OnlineStore:
             life = st.group.lifetime_slots()
             columns.append(_Served(
                 column, st, slot, same_tile.index(slot), life.index(slot) if slot in life else -1,
-                partials.combiner(slot.func),
+                1 + st.group.event_columns(slot.tile).index(slot.value_col), partials.combiner(slot.func),
             ))
         if len({c.column for c in columns}) != len(columns):
             dup = sorted({c.column for c in columns if [d.column for d in columns].count(c.column) > 1})
@@ -534,10 +542,9 @@ class OnlineStore:
                         elif part.kind == BASE:
                             acc = combine(acc, rec[served.base_index])
                         else:
-                            j = served.index + 1
                             lo, hi = part.lo, part.hi
                             acc = combine(acc, partials.of_events(
-                                served.slot.func, [(e[0], e[j]) for e in rec if lo <= e[0] < hi]
+                                served.slot.func, [(t, v) for t, v in zip(rec[0], rec[served.event_index]) if lo <= t < hi]
                             ))
                     out[served.column][i] = partials.value(served.slot.func, acc)
         result = pa.Table.from_arrays(
@@ -678,11 +685,13 @@ def _encode_group(
                     continue
                 names = [c.name for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), Column("t", T.Timestamp), f"s{i}_")]
                 per_slot.append(partials.from_engine(s.func, [_plain(tiles.column(nm)) for nm in names]))
-            for r, (key, start) in enumerate(zip(ktext, starts)):
-                p = rec(key, start)
-                for i, vals in enumerate(per_slot):
-                    if vals is not None:
-                        p[i] = vals[r]
+            n = tiles.num_rows
+            filled = [vals if vals is not None else [None] * n for vals in per_slot]
+            for key, start, row in zip(ktext, starts, map(list, zip(*filled))):
+                blob = blobs.get(key)
+                if blob is None:
+                    blob = blobs[key] = {}
+                blob[start] = row
         for i, s in enumerate(slots):
             if s.func != "count_distinct":
                 continue
@@ -695,7 +704,7 @@ def _encode_group(
                 rec(key, start)[i] = values
         for key, blob in blobs.items():
             recs[(key, str(h))] = blob
-        # The events of the tiles an edge can fall in.
+        # The events of the tiles an edge can fall in, per tile as columns: [times, values per slot].
         ev = results["events"]
         us = pc.cast(pc.cast(ev.column(g.time), pa.timestamp("us", tz="UTC")), pa.int64())
         keep = pc.greater_equal(us, raw_from[h])
@@ -704,19 +713,17 @@ def _encode_group(
         ev = ev.filter(keep)
         us_np = us.filter(keep).to_numpy()
         ev = ev.append_column(US_COL, pa.array(us_np)).append_column(START, pa.array(us_np - us_np % h))
-        value_cols = [s.value_col for s in slots]
-        distinct_cols = list(dict.fromkeys(value_cols))
-        # Timestamps and dates as numbers before grouping, so the lists hold what the store keeps.
-        for c in distinct_cols:
-            col = ev.column(c)
-            if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
-                ev = ev.set_column(ev.column_names.index(c), c, pa.array(_plain(col), pa.int64()))
-        grouped = ev.group_by([*keys, START], use_threads=False).aggregate(
-            [(US_COL, "list")] + [(c, "list") for c in distinct_cols]
-        )
-        lists = [grouped.column(f"{c}_list").to_pylist() for c in [US_COL, *value_cols]]
-        for key, start, *cols in zip(_key_texts(grouped, keys), grouped.column(START).to_pylist(), *lists):
-            recs[(key, f"{h}:{start}e")] = [list(e) for e in zip(*cols)]
+        ev = ev.take(pc.sort_indices(ev, [(k, "ascending") for k in (*keys, START)]))
+        texts = pa.array(_key_texts(ev, keys), pa.string())
+        code = pc.index_in(texts, value_set=pc.unique(texts)).to_numpy()
+        start = ev.column(START).to_numpy()
+        cuts = np.flatnonzero((code[1:] != code[:-1]) | (start[1:] != start[:-1])) + 1
+        bounds = [0, *cuts.tolist(), ev.num_rows]
+        flat = [ev.column(US_COL).to_pylist()] + [_plain(ev.column(c)) for c in g.event_columns(h)]
+        text_list = texts.to_pylist()
+        start_list = start.tolist()
+        for lo, hi in zip(bounds, bounds[1:]):
+            recs[(text_list[lo], f"{h}:{start_list[lo]}e")] = [c[lo:hi] for c in flat]
     if base is not None:
         life = g.lifetime_slots()
         b = results.get("base")
@@ -770,7 +777,9 @@ def _updates_of(st: GroupState, rows: pa.Table, updates: dict[tuple[str, str], A
     for h in g.tiles():
         slots = g.slots_of(h)
         combine = [partials.combiner(s.func) for s in slots]
-        cols = [values[s.value_col] for s in slots]
+        event_cols = g.event_columns(h)
+        cols = [values[c] for c in event_cols]
+        at = [1 + event_cols.index(s.value_col) for s in slots]
         grouped: dict[tuple[str, int], list[list[Any]]] = defaultdict(list)
         for r, (key, t) in enumerate(zip(ktext, times)):
             grouped[(key, t - t % h)].append([t, *(c[r] for c in cols)])
@@ -781,8 +790,10 @@ def _updates_of(st: GroupState, rows: pa.Table, updates: dict[tuple[str, str], A
             blob = updates.setdefault((record, str(h)), {})
             p = blob.setdefault(start, [None] * len(slots))
             for i, s in enumerate(slots):
-                p[i] = combine[i](p[i], partials.of_events(s.func, ((e[0], e[i + 1]) for e in evs)))
-            updates.setdefault((record, f"{h}:{start}e"), []).extend(evs)
+                p[i] = combine[i](p[i], partials.of_events(s.func, ((e[0], e[at[i]]) for e in evs)))
+            cols_of = updates.setdefault((record, f"{h}:{start}e"), [[] for _ in range(len(event_cols) + 1)])
+            for c, values_ in zip(cols_of, zip(*evs)):
+                c.extend(values_)
     if st.base is not None:
         grouped_b: dict[str, list[int]] = defaultdict(list)
         for r, (key, t) in enumerate(zip(ktext, times)):
@@ -797,8 +808,8 @@ def _updates_of(st: GroupState, rows: pa.Table, updates: dict[tuple[str, str], A
 
 def _merge(g: Group, fld: str, stored: str | None, update: Any) -> Any:
     """The stored field with the update merged in (events appended, partials combined)."""
-    if fld.endswith("e"):
-        return update if stored is None else _unpack(stored) + update
+    if fld.endswith("e"):  # events as columns: times, then values per slot
+        return update if stored is None else [a + b for a, b in zip(_unpack(stored), update)]
     if fld == "base":
         slots = g.lifetime_slots()
         old = [_empty(s.func) for s in slots] if stored is None else _unpack(stored)
