@@ -45,3 +45,11 @@ def test_the_training_data_example_prints_what_the_readme_shows() -> None:
     assert printed.strip() == outputs[0].strip()
     plan_text = eval(explain_call.strip().removeprefix("print(").removesuffix(")"), namespace)
     assert plan_text.strip() == outputs[1].strip()
+
+
+def test_the_online_serving_example_prints_what_the_readme_shows(capsys: object) -> None:
+    code = blocks(section("## Online serving"), "python")[0]
+    shown = [line.strip()[2:] for line in code.splitlines() if line.strip().startswith("# [")]
+    exec(compile(code, "README.md (Online serving)", "exec"), {})  # noqa: S102 - the README's own example
+    printed = capsys.readouterr().out.strip().splitlines()  # type: ignore[attr-defined]
+    assert printed == shown and shown
