@@ -38,18 +38,21 @@ class RedisStorage(Storage):
 
     def read(self, reads: Reads) -> list[dict[str, bytes]]:
         try:
-            pipe = self._r.pipeline(transaction=False)
-            for record, fields in reads:
-                if fields is None:
-                    pipe.hgetall(record)
-                elif fields:
-                    pipe.hmget(record, list(fields))
-                else:
-                    pipe.exists(record)
-            got = pipe.execute()
+            return self._read(reads)
         except self._redis.RedisError as e:
             raise self._fail("reading", e) from None
-        return [_as_dict(fields, value) for (_, fields), value in zip(reads, got)]
+
+    def _read(self, reads: Reads) -> list[dict[str, bytes]]:
+        """The fields asked for, in one pipelined round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for record, fields in reads:
+            if fields is None:
+                pipe.hgetall(record)
+            elif fields:
+                pipe.hmget(record, list(fields))
+            else:
+                pipe.exists(record)
+        return [_as_dict(fields, value) for (_, fields), value in zip(reads, pipe.execute())]
 
     def replace(self, drop_prefixes: Iterable[str], records: Records) -> None:
         try:
@@ -75,17 +78,8 @@ class RedisStorage(Storage):
                 with self._r.pipeline(transaction=True) as pipe:
                     try:
                         pipe.watch(*names)
-                        # Immediate mode after WATCH: these run now, in one round trip.
-                        inner = self._r.pipeline(transaction=False)
-                        for record, fields in reads:
-                            if fields is None:
-                                inner.hgetall(record)
-                            elif fields:
-                                inner.hmget(record, list(fields))
-                            else:
-                                inner.exists(record)
-                        current = [_as_dict(f, v) for (_, f), v in zip(reads, inner.execute())]
-                        writes = compute(current)
+                        # Read after WATCH (on another connection: WATCH guards against any writer).
+                        writes = compute(self._read(reads))
                         if writes is None:
                             pipe.unwatch()
                             return False

@@ -634,8 +634,7 @@ def _materialize_sinks(
     for h in g.tiles():
         # Only the tiles a request from serve_from on can read (whole tiles: raw_from is aligned).
         recent: nodes.Node = nodes.Filter(events, Binary(">=", time, _ts_literal(raw_from[h])))
-        calls = tuple(c for i, s in enumerate(g.slots_of(h)) if s.func != "count_distinct"
-                      for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), time, f"s{i}_"))
+        calls = tuple(c for cs in _slot_calls(g.slots_of(h), time) for c in cs)
         if calls:
             sinks.append(nodes.Sink(nodes.TimeWindowAggregate(recent, keys, ts, TimeWindow(h, h), calls), f"tiles_{h}"))
         for col in sorted({s.value_col for s in g.slots_of(h) if s.func == "count_distinct"}):
@@ -644,8 +643,7 @@ def _materialize_sinks(
     if base is not None:
         before = nodes.Filter(events, Binary("<", time, _ts_literal(base)))
         life = g.lifetime_slots()
-        calls = tuple(c for i, s in enumerate(life) if s.func != "count_distinct"
-                      for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), time, f"s{i}_"))
+        calls = tuple(c for cs in _slot_calls(life, time) for c in cs)
         if calls:
             sinks.append(nodes.Sink(nodes.Aggregate(before, keys, calls), "base"))
         for col in sorted({s.value_col for s in life if s.func == "count_distinct"}):
@@ -696,13 +694,7 @@ def _encode_group(
         if tiles is not None and tiles.num_rows:
             ktext = _key_texts(tiles, keys)
             starts = _plain(tiles.column(WINDOW_START))
-            per_slot: list[list[Any] | None] = []
-            for i, s in enumerate(slots):
-                if s.func == "count_distinct":
-                    per_slot.append(None)
-                    continue
-                names = [c.name for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), Column("t", T.Timestamp), f"s{i}_")]
-                per_slot.append(partials.from_engine(s.func, [_plain(tiles.column(nm)) for nm in names]))
+            per_slot = _engine_partials(slots, tiles)
             n = tiles.num_rows
             filled = [vals if vals is not None else [None] * n for vals in per_slot]
             for key, start, row in zip(ktext, starts, map(list, zip(*filled))):
@@ -747,13 +739,7 @@ def _encode_group(
         b = results.get("base")
         rows: dict[str, list[Any]] = {}
         if b is not None and b.num_rows:
-            per_slot = []
-            for i, s in enumerate(life):
-                if s.func == "count_distinct":
-                    per_slot.append(None)
-                    continue
-                names = [c.name for c in partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), Column("t", T.Timestamp), f"s{i}_")]
-                per_slot.append(partials.from_engine(s.func, [_plain(b.column(nm)) for nm in names]))
+            per_slot = _engine_partials(life, b)
             for r, key in enumerate(_key_texts(b, keys)):
                 p = rows.setdefault(key, [_empty(s.func) for s in life])
                 for i, vals in enumerate(per_slot):
@@ -772,6 +758,23 @@ def _encode_group(
             recs[(key, "base")] = p
     for (key, fld), value in recs.items():
         records.setdefault(record_name(g.id, key), {})[fld] = _pack(value)
+
+
+def _slot_calls(slots: Sequence[Slot], time: Column) -> list[tuple[AggCall, ...]]:
+    """Per slot, the engine's aggregate calls of its partial (none for count_distinct: distinct rows)."""
+    return [
+        () if s.func == "count_distinct"
+        else partials.engine_calls(s.func, Column(s.value_col, s.arg_dtype or T.Int64), time, f"s{i}_")
+        for i, s in enumerate(slots)
+    ]
+
+
+def _engine_partials(slots: Sequence[Slot], table: pa.Table) -> list[list[Any] | None]:
+    """Per slot, its partial per row of the engine's result (None: count_distinct's, made apart)."""
+    return [
+        partials.from_engine(s.func, [_plain(table.column(c.name)) for c in calls]) if calls else None
+        for s, calls in zip(slots, _slot_calls(slots, Column("t", T.Timestamp)))
+    ]
 
 
 def _empty(func: str) -> Any:
