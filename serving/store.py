@@ -38,7 +38,7 @@ from relplan.ir.schema import Schema
 from relplan.ir.windows import TimeWindow, format_duration
 from relplan.serving import partials
 from relplan.serving.layout import Group, GroupState, Slot, definitions, group_features, group_from_json, group_to_json
-from relplan.serving.storage import Storage
+from relplan.serving.storage import Storage, StoreError
 
 META = "rp:meta"  # fields: "g:<group id>" -> the group's state; "c:<column>" -> its group id and definition
 US_COL = "__rp_us"
@@ -413,9 +413,11 @@ class OnlineStore:
                 for fld in fields:
                     out[fld] = _pack(_merge(st.group, fld, now.get(fld), updates[(record, fld)]))
             if batch_id is not None:
-                writes[_batches(source)] = {batch_id: "1"}
+                writes[_batches(source)] = {batch_id: b"1"}
             return writes
 
+        if not reads:
+            return n_events  # no event had a key: nothing to store
         applied = self._storage.update(reads, compute)
         return n_events if applied else 0
 
@@ -478,6 +480,9 @@ class OnlineStore:
             raise FeatureError(f"features {dup} are requested twice")
         prepared = PreparedRequest(self, columns, tuple(str(i) for i in items))
         prepared._features = tuple(objects)  # type: ignore[attr-defined]
+        prepared._items = key  # type: ignore[attr-defined]
+        # What each group's layout was when prepared: a request checks it in its round trip.
+        prepared._layout = {gid: meta[f"g:{gid}"].encode() for gid in prepared.groups}  # type: ignore[attr-defined]
         self._prepared[key] = prepared
         return prepared
 
@@ -487,7 +492,7 @@ class OnlineStore:
         or the name of a timestamp column of the rows for one time per row)."""
         return self.prepare(features).get(entity_rows, at)
 
-    def _serve(self, req: PreparedRequest, entity_rows: Any, at: Any) -> pa.Table:
+    def _serve(self, req: PreparedRequest, entity_rows: Any, at: Any, retried: bool = False) -> pa.Table:
         self._check_open()
         rows = _entity_table(entity_rows)
         n = rows.num_rows
@@ -510,8 +515,10 @@ class OnlineStore:
                     f"request time {_from_us(early).isoformat()} is before what the online store holds for {cols}: "
                     f"materialized until {_from_us(st.until).isoformat()}, exact from {_from_us(st.serve_from).isoformat()} on"
                 )
-        # One round trip: every (row, group) record's fields.
-        reads: list[tuple[str, list[str]]] = []
+        # One round trip: the groups' layouts (changed if another process materialized them
+        # again since this request was prepared) and every (row, group) record's fields.
+        layout: dict[str, bytes] = req._layout  # type: ignore[attr-defined]
+        reads: list[tuple[str, list[str]]] = [(META, [f"g:{gid}" for gid in layout])]
         where: list[list[tuple[int, list[tuple[list[_Part], list[int]]]] | None]] = []
         for i in range(n):
             t = times[i]
@@ -525,7 +532,14 @@ class OnlineStore:
                 reads.append((record_name(gid, _key_text(kv)), fields))
                 per_row.append((len(reads) - 1, plan))
             where.append(per_row)
-        got = self._storage.read(reads) if reads else []
+        got = self._storage.read(reads)
+        if any(got[0].get(f"g:{gid}") != text for gid, text in layout.items()):
+            if retried:
+                raise StoreError(f"the online store {self.url} is being materialized again: retry the request")
+            self._prepared.pop(req._items, None)  # type: ignore[attr-defined]
+            fresh = self.prepare(list(req._items))  # type: ignore[attr-defined]
+            req.__dict__.update(fresh.__dict__)  # the caller's prepared request is current again
+            return self._serve(req, entity_rows, at, retried=True)
         columns = req.columns
         out: list[list[Any]] = [[None] * n for _ in columns]
         for i, per_row in enumerate(where):

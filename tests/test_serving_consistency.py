@@ -131,3 +131,23 @@ def test_materialize_on_spark_serves_what_duckdb_does(spark: Any) -> None:
             assert [x for x in a if x is not None] == pytest.approx([y for y in b if y is not None], rel=1e-9), name
         else:
             assert a == b, name
+
+
+def test_a_request_prepared_before_another_materialize_serves_the_new_state(tmp_path: Any) -> None:
+    """Another process (here: another store object on the same file) materializes again with
+    a new layout (a later until moves the lifetime base); a request prepared before notices
+    in its own round trip and serves the new state, as training data has it."""
+    events = swipes()
+    url = f"sqlite:///{tmp_path}/features.db"
+    early, _ = split(events, T0 + dt.timedelta(hours=1))
+    with rp.online_store(url) as writer, rp.online_store(url) as reader:
+        writer.materialize(FEATURES, tables={"Swipes": early}, until=T0 + dt.timedelta(hours=1))
+        request = reader.prepare(FEATURES)
+        writer.materialize(FEATURES, tables={"Swipes": events}, until=T0 + dt.timedelta(days=1, hours=1))
+        at = T0 + dt.timedelta(days=1, hours=2)
+        spine = pa.table({"card": pa.array([0, 1, 2, 7], pa.int64()), "t": pa.array([at] * 4, pa.timestamp("us"))})
+        served = request.get(spine, at=at)
+    trained = rp.pitc_join_features(spine, FEATURES, tables={"Swipes": events}, time="t")
+    for name in ("big_ever", "latest_shop_20m", "spend_30m_shops"):
+        assert served.column(name).to_pylist() == trained.column(name).to_pylist(), name
+    assert served.column("big_ever").to_pylist() != [0, 0, 0, 0]
