@@ -27,3 +27,8 @@ def transactions_1m():
     from relplan.demo import make_transactions
 
     return make_transactions(1_000_000, seed=7)
+
+
+# The online store's benches run on a real redis-server of this run, the tests' fixture:
+# started on a free localhost port, saving nothing, stopped at the end of the run.
+from relplan.tests.conftest import redis_url  # noqa: E402,F401
