@@ -2,14 +2,14 @@
 
 Features over one source with the same keys form a **group**; each output column
 of a feature is a **slot**. Per group and entity key the store holds one record
-(a Redis hash; rows of a SQLite table) of fields:
+(a Redis hash; rows of a SQLite table) of fields, each MessagePack:
 
-    "<h>:<start>"   the tile [start, start + h) of the slots with tile size h:
-                    {"p": [partial per slot], "e": [[time, value per slot], ...]}
-                    "e" (the tile's events) only where an edge of a window served
-                    from the materialized point on can fall in it
-    "base"          lifetime slots: the partial of every event before the group's
-                    base time, so a request reads base + tiles since, not all history
+    "<h>"            the tiles of size h: {start: [partial per slot of size h]}, for the
+                     tiles a request from the materialized point on can read
+    "e:<h>:<start>"  the events of one tile, as columns [times, values per event column],
+                     where an edge of a window served from that point on can fall in it
+    "base"           lifetime slots: the partial of every event before the group's
+                     base time, so a request reads base + tiles since, not all history
 
 A sliding window of w at request time t holds the events with ``t - w <= ts < t``
 (training data's default: events at exactly t are not counted, they may be the

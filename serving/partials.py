@@ -83,7 +83,7 @@ def of_events(func: str, events: Iterable[tuple[int, Any]]) -> Partial:
     if not vals:
         return None
     if func == "count_distinct":
-        return list({v for _, v in vals})
+        return sorted({v for _, v in vals})
     if func == "first":
         return list(min(vals))
     if func == "last":
@@ -121,7 +121,7 @@ def _var(a: list[Any], b: list[Any]) -> list[Any]:
 
 
 def _union(a: list[Any], b: list[Any]) -> list[Any]:
-    return list(set(a).union(b))
+    return sorted(set(a).union(b))  # one order: the stored bytes do not depend on hash seeds
 
 
 def _first(a: list[Any], b: list[Any]) -> list[Any]:

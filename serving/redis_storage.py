@@ -77,7 +77,8 @@ class RedisStorage(Storage):
             try:
                 with self._r.pipeline(transaction=True) as pipe:
                     try:
-                        pipe.watch(*names)
+                        if names:
+                            pipe.watch(*names)
                         # Read after WATCH (on another connection: WATCH guards against any writer).
                         writes = compute(self._read(reads))
                         if writes is None:

@@ -137,15 +137,15 @@ def _parts(slot: Slot, t: int, base: int | None) -> list[_Part]:
         lo = t - slot.window
         head = _floor(lo, h)
         if head == tail:  # the window lies in one tile (a window shorter than the tile)
-            return [_Part(f"{h}:{head}e", EVENTS, lo, t)]
+            return [_Part(f"e:{h}:{head}", EVENTS, lo, t)]
         if head == lo:
             first = head
         else:
-            out.append(_Part(f"{h}:{head}e", EVENTS, lo, head + h))
+            out.append(_Part(f"e:{h}:{head}", EVENTS, lo, head + h))
             first = head + h
     out.extend(_Part(str(h), TILE, s) for s in range(first, tail, h))
     if tail < t:
-        out.append(_Part(f"{h}:{tail}e", EVENTS, tail, t))
+        out.append(_Part(f"e:{h}:{tail}", EVENTS, tail, t))
     return out
 
 
@@ -725,9 +725,9 @@ def _encode_group(
             grouped = d.group_by([*keys, WINDOW_START], use_threads=False).aggregate([(s.value_col, "list")])
             for key, start, values in zip(_key_texts(grouped, keys), _plain(grouped.column(WINDOW_START)),
                                           _plain(grouped.column(f"{s.value_col}_list"))):
-                rec(key, start)[i] = values
+                rec(key, start)[i] = sorted(values)  # a set: stored in one order, whatever the engine's
         for key, blob in blobs.items():
-            recs[(key, str(h))] = blob
+            recs[(key, str(h))] = dict(sorted(blob.items()))  # tiles in time order, not the engine's row order
         # The events of the tiles an edge can fall in, per tile as columns: [times, values per slot].
         ev = results["events"]
         us = pc.cast(pc.cast(ev.column(g.time), pa.timestamp("us", tz="UTC")), pa.int64())
@@ -737,7 +737,9 @@ def _encode_group(
         ev = ev.filter(keep)
         us_np = us.filter(keep).to_numpy()
         ev = ev.append_column(US_COL, pa.array(us_np)).append_column(START, pa.array(us_np - us_np % h))
-        ev = ev.take(pc.sort_indices(ev, [(k, "ascending") for k in (*keys, START)]))
+        # Events in (key, tile, time, values) order: stored the same whatever the engine's row order.
+        order = (*keys, START, US_COL, *dict.fromkeys(g.event_columns(h)))
+        ev = ev.take(pc.sort_indices(ev, [(k, "ascending") for k in order]))
         texts = pa.array(_key_texts(ev, keys), pa.string())
         code = pc.index_in(texts, value_set=pc.unique(texts)).to_numpy()
         start = ev.column(START).to_numpy()
@@ -747,7 +749,7 @@ def _encode_group(
         text_list = texts.to_pylist()
         start_list = start.tolist()
         for lo, hi in zip(bounds, bounds[1:]):
-            recs[(text_list[lo], f"{h}:{start_list[lo]}e")] = [c[lo:hi] for c in flat]
+            recs[(text_list[lo], f"e:{h}:{start_list[lo]}")] = [c[lo:hi] for c in flat]
     if base is not None:
         life = g.lifetime_slots()
         b = results.get("base")
@@ -767,7 +769,7 @@ def _encode_group(
                 continue
             grouped = d.group_by(keys, use_threads=False).aggregate([(s.value_col, "list")])
             for key, values in zip(_key_texts(grouped, keys), _plain(grouped.column(f"{s.value_col}_list"))):
-                rows.setdefault(key, [_empty(x.func) for x in life])[i] = values
+                rows.setdefault(key, [_empty(x.func) for x in life])[i] = sorted(values)
         for key, p in rows.items():
             recs[(key, "base")] = p
     for (key, fld), value in recs.items():
@@ -802,7 +804,7 @@ def _empty(func: str) -> Any:
 def _updates_of(st: GroupState, rows: pa.Table, updates: dict[tuple[str, str], Any]) -> None:
     """Per (record, field) touched by ``rows``: the partials of the new events per tile
     (a tiles field: tile start -> partials), of the base, or the new events themselves
-    (an events field, ending in "e")."""
+    (an events field, "e:<h>:<start>")."""
     g = st.group
     keys = [k for k, _ in g.keys]
     ktext = _key_texts(rows, keys)
@@ -826,7 +828,7 @@ def _updates_of(st: GroupState, rows: pa.Table, updates: dict[tuple[str, str], A
             p = blob.setdefault(start, [None] * len(slots))
             for i, s in enumerate(slots):
                 p[i] = combine[i](p[i], partials.of_events(s.func, ((e[0], e[at[i]]) for e in evs)))
-            cols_of = updates.setdefault((record, f"{h}:{start}e"), [[] for _ in range(len(event_cols) + 1)])
+            cols_of = updates.setdefault((record, f"e:{h}:{start}"), [[] for _ in range(len(event_cols) + 1)])
             for c, values_ in zip(cols_of, zip(*evs)):
                 c.extend(values_)
     if st.base is not None:
@@ -843,12 +845,12 @@ def _updates_of(st: GroupState, rows: pa.Table, updates: dict[tuple[str, str], A
 
 def _merge(g: Group, fld: str, stored: str | None, update: Any) -> Any:
     """The stored field with the update merged in (events appended, partials combined)."""
-    if fld.endswith("e"):  # events as columns: times, then values per slot
-        return update if stored is None else [a + b for a, b in zip(_unpack(stored), update)]
     if fld == "base":
         slots = g.lifetime_slots()
         old = [_empty(s.func) for s in slots] if stored is None else _unpack(stored)
         return [partials.combiner(s.func)(a, b) for s, a, b in zip(slots, old, update)]
+    if fld.startswith("e:"):  # events as columns: times, then values per slot
+        return update if stored is None else [a + b for a, b in zip(_unpack(stored), update)]
     slots = g.slots_of(int(fld))
     blob = {} if stored is None else _unpack(stored)
     for start, new in update.items():
@@ -881,7 +883,9 @@ def _cast_key(col: pa.ChunkedArray, name: str, dtype: T.DataType) -> pa.ChunkedA
     if col.type == target or pa.types.is_null(col.type):
         return col.cast(target)
     ok = {
-        "Int64": pa.types.is_integer, "Float64": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+        # Floats too: pandas keeps ints with a missing value as float64 (training data takes them);
+        # a fractional key still fails the cast below.
+        "Int64": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t), "Float64": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
         "String": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "Bool": pa.types.is_boolean,
         "Timestamp": pa.types.is_timestamp, "Date": pa.types.is_date,
     }[dtype.name]

@@ -698,9 +698,6 @@ def test_entity_rows_as_arrow_pandas_or_dicts_give_the_same_values(mem_store: rp
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: pandas stores an int key column with a missing value as float64; training data reads it "
-    "as Int64 keys, serving refuses it (serving/store.py _cast_key)"))
 def test_pandas_entity_rows_with_a_missing_key(mem_store: rp.OnlineStore) -> None:
     rows = _entity_rows()
     frame = rows.to_pandas()
@@ -711,17 +708,13 @@ def test_pandas_entity_rows_with_a_missing_key(mem_store: rp.OnlineStore) -> Non
 
 
 # ---------------------------------------------------------------------------------------------
-# Bugs found (xfail strict: each passes once the bug is fixed)
+# Regressions: bugs these tests found
 
 # Integer and exact aggregates only: DuckDB's mean and var of floats (the var/std
 # partials) may differ in the last bit with the row order; that is the engine's.
 EXACT = [f for f in FEATURES if f.name not in ("a5m", "a1h", "alife")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: stored bytes follow the engine's row order (tile maps in row order, count_distinct lists and "
-    "tile events unsorted), so materializing the same events twice can store different records; with "
-    "DuckDB's threads it happens from run to run"))
 def test_materialize_stores_the_same_records_whatever_the_row_order(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'features.db'}"
     shuffled = list(BEFORE)
@@ -735,10 +728,6 @@ def test_materialize_stores_the_same_records_whatever_the_row_order(tmp_path: Pa
         assert dump_records(url) == records
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a pushed event older than the lifetime base is merged into the 'base' field as if it were "
-    "an events field (serving/store.py _merge tests fld.endswith('e') first, and 'base' ends with 'e'): "
-    "the base partials are concatenated, not combined"))
 @pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
 def test_a_late_event_before_the_lifetime_base_counts(
     store_kind: str, request: pytest.FixtureRequest
