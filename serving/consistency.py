@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 
 from relplan.compiler.pitc import pitc_join_features
 from relplan.compiler.transformation import Feature

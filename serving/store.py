@@ -35,9 +35,11 @@ from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import DataError, FeatureError, RelplanError
 from relplan.ir.expr import Binary, Column, Literal
 from relplan.ir.schema import Schema
-from relplan.ir.windows import TimeWindow, format_duration
+from relplan.ir.windows import TimeWindow
 from relplan.serving import partials
-from relplan.serving.layout import LIFETIME_TILE, Group, GroupState, Slot, definitions, group_features, group_from_json, group_to_json
+from relplan.serving.layout import (
+    LIFETIME_TILE, Group, GroupState, Slot, definitions, group_features, group_from_json, group_to_json, servable,
+)
 from relplan.serving.storage import Storage, StoreError
 
 META = "rp:meta"  # fields: "g:<group id>" -> the group's state; "c:<column>" -> its group id and definition
@@ -189,10 +191,15 @@ class _Served:
 class PreparedRequest:
     """Features resolved once against the store's metadata: a request does no metadata work."""
 
-    def __init__(self, store: OnlineStore, columns: list[_Served], requested: tuple[str, ...]) -> None:
+    def __init__(
+        self, store: OnlineStore, columns: list[_Served], items: tuple[Any, ...], features: tuple[Feature, ...],
+        layout: dict[str, bytes],
+    ) -> None:
         self.store = store
         self.columns = columns
-        self.requested = requested
+        self.items = items  # what was asked for (features or names): re-prepared from it
+        self.features = features  # the Feature objects among them (the consistency check replays them)
+        self.layout = layout  # per group, its layout when prepared: each request checks it
         self.groups: dict[str, GroupState] = {}
         for c in columns:
             self.groups.setdefault(c.state.group.id, c.state)
@@ -472,8 +479,6 @@ class OnlineStore:
             if isinstance(f, str):
                 wanted.append((f, None))
             elif isinstance(f, Feature):
-                from relplan.serving.layout import servable
-
                 servable(f)
                 objects.append(f)
                 wanted.extend(definitions(f).items())
@@ -510,11 +515,8 @@ class OnlineStore:
         if len({c.column for c in columns}) != len(columns):
             dup = sorted({c.column for c in columns if [d.column for d in columns].count(c.column) > 1})
             raise FeatureError(f"features {dup} are requested twice")
-        prepared = PreparedRequest(self, columns, tuple(str(i) for i in items))
-        prepared._features = tuple(objects)  # type: ignore[attr-defined]
-        prepared._items = key  # type: ignore[attr-defined]
-        # What each group's layout was when prepared: a request checks it in its round trip.
-        prepared._layout = {gid: meta[f"g:{gid}"].encode() for gid in prepared.groups}  # type: ignore[attr-defined]
+        layout = {gid: meta[f"g:{gid}"].encode() for gid in dict.fromkeys(c.state.group.id for c in columns)}
+        prepared = PreparedRequest(self, columns, key, tuple(objects), layout)
         self._prepared[key] = prepared
         return prepared
 
@@ -549,7 +551,7 @@ class OnlineStore:
                 )
         # One round trip: the groups' layouts (changed if another process materialized them
         # again since this request was prepared) and every (row, group) record's fields.
-        layout: dict[str, bytes] = req._layout  # type: ignore[attr-defined]
+        layout = req.layout
         reads: list[tuple[str, list[str]]] = [(META, [f"g:{gid}" for gid in layout])]
         where: list[list[tuple[int, list[tuple[_Parts, list[int]]]] | None]] = []
         for i in range(n):
@@ -568,8 +570,8 @@ class OnlineStore:
         if any(got[0].get(f"g:{gid}") != text for gid, text in layout.items()):
             if retried:
                 raise StoreError(f"the online store {self.url} is being materialized again: retry the request")
-            self._prepared.pop(req._items, None)  # type: ignore[attr-defined]
-            fresh = self.prepare(list(req._items))  # type: ignore[attr-defined]
+            self._prepared.pop(req.items, None)
+            fresh = self.prepare(list(req.items))
             req.__dict__.update(fresh.__dict__)  # the caller's prepared request is current again
             return self._serve(req, entity_rows, at, retried=True)
         columns = req.columns
@@ -633,7 +635,7 @@ class OnlineStore:
                 "request_time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
                 **{c.column: result.column(c.column) for c in req.columns},
             })
-            self._log.append((req.feature_columns, getattr(req, "_features", ()), logged))
+            self._log.append((req.feature_columns, req.features, logged))
         return result
 
     def request_log(self) -> list[tuple[tuple[str, ...], tuple[Feature, ...], pa.Table]]:
