@@ -614,7 +614,14 @@ class SqlLowering:
                     bounded_put(_CTE_TEXT, key, texts, _CTE_TEXT_MAX)
             parts += texts
             names[n] = texts[-1][0]
-        final = self.sql_text(self.final_select(sink, names[sink.input]), pretty)
+        # The outer SELECT names every output column: its text depends on those names
+        # and its input's alone, and is the same after most changes (1,000 columns were
+        # a quarter of re-emitting a plan after one feature changed).
+        final_key = (self.variant, "final", type(sink), sink.schema.names, names[sink.input], pretty)
+        final = _CTE_TEXT.get(final_key)
+        if final is None:
+            final = self.sql_text(self.final_select(sink, names[sink.input]), pretty)
+            bounded_put(_CTE_TEXT, final_key, final, _CTE_TEXT_MAX)
         # sqlglot renders each CTE (``"t0" AS (...)``, indented, string literals intact).
         return f"WITH {', '.join(cte for _, cte in parts)}{chr(10) if pretty else ' '}{final}"
 

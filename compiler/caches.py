@@ -8,10 +8,13 @@ def clear_caches() -> None:
     from relplan.backends import flink, sql
     from relplan.compiler import compile as compile_module
     from relplan.compiler import optimize as optimize_module
+    from importlib import import_module
 
     compile_module._compile_per_event.cache_clear()
     compile_module._compile_per_window.cache_clear()
+    compile_module._WINDOWS.clear()
     optimize_module._optimize_component.cache_clear()
+    import_module("relplan.rules.simplify_expressions")._SIMPLIFIED.clear()  # the package names its rule function so
     sql._RENDERED.clear()
     sql._CTE_TEXT.clear()
     sql._ITEM_TEXT.clear()

@@ -10,7 +10,6 @@ TimeWindowAggregate output.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -128,7 +127,8 @@ def _key_columns(node: nodes.Node, bodies: list[tuple[str, FeatureBody]]) -> tup
 def _calls(f: Feature, mask: Expr | None) -> tuple[AggCall, ...]:
     """The feature's aggregates named by its columns; a per-event feature's row
     mask becomes each aggregate's filter, since its rows are all the source's events."""
-    return tuple(replace(call, name=col, filter=mask) for col, (_, call) in zip(f.columns, f.body.aggs))
+    # AggCall(...) rather than dataclasses.replace: the same call, without replace's checks per field.
+    return tuple(AggCall(call.func, call.arg, col, mask, call.order) for col, (_, call) in zip(f.columns, f.body.aggs))
 
 
 # Recompiling a feature set after one feature changed rebuilds only its group.
@@ -139,14 +139,35 @@ def _compile_per_event(group: tuple[Feature, ...]) -> nodes.Sink:
     try:
         node, keys_of = _key_columns(src, [(f.name, f.body) for f in group])
         for f in group:
-            node = nodes.WindowAggregate.of(
-                node, keys_of[f.name], src.event_time, f.spec.frame(), _calls(f, f.body.mask)
-            )
+            node = _window(node, keys_of[f.name], src.event_time, f.spec.frame(), _calls(f, f.body.mask))
         out = [(c.name, Column(c.name, c.dtype)) for c in src.columns]
         out += [(c, Column(c, node.schema.dtype(c))) for f in group for c in f.columns]
         return nodes.Sink(nodes.Project(node, tuple(out)), src.name)
     except RelplanError as e:
         raise e.at(group[-1].defined_at) from None
+
+
+def _window(
+    input: nodes.Node, keys: tuple[str, ...], order: str, frame: Any, calls: tuple[AggCall, ...]
+) -> nodes.WindowAggregate:
+    """One feature's window over ``input``: the node built for it before, if any.
+
+    A group's features are stacked, so after one feature changed the group is built
+    again, but the features below it stack over the very same nodes as before: they
+    are looked up, not built (nodes are values; the optimizer and the SQL caches then
+    meet the same objects too)."""
+    key = (input, keys, order, frame, calls)
+    made = _WINDOWS.get(key)
+    if made is None:
+        made = nodes.WindowAggregate.of(input, keys, order, frame, calls)
+        if len(_WINDOWS) >= _WINDOWS_MAX:
+            _WINDOWS.clear()  # (one operation: safe for threads compiling at once)
+        _WINDOWS[key] = made
+    return made
+
+
+_WINDOWS: dict[tuple[Any, ...], nodes.WindowAggregate] = {}
+_WINDOWS_MAX = 100_000
 
 
 @lru_cache(maxsize=1024)

@@ -74,6 +74,8 @@ def _independent(outputs: tuple[Sink, ...]) -> list[tuple[Sink, ...]]:
 
     Each group is optimized on its own (and cached): a changed feature re-optimizes
     only its own group."""
+    if len(outputs) == 1:
+        return [outputs]  # one group, whatever it holds (the graph below was 7 ms for 1,000 features)
     g = nx.Graph()
     for s in outputs:
         g.add_node(s)

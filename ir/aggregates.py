@@ -63,6 +63,11 @@ class AggCall:
     filter: Expr | None = None
     order: Column | None = None  # first/last: the event-time column
     dtype: DataType = field(init=False, compare=False, repr=False)
+    # The hash, computed once when first asked for: aggregates are dictionary keys
+    # everywhere (window sharing, rule memos, cached SQL items), and hashing their
+    # expressions again on every look-up was a fifth of merging a thousand windows.
+    _hash: int | None = field(init=False, compare=False, repr=False, default=None)
+    _columns: frozenset[str] | None = field(init=False, compare=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", _result_type(self.func, self.arg))
@@ -73,13 +78,27 @@ class AggCall:
         if self.func in ("first", "last") and self.order is None:
             raise TypeMismatchError(f"{self.func}() of {self.name!r} needs an event-time order")
 
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = hash((self.func, self.arg, self.name, self.filter, self.order))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __reduce__(self) -> tuple[type[AggCall], tuple[object, ...]]:
+        # Built again from its fields: a cached hash of strings is valid in one process only.
+        return (AggCall, (self.func, self.arg, self.name, self.filter, self.order))
+
     def expressions(self) -> tuple[Expr, ...]:
         return tuple(e for e in (self.arg, self.filter, self.order) if e is not None)
 
     def columns(self) -> frozenset[str]:
-        out: frozenset[str] = frozenset()
-        for e in self.expressions():
-            out |= e.columns()
+        out = self._columns
+        if out is None:  # asked for by several rules, for every aggregate of every pass
+            out = frozenset()
+            for e in self.expressions():
+                out |= e.columns()
+            object.__setattr__(self, "_columns", out)
         return out
 
     def sql(self) -> str:

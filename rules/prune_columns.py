@@ -113,7 +113,10 @@ def _cols(exprs: Iterable[Expr]) -> set[str]:
 
 
 def _agg_cols(aggs: Iterable[AggCall]) -> set[str]:
-    return _cols(e for a in aggs for e in a.expressions())
+    out: set[str] = set()
+    for a in aggs:
+        out |= a.columns()  # cached on the aggregate: the columns of its expressions
+    return out
 
 
 def _kept_exprs(p: Project, mine: set[str]) -> tuple[tuple[str, Expr], ...]:

@@ -62,6 +62,11 @@ def _unnamed(a: AggCall) -> AggCall:
     return replace(a, name="")
 
 
+def _named(a: AggCall, name: str) -> AggCall:
+    """``a`` named ``name`` (dataclasses.replace's result, without its checks per field)."""
+    return AggCall(a.func, a.arg, name, a.filter, a.order)
+
+
 def share_windows(roots: Roots, ctx: RuleContext) -> Roots:
     uses = use_counts(roots)
     consumers_in_chain: set[Node] = set()
@@ -113,7 +118,7 @@ def _merge(chain: list[WindowAggregate], ctx: RuleContext) -> Node | None:
 
     node: Node = base
     for keys, frames in groups.items():
-        windows = tuple((f, tuple(replace(a, name=name) for a, name in aggs.items())) for f, aggs in frames.items())
+        windows = tuple((f, tuple(_named(a, name) for a, name in aggs.items())) for f, aggs in frames.items())
         node = WindowAggregate(node, keys, chain[0].order, windows)
     top = chain[-1]
     if node == top:

@@ -105,7 +105,25 @@ def simplify_expressions(roots: Roots, ctx: RuleContext) -> Roots:
 
 
 def simplify_agg(a: AggCall) -> AggCall:
-    """``a`` with its argument and filter simplified (the same object if nothing changed)."""
+    """``a`` with its argument and filter simplified (the same object if nothing changed).
+
+    Remembered across runs (aggregates are values and hash once): after one feature
+    of a thousand changed, the others' aggregates are look-ups."""
+    done = _SIMPLIFIED.get(a, _UNSEEN)
+    if done is _UNSEEN:
+        out = _simplify_agg(a)
+        if len(_SIMPLIFIED) >= _SIMPLIFIED_MAX:
+            _SIMPLIFIED.clear()
+        done = _SIMPLIFIED[a] = None if out is a else out
+    return a if done is None else done  # type: ignore[return-value]
+
+
+_UNSEEN = object()
+_SIMPLIFIED: dict[AggCall, AggCall | None] = {}  # None: already simple
+_SIMPLIFIED_MAX = 100_000
+
+
+def _simplify_agg(a: AggCall) -> AggCall:
     arg = simplify(a.arg) if a.arg is not None else None
     filt = simplify(a.filter) if a.filter is not None else None
     if filt is not None:
