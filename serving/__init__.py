@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from relplan.serving.consistency import ConsistencyReport, check_online_consistency
 from relplan.serving.storage import StoreError
 from relplan.serving.store import OnlineStore, PreparedRequest
+from relplan.serving.streaming import feed_from_flink, streaming_jobs, with_online_store
 
 
 def online_store(url: str = "sqlite://", **options: Any) -> OnlineStore:
@@ -38,4 +39,4 @@ def online_store(url: str = "sqlite://", **options: Any) -> OnlineStore:
     return OnlineStore(storage, **options)
 
 
-__all__ = ["ConsistencyReport", "check_online_consistency", "OnlineStore", "PreparedRequest", "StoreError", "online_store"]
+__all__ = ["ConsistencyReport", "check_online_consistency", "feed_from_flink", "streaming_jobs", "with_online_store", "OnlineStore", "PreparedRequest", "StoreError", "online_store"]

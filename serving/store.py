@@ -34,6 +34,7 @@ from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import DataError, FeatureError, RelplanError
 from relplan.ir.expr import Binary, Column, Literal
+from relplan.ir.graph import walk
 from relplan.ir.schema import Schema
 from relplan.ir.windows import TimeWindow
 from relplan.serving import partials
@@ -649,9 +650,7 @@ class OnlineStore:
 
 
 def _source_of(prep: nodes.Node) -> nodes.Source:
-    from relplan.ir.graph import walk
-
-    return next(n for n in walk((prep,)) if isinstance(n, nodes.Source))
+    return next(n for n in walk(prep) if isinstance(n, nodes.Source))
 
 
 def _features(features: Any, what: str) -> list[Feature]:

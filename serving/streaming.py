@@ -47,6 +47,7 @@ from relplan.compiler.deployment import Deployment, Job
 from relplan.compiler.transformation import Feature
 from relplan.ir import nodes
 from relplan.ir.errors import DataError, FeatureError
+from relplan.ir.graph import walk
 from relplan.serving.layout import Group, GroupState, group_features, group_from_json
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class OnlineStoreFeed(Job):
 
     def _events(self, events: Any) -> pa.Table:
         src = self.sinks[0].input
-        source = next(n for n in _walk(src) if isinstance(n, nodes.Source))
+        source = next(n for n in walk(src) if isinstance(n, nodes.Source))
         if isinstance(events, Mapping):
             if self.source not in events:
                 raise DataError(
@@ -225,12 +226,6 @@ class OnlineStoreFeed(Job):
         assert source.event_time is not None
         # In event-time order, as a stream delivers them (and as Deployment.run_locally feeds them).
         return table.take(pc.sort_indices(table, [(source.event_time, "ascending")]))
-
-
-def _walk(node: nodes.Node) -> Iterable[nodes.Node]:
-    from relplan.ir.graph import walk
-
-    return walk((node,))
 
 
 # ---- building the jobs -----------------------------------------------------------------------
