@@ -186,7 +186,8 @@ class _Served:
     index: int  # its place among the partials of its tile size
     base_index: int  # among the group's lifetime slots (-1: not lifetime)
     event_index: int  # its values' column in a tile's stored events (0 is their times)
-    combine: Callable[[Any, Any], Any] = field(repr=False)
+    combine: Callable[[Any, Any], Any] = field(repr=False)  # its partial with one more
+    fold: Callable[[Any, list[Any]], Any] = field(repr=False)  # its partial with a window's whole tiles
 
 
 class PreparedRequest:
@@ -512,6 +513,7 @@ class OnlineStore:
             columns.append(_Served(
                 column, st, slot, same_tile.index(slot), life.index(slot) if slot in life else -1,
                 1 + st.group.event_columns(slot.tile).index(slot.value_col), partials.combiner(slot.func),
+                partials.folder(slot.func),
             ))
         if len({c.column for c in columns}) != len(columns):
             dup = sorted({c.column for c in columns if [d.column for d in columns].count(c.column) > 1})
@@ -577,7 +579,6 @@ class OnlineStore:
             return self._serve(req, entity_rows, at, retried=True)
         columns = req.columns
         out: list[list[Any]] = [[None] * n for _ in columns]
-        folds = [partials.folder(c.slot.func) for c in columns]
         for i, per_row in enumerate(where):
             for entry in per_row:
                 if entry is None:
@@ -602,7 +603,7 @@ class OnlineStore:
                         tiles = [p for s in parts.starts if (p := blob.get(s)) is not None]
                         for j, c in enumerate(ix):
                             k = columns[c].index
-                            acc[j] = folds[c](acc[j], [v for p in tiles if (v := p[k]) is not None])
+                            acc[j] = columns[c].fold(acc[j], [v for p in tiles if (v := p[k]) is not None])
                     for edge in parts.edges:
                         rec = field(edge.field)
                         if rec is None:
