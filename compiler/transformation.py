@@ -13,7 +13,7 @@ import inspect
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from relplan.compiler.dsl import DataFrame, FeatureBody
@@ -37,6 +37,11 @@ class Feature:
     body: FeatureBody
     defined_at: str | None
     called_at: str | None = None  # where the transformation was called to make this feature
+    # Metadata: what a catalog lists and searches by. It never changes what the
+    # feature computes, so it takes no part in equality (nor in its fingerprint).
+    description: str | None = field(default=None, compare=False)
+    owner: str | None = field(default=None, compare=False)
+    tags: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def spec(self) -> WindowSpec:
@@ -66,9 +71,14 @@ class Feature:
 class Transformation:
     """A decorated feature function; call it with a window to get a Feature."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None, scope: dict[str, Any]) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], name: str | None, scope: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
+        self.metadata = _metadata(metadata or {}, where=None)
+        if self.metadata.get("description") is None and fn.__doc__:
+            self.metadata["description"] = inspect.cleandoc(fn.__doc__)
         self._scope = scope
         code = fn.__code__
         self.defined_at = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno} in {fn.__name__}"
@@ -89,8 +99,18 @@ class Transformation:
         self._params = out
         return out
 
-    def __call__(self, window: WindowSpec | None = None, *, name: str | None = None, **options: Any) -> Feature:
+    def __call__(
+        self,
+        window: WindowSpec | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        owner: str | None = None,
+        tags: Any = None,
+        **options: Any,
+    ) -> Feature:
         where = user_location()
+        meta = {**self.metadata, **_metadata({"description": description, "owner": owner, "tags": tags}, where=where)}
         kwargs: dict[str, Any] = {}
         window_param = None
         for pname, ann in self._resolve():
@@ -141,7 +161,10 @@ class Transformation:
         fname = name if name is not None else f"{self.name}_{body.spec.label}"
         if not _NAME.match(fname):
             raise FeatureError(f"feature name {fname!r} must be an identifier (letters, digits, _)", where=where)
-        return Feature(fname, self.name, body, body.location or self.defined_at, where)
+        return Feature(
+            fname, self.name, body, body.location or self.defined_at, where,
+            meta.get("description"), meta.get("owner"), meta.get("tags", ()),
+        )
 
     def __repr__(self) -> str:
         return f"<transformation {self.name} ({self.defined_at})>"
@@ -161,11 +184,42 @@ def _innermost_user_line(e: BaseException) -> str | None:
     return describe_frame(last.tb_frame, last.tb_lineno)
 
 
-def transformation(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
-    """Decorate a feature function; ``@rp.transformation`` or ``@rp.transformation(name=...)``."""
+def _metadata(given: dict[str, Any], where: str | None) -> dict[str, Any]:
+    """The metadata given (None left out), checked: description and owner are text, tags a list of text."""
+    out: dict[str, Any] = {}
+    for key in ("description", "owner"):
+        value = given.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise FeatureError(f"{key} must be a string, got {value!r}", where=where)
+        out[key] = value
+    tags = given.get("tags")
+    if tags is not None:
+        if isinstance(tags, str):
+            tags = (tags,)
+        if not isinstance(tags, (list, tuple, set, frozenset)) or not all(isinstance(t, str) for t in tags):
+            raise FeatureError(f"tags must be a list of strings, got {tags!r}", where=where)
+        out["tags"] = tuple(sorted(set(tags)))
+    return out
+
+
+def transformation(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    owner: str | None = None,
+    tags: Any = None,
+) -> Any:
+    """Decorate a feature function; ``@rp.transformation`` or ``@rp.transformation(name=..., owner=..., tags=[...])``.
+
+    ``description`` (default: the function's docstring), ``owner`` and ``tags`` are
+    metadata a catalog lists and searches by; each feature may override them."""
     scope = dict(sys._getframe(1).f_locals)
+    metadata = {"description": description, "owner": owner, "tags": tags}
 
     def wrap(f: Callable[..., Any]) -> Transformation:
-        return Transformation(f, name, scope)
+        return Transformation(f, name, scope, metadata)
 
     return wrap(fn) if fn is not None else wrap
