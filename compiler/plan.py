@@ -74,6 +74,21 @@ class Plan:
     def __str__(self) -> str:
         return self.explain()
 
+    def to_json(self, *, canonical: bool = False) -> str:
+        """The plan as a relplan JSON document (catalog/serialize.py): its nodes,
+        outputs, features, trace and placement; indented, or compact (``canonical``)."""
+        from relplan.catalog.serialize import dumps, plan_to_dict
+
+        return dumps(plan_to_dict(self), canonical=canonical)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Plan:
+        """The plan of a document ``to_json()`` wrote (equal outputs, features, trace and
+        placement); a ``FormatError`` names what is wrong with any other text."""
+        from relplan.catalog.serialize import loads, plan_from_dict
+
+        return plan_from_dict(loads(text, "plan"))
+
     def to_sql(self, engine: str = "duckdb", *, pretty: bool = True, **options: Any) -> str:
         """The SQL ``engine`` runs for this plan, one statement per output (``pretty``: indented)."""
         from relplan.backends import get_backend

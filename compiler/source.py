@@ -99,6 +99,22 @@ class Source:
         return cls.__relplan_source__.columns
 
     @classmethod
+    def to_json(cls, *, canonical: bool = False) -> str:
+        """This declaration as a relplan JSON document (catalog/serialize.py)."""
+        from relplan.catalog.serialize import dumps, source_to_dict
+
+        return dumps(source_to_dict(cls), canonical=canonical)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> type[Source]:
+        """The source class of a document ``to_json()`` wrote: a subclass of rp.Source with
+        the same name, columns, event time, lateness, keys and boundedness (the same
+        class for the same document)."""
+        from relplan.catalog.serialize import loads, source_from_dict
+
+        return source_from_dict(loads(text, "source"))
+
+    @classmethod
     def to_arrow_schema(cls) -> pa.Schema:
         return cls.__relplan_source__.columns.to_arrow()
 

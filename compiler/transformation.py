@@ -67,6 +67,20 @@ class Feature:
     def __repr__(self) -> str:
         return f"Feature({self.name!r}, source={self.source.source_name}, window={self.spec!r})"
 
+    def to_json(self, *, canonical: bool = False) -> str:
+        """The feature as a relplan JSON document (catalog/serialize.py): what it
+        computes, its name, metadata and locations; indented, or compact (``canonical``)."""
+        from relplan.catalog.serialize import dumps, feature_to_dict
+
+        return dumps(feature_to_dict(self), canonical=canonical)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Feature:
+        """The feature of a document ``to_json()`` wrote: it compiles to the same plan."""
+        from relplan.catalog.serialize import feature_from_dict, loads
+
+        return feature_from_dict(loads(text, "feature"))
+
 
 class Transformation:
     """A decorated feature function; call it with a window to get a Feature."""
