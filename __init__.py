@@ -42,6 +42,7 @@ from relplan.ir.types import Bool, DataType, Date, Float64, Int64, String, Times
 from relplan.compiler.statistics import measure_statistics
 from relplan.rules import OptimizerConfig, SourceStats, Statistics
 from relplan.rules.placement import Knobs
+from relplan.catalog import Catalog, CatalogError, ConflictError, GuardrailError, fingerprint
 from relplan.serving import ConsistencyReport, OnlineStore, StoreError, check_online_consistency, online_store
 
 __version__ = "0.1.0"
@@ -52,5 +53,5 @@ __all__ = [
     "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
     "compile", "event_time", "execute", "execute_all", "hopping", "key", "latest", "lifetime", "optimize",
     "pitc_join_features", "pitc_plan", "pitc_spine", "sliding", "OnlineStore", "StoreError", "online_store", "ConsistencyReport", "check_online_consistency",
-    "transformation", "tumbling",
+    "transformation", "tumbling", "Catalog", "CatalogError", "ConflictError", "GuardrailError", "fingerprint",
 ]

@@ -23,14 +23,16 @@ from relplan.ir.aggregates import AggCall
 from relplan.ir.expr import Column, Expr
 
 
-def compile(features: Feature | Iterable[Feature]) -> Plan:  # noqa: A001 - the public name
-    """Compile features into one plan (several outputs if their row sets differ)."""
+def compile(features: Feature | str | Iterable[Feature | str], *, catalog: Any = None) -> Plan:  # noqa: A001 - the public name
+    """Compile features into one plan (several outputs if their row sets differ).
+
+    ``catalog``: an ``rp.Catalog`` that resolves features given by name ("tx_count_1h", "tx_count_1h@v2")."""
     with gc_paused():  # thousands of nodes and no cycles: the collector's passes would be wasted
-        return _compile(features)
+        return _compile(features, catalog)
 
 
-def _compile(features: Feature | Iterable[Feature]) -> Plan:
-    feats = _check_features(features)
+def _compile(features: Feature | str | Iterable[Feature | str], catalog: Any = None) -> Plan:
+    feats = _check_features(features, catalog)
     per_event: dict[str, list[Feature]] = {}
     per_window: dict[tuple[Any, ...], list[Feature]] = {}
     for f in feats:
@@ -57,8 +59,8 @@ def _unique(sink: nodes.Sink, taken: set[str]) -> nodes.Sink:
     return sink if name == sink.name else nodes.Sink(sink.input, name)
 
 
-def _check_features(features: Feature | Iterable[Feature]) -> list[Feature]:
-    if isinstance(features, (Feature, Transformation)):
+def _check_features(features: Feature | str | Iterable[Feature | str], catalog: Any = None) -> list[Feature]:
+    if isinstance(features, (Feature, Transformation, str)):
         items: list[Any] = [features]
     elif isinstance(features, Iterable) and not isinstance(features, (str, bytes)):
         items = list(features)
@@ -68,6 +70,12 @@ def _check_features(features: Feature | Iterable[Feature]) -> list[Feature]:
         )
     if not items:
         raise FeatureError("compile() needs at least one feature")
+    names = [f for f in items if isinstance(f, str)]
+    if names:
+        if catalog is None:
+            raise FeatureError(f"features {names} are given by name: pass catalog=rp.Catalog(path) to resolve them")
+        # Duck-typed: the compiler does not import the catalog, which is built on it.
+        items = catalog.resolve(items)
     seen: dict[str, Feature] = {}
     for f in items:
         if isinstance(f, Transformation):

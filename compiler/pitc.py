@@ -89,6 +89,7 @@ def pitc_plan(
     tables: Mapping[str, Any] | None = None,
     statistics: Statistics | None = None,
     config: OptimizerConfig | None = None,
+    catalog: Any = None,
 ) -> Plan:
     """The optimized plan of a point-in-time join (``plan.explain()`` shows each join's
     lowering; ``plan.to_sql(engine)`` its SQL over the table ``pitc_spine``, which
@@ -97,7 +98,7 @@ def pitc_plan(
     ``spine``: a table (pyarrow, pandas) or just its schema. ``tables`` or
     ``statistics`` let the optimizer choose lowerings by cost."""
     spine = spine if isinstance(spine, pa.Schema) else as_arrow(spine, "spine")
-    return _plan(spine, _check_features(features), time, keys, inclusive, tables, statistics, config)[0]
+    return _plan(spine, _check_features(features, catalog), time, keys, inclusive, tables, statistics, config)[0]
 
 
 def pitc_spine(spine: Any, plan: Plan) -> pa.Table:
@@ -123,6 +124,7 @@ def pitc_join_features(
     inclusive: bool = False,
     statistics: Statistics | None = None,
     config: OptimizerConfig | None = None,
+    catalog: Any = None,
     **options: Any,
 ) -> pa.Table:
     """The spine, row for row, plus each feature's value as of the row's time.
@@ -135,7 +137,7 @@ def pitc_join_features(
     from relplan.compiler.execute import _inputs
 
     table = as_arrow(spine, "spine")
-    feats = _check_features(features)
+    feats = _check_features(features, catalog)
     if tables is not None and not isinstance(tables, Mapping):
         raise DataError(f"tables= takes a dict of source name to table, e.g. {{'Transactions': arrow_table}}, got {type(tables).__name__}")
     # Arrow once: the tie check below and the run read the same tables (a name stays a name).

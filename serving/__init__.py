@@ -18,7 +18,8 @@ def online_store(url: str = "sqlite://", **options: Any) -> OnlineStore:
     (a file, created if absent) or ``redis://host:port/db`` (a running Redis server).
 
     ``clock``: a function returning the current time (for ``at=None``; tests inject one);
-    ``log_requests``: keep what is served, for ``rp.check_online_consistency``."""
+    ``log_requests``: keep what is served, for ``rp.check_online_consistency``;
+    ``catalog``: an ``rp.Catalog`` that resolves features given by name ("name", "name@v2")."""
     if not isinstance(url, str):
         raise StoreError(f"rp.online_store() takes a URL like 'sqlite:///features.db' or 'redis://localhost:6379/0', got {url!r}")
     scheme = urlparse(url).scheme

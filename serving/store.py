@@ -252,8 +252,12 @@ class PreparedRequest:
 class OnlineStore:
     """Features' state for serving; open one with ``rp.online_store(url)``."""
 
-    def __init__(self, storage: Storage, *, clock: Callable[[], dt.datetime] | None = None, log_requests: bool = False) -> None:
+    def __init__(
+        self, storage: Storage, *, clock: Callable[[], dt.datetime] | None = None, log_requests: bool = False,
+        catalog: Any = None,
+    ) -> None:
         self._storage = storage
+        self._catalog = catalog  # an rp.Catalog: features named "name" or "name@v2" are its definitions
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._preps: dict[str, tuple[Group, nodes.Node, nodes.Source]] = {}  # group id -> its events' IR
         self._feature_of: dict[str, Feature] = {}
@@ -312,6 +316,15 @@ class OnlineStore:
         """The Feature object behind a served column, where this store object has seen it."""
         return self._feature_of.get(column)
 
+    def _resolve(self, features: Any) -> Any:
+        """Names resolved through the store's catalog, if it has one (else left to the caller's checks)."""
+        if self._catalog is None:
+            return features
+        items = [features] if isinstance(features, (Feature, str)) else features
+        if isinstance(items, (list, tuple)) and any(isinstance(f, str) for f in items):
+            return self._catalog.resolve(items)
+        return features
+
     # -- materialize ----------------------------------------------------------------------------
 
     def materialize(
@@ -333,7 +346,7 @@ class OnlineStore:
         from relplan.backends import get_backend
 
         self._check_open()
-        feats = _features(features, "materialize()")
+        feats = _features(self._resolve(features), "materialize()")
         if not isinstance(tables, Mapping):
             raise DataError(f"tables= takes a dict of source name to table, got {type(tables).__name__}")
         started = time.perf_counter()
@@ -398,7 +411,7 @@ class OnlineStore:
 
         self._check_open()
         if features is not None:
-            self._remember(_features(features, "push(features=...)"))
+            self._remember(_features(self._resolve(features), "push(features=...)"))
         name = source if isinstance(source, str) else getattr(source, "source_name", None)
         if name is None:
             raise DataError(f"push() takes a source class (e.g. Transactions) or its name, got {source!r}")
@@ -470,6 +483,8 @@ class OnlineStore:
         items = [features] if isinstance(features, (Feature, str)) else list(features)
         if not items:
             raise FeatureError("get_online_features() needs at least one feature")
+        if self._catalog is not None:
+            items = self._resolve(items)
         key = tuple(items)
         got = self._prepared.get(key)
         if got is not None:
