@@ -897,6 +897,12 @@ def _source_class_from(d: Any, where: str) -> type[Source]:
     from relplan.compiler.source import Source, _EventTime, _Key
 
     d = _obj(d, where)
+    # A document as written is its own canonical key: known ones skip rebuilding the node
+    # (half of reading a feature back, where each feature carries its source).
+    raw = canonical_json(d)
+    cls = _SOURCE_CLASSES.get(raw)
+    if cls is not None:
+        return cls  # type: ignore[return-value]
     class_name = _str(d, "class_name", where)
     node = _source_node_from(d, where)
     fields = {"class_name": class_name, **_source_fields(node)}

@@ -176,18 +176,18 @@ class CatalogPlan:
                 )
             elif c.blocked:
                 names = list(c.protected)
-                lines.append(
-                    f"      BLOCKED: {', '.join(names)} {'is' if len(names) == 1 else 'are'} deployed or protected; "
-                    f"publish as a new version (apply(..., new_version={names!r}) or relplan apply --new-version "
-                    f"{' '.join(names)}) or force it (force=True)"
-                )
+                lines.append(f"      BLOCKED: {', '.join(names)} {'is' if len(names) == 1 else 'are'} deployed or protected")
+                lines.append(f"      way out: publish a new version (new_version={names!r}; relplan apply --new-version "
+                             f"{' '.join(names)}) or force=True")
             elif c.breaking and c.protected and self.forced:
                 lines.append(f"      forced: jobs move to the new version of {', '.join(c.protected)}")
             elif c.breaking and set(c.protected) & set(self.published):
                 lines.append("      published as a new version: jobs keep the version they run")
-        counts = {cat: len(self.by_category(cat)) for cat in marks}
-        summary = ", ".join(f"{n} {cat}" for cat, n in counts.items() if n)
-        lines.append(f"summary: {summary or 'nothing'}" + (f"; {len(self.blocked)} blocked" if self.blocked else ""))
+        order = ("breaking", "non-breaking", "added", "removed", "metadata-only", "unchanged")
+        counts = [(cat, len(self.by_category(cat))) for cat in order]
+        blocked = {cat: sum(c.category == cat for c in self.blocked) for cat in order}
+        summary = ", ".join(f"{n} {cat}" + (f" ({blocked[cat]} blocked)" if blocked[cat] else "") for cat, n in counts if n)
+        lines.append(f"summary: {summary or 'nothing'}")
         return "\n".join(lines)
 
     def __str__(self) -> str:

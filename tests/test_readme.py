@@ -53,3 +53,13 @@ def test_the_online_serving_example_prints_what_the_readme_shows(capsys: object)
     exec(compile(code, "README.md (Online serving)", "exec"), {})  # noqa: S102 - the README's own example
     printed = capsys.readouterr().out.strip().splitlines()  # type: ignore[attr-defined]
     assert printed == shown and shown
+
+
+def test_the_catalog_example_prints_what_the_readme_shows(tmp_path: object, monkeypatch: object, capsys: object) -> None:
+    text = section("## Catalog and guardrails")
+    code = blocks(text, "python")[0]
+    shown = blocks(text)[0]
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]  # the example's catalog file lands here
+    exec(compile(code, "README.md (Catalog)", "exec"), {})  # noqa: S102 - the README's own example
+    printed = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert printed.strip() == shown.strip()
