@@ -136,16 +136,14 @@ def dumps(d: Any, *, canonical: bool = False) -> str:
 
 def _text(obj: Any, indent: int | None) -> str:
     try:
-        text = json.dumps(
-            obj, sort_keys=True, indent=indent, separators=(",", ":") if indent is None else (",", ": "),
-            ensure_ascii=False, allow_nan=False,
-        )
+        if indent is None:
+            text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        else:
+            text = _pretty(obj, indent, 0)
     except RecursionError:
         raise FormatError("cannot write the document: it is nested too deeply for JSON") from None
     except (TypeError, ValueError) as e:
         raise FormatError(f"cannot write the document as JSON: {e}") from None
-    if indent is not None:  # a list of scalars on one line: ["cc_num", "Int64"], not four lines
-        text = _SCALARS.sub(lambda m: "[" + _ELEMENT_BREAK.sub(", ", m.group(1)) + "]", text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -156,10 +154,26 @@ def _text(obj: Any, indent: int | None) -> str:
     return text
 
 
-# JSON strings hold no raw line breaks, so a break inside a list of scalars separates elements.
-_SCALAR = r'(?:"(?:[^"\\\n]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false|null)'
-_SCALARS = re.compile(r"\[\n\s*(" + _SCALAR + r"(?:,\n\s*" + _SCALAR + r")*)\n\s*\]")
-_ELEMENT_BREAK = re.compile(r",\n\s*")
+# The readable form breaks lines only in the document's first levels, so that each plan
+# node, feature and trace entry is one line (a change is a one-line diff). Deeper values
+# are written by json's C encoder on one line each: Python's encoder, which any indent
+# needs, took five times as long for a 1,000-feature plan.
+_PRETTY_DEPTH = 2
+
+
+def _pretty(obj: Any, indent: int, depth: int) -> str:
+    if depth >= _PRETTY_DEPTH or not isinstance(obj, (dict, list)) or not obj:
+        return json.dumps(obj, sort_keys=True, separators=(", ", ": "), ensure_ascii=False, allow_nan=False)
+    pad, inner = " " * (indent * depth), " " * (indent * (depth + 1))
+    if isinstance(obj, dict):
+        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_pretty(obj[k], indent, depth + 1)}"
+                 for k in sorted(obj)]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if all(not isinstance(x, (dict, list)) for x in obj):  # scalars on one line: ["cc_num", "Int64"]
+        return _pretty(obj, indent, _PRETTY_DEPTH)
+    return "[\n" + ",\n".join(inner + _pretty(x, indent, depth + 1) for x in obj) + "\n" + pad + "]"
+
+
 
 
 def loads(text: str | bytes | bytearray, kind: str | None = None) -> dict[str, Any]:
