@@ -349,3 +349,32 @@ def test_concurrent_applies_from_two_processes(tmp_path: Path, base: object) -> 
     logged = [h for h in cat.history("failed_count_1h") if h.version is not None and h.action != "deployed"]
     assert sorted(h.version for h in logged) == versions
     assert len({h.generation for h in logged}) == len(logged)
+
+
+def test_the_columns_a_fingerprint_covers_are_the_ir_lineage(tmp_path: Path, base: object) -> None:
+    """The classifier's column-level answers (which features a dropped column breaks) use the
+    columns each feature reads; they must be exactly what the IR's lineage derives."""
+    from relplan.catalog.fingerprint import reads
+    from relplan.catalog.lineage import lineage_graph
+
+    extra = module(tmp_path, MODULE + '''
+@rp.transformation
+def per_window(tx: Transactions, wspec: rp.WindowSpec):
+    return tx[tx.amt > 10].groupby("merchant").window(wspec)["amt"].max()
+
+
+@rp.transformation
+def derived_key(tx: Transactions, wspec: rp.WindowSpec):
+    tx = tx.assign(big=tx.amt > 100)
+    return tx.groupby(["account_id", "big"]).window(wspec)["merchant"].last()
+
+
+more = [per_window(window=rp.tumbling("1d")), per_window(window=rp.hopping("1h", "10m")),
+        derived_key(window=rp.lifetime()), failed_count(window=rp.lifetime())]
+''', "lineage_defs")
+    feats = list(collect(extra).features.values())
+    graph = lineage_graph(feats)
+    assert len(feats) == 6
+    for f in feats:
+        derived = {(src, col) for src, col, _ in graph.reads(f.name)}
+        assert derived == {("Transactions", c) for c in reads(f)}, f.name
