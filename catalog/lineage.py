@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from relplan.ir.errors import FeatureError, RelplanError, SchemaError, UnsupportedError
+from relplan.ir.dot import quote as _q
+from relplan.ir.dot import render_svg
+from relplan.ir.errors import FeatureError, RelplanError, SchemaError
 from relplan.ir.lineage import ROLES, VALUE, output_lineage
 
 if TYPE_CHECKING:
@@ -300,29 +300,10 @@ class LineageGraph:
 
     def to_svg(self, feature: str | None = None) -> str:
         """SVG text, drawn by Graphviz's ``dot`` program (which must be installed)."""
-        dot = shutil.which("dot")
-        if dot is None:
-            raise UnsupportedError(
-                "to_svg() runs Graphviz's `dot` program, which is not installed: install the Debian "
-                "package graphviz (apt-get install graphviz), or render to_dot() elsewhere"
-            )
-        try:
-            done = subprocess.run(
-                [dot, "-Tsvg"], input=self.to_dot(feature).encode(), capture_output=True, timeout=120, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise RelplanError(f"Graphviz's dot failed to run: {e}") from e
-        if done.returncode != 0:
-            raise RelplanError(f"Graphviz's dot rejected the lineage graph: {done.stderr.decode(errors='replace').strip()}")
-        return done.stdout.decode()
+        return render_svg(self.to_dot(feature), what="to_svg()", subject="the lineage graph")
 
     def __repr__(self) -> str:
         return f"<LineageGraph: {len(self.features)} features, {len(self.sources)} sources, {len(self.jobs)} jobs>"
-
-
-def _q(text: str) -> str:
-    """A DOT quoted string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _ids(nodes: Iterable[Node]) -> dict[Node, str]:

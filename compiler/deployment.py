@@ -39,6 +39,7 @@ from relplan.ir.windows import format_duration
 
 if TYPE_CHECKING:
     from relplan.compiler.plan import Plan
+    from relplan.ir.dot import SVG
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,61 @@ class Deployment:
                 when = f" every {j.schedule}" if j.schedule else ""
                 lines.append(f"{j.kind} job {j.name} on {j.engine}{when}: {', '.join(j.reads)} -> {j.writes}  [{', '.join(j.features)}]")
         return "\n".join(lines)
+
+    # ---- pictures (ir/dot.py) ---------------------------------------------------------------
+    def to_dot(self) -> str:
+        """Graphviz DOT text of the job DAG: tables (sources grey cylinders, job outputs
+        white) and jobs (batch blue, streaming amber, serving green) with each job's
+        kind, engine, schedule and features; edges from what a job reads to it and
+        from it to the table it writes."""
+        from relplan.ir import dot
+
+        g = self.graph
+        order = list(nx.lexicographical_topological_sort(g))
+        ids = {n: f"n{i}" for i, n in enumerate(order)}
+        kinds = [j.kind for j in self.jobs]
+        counts = ", ".join(f"{kinds.count(k)} {k}" for k in ("batch", "streaming", "serving") if k in kinds)
+        out = dot.header("deployment", f"deployment: {len(self.jobs)} job{'s' if len(self.jobs) != 1 else ''} ({counts})", rankdir="LR")
+        written = {j.writes for j in self.jobs}
+        style = {"batch": ("#dbeafe", "#1d4ed8"), "streaming": ("#fef3c7", "#b45309"), "serving": (dot.ADDED_FILL, dot.ADDED_LINE)}
+        for n in order:
+            if n.startswith("job:"):
+                j = self.job(n[4:])
+                when = f"every {j.schedule}" if j.schedule else ("continuous" if j.kind == "streaming" else "on read")
+                fill, line = style.get(j.kind, ("white", dot.MUTED))
+                text = dot.label(j.name, [f"{j.kind} on {j.engine}, {when}"], ("muted", dot.wrap("features: " + ", ".join(j.features), 56, 4)))
+                tip = j.sql if len(j.sql) <= dot.TOOLTIP_CHARS else j.sql[: dot.TOOLTIP_CHARS - 1] + "…"
+                out.append(f"  {ids[n]}{dot.attrs(label=text, shape='box', style='rounded,filled', fillcolor=fill, color=line, penwidth=2, tooltip=tip)};")
+            else:
+                name = g.nodes[n]["name"]
+                a: dict[str, Any]
+                if name in written:
+                    a = dict(shape="cylinder", style="filled", fillcolor="white", color=dot.MUTED)
+                else:
+                    a = dict(shape="cylinder", style="filled", fillcolor=dot.SOURCE_FILL, penwidth=1.5)
+                text = dot.label(name, [] if name in written else ("muted", ["source"]))
+                out.append(f"  {ids[n]}{dot.attrs(label=text, **a)};")
+        for u, v in sorted(g.edges, key=lambda e: (order.index(e[0]), order.index(e[1]))):
+            out.append(f"  {ids[u]} -> {ids[v]};")
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def visualize(self) -> SVG:
+        """The job DAG drawn by Graphviz's ``dot`` (``to_dot``): an SVG that Jupyter shows
+        (``.data``: its text); without ``dot``, an UnsupportedError naming the package."""
+        from relplan.ir.dot import visualize
+
+        return visualize(self.to_dot(), "Deployment.visualize()")
+
+    def _repr_svg_(self) -> str | None:
+        from relplan.ir.dot import repr_svg
+
+        return repr_svg(self.to_dot)
+
+    def _repr_html_(self) -> str:
+        from relplan.ir.dot import repr_html
+
+        return repr_html(self.to_dot, self.explain)
 
     def run_locally(self, tables: Mapping[str, Any], *, stream_engine: str = "flink", **stream_options: Any) -> dict[str, pa.Table]:
         """Every job's output table by name, each job run here on bounded ``tables``

@@ -14,8 +14,11 @@ if TYPE_CHECKING:
 
     from relplan.compiler.transformation import Feature
     from relplan.compiler.deployment import Deployment
+    from relplan.ir.dot import SVG
+    from relplan.ir.nodes import Node
     from relplan.rules.driver import TraceEntry
     from relplan.rules.placement import Placement
+    from relplan.rules.statistics import Statistics
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,127 @@ class Plan:
         from relplan.compiler.execute import execute
 
         return execute(self, engine=engine, tables=tables, **kw)
+
+    # ---- pictures (ir/dot.py) ---------------------------------------------------------------
+    def to_dot(
+        self, *, schema: bool = False, before: Plan | None = None, changes: bool = False, statistics: Statistics | None = None
+    ) -> str:
+        """Graphviz DOT text of the plan DAG: one box per distinct node (a shared
+        subplan is drawn once, named ``r0, r1, ...`` as in ``explain()``), edges from
+        an input to its user, the outputs (sinks) in bold blue, sources as cylinders.
+
+        ``schema=True``: each node's columns and types.
+        ``before=<a Plan>``: what changed since that plan (typically the one passed to
+        ``rp.optimize``): nodes only in this plan green, nodes only in ``before`` red and
+        dashed, with the rule that added or removed them where this plan's trace says.
+        ``changes=True``: the same from this optimized plan's own trace (no need to keep
+        the plan it was optimized from): the changes since ``rp.compile``.
+        ``statistics=rp.Statistics(...)``: each node's estimated rows, its share of a
+        batch run's time and the state a streaming job holds for it (rules/cardinality.py,
+        rules/cost_model.py)."""
+        from relplan.ir.dot import plan_dot
+        from relplan.rules.statistics import Statistics
+
+        if before is not None and not isinstance(before, Plan):
+            raise RelplanError(f"to_dot(before=...) takes an earlier rp.Plan, got {type(before).__name__}")
+        if statistics is not None and not isinstance(statistics, Statistics):
+            raise RelplanError(f"to_dot(statistics=...) takes an rp.Statistics, got {type(statistics).__name__}")
+        if changes and not self.optimized:
+            raise RelplanError("to_dot(changes=True) draws the optimizer's changes, but this plan is not optimized: rp.optimize(plan) first, or pass before=")
+        old: list[Node] | None = None
+        added_by, removed_by, old_from_trace = self._trace_changes()
+        if before is not None:
+            from relplan.ir.graph import walk
+
+            old = walk(before.outputs)
+        elif changes:
+            old = old_from_trace
+        titles = [f"plan: {len(self.outputs)} output{'s' if len(self.outputs) != 1 else ''}"]
+        if self.optimized:
+            titles[0] += ", optimized"
+        if changes and not self.trace:
+            titles.append("no rule changed the plan")
+        elif old is not None:
+            titles.append("green: added by the optimizer; red, dashed: removed")
+        notes: dict[Node, list[str]] = {}
+        if statistics is not None:
+            engine = self.placement.knobs.batch_engine if self.placement is not None else "duckdb"
+            notes, total = _estimate_notes(self.outputs, statistics, engine)
+            titles.append(total)
+        return plan_dot(
+            self.outputs, schema=schema, before=old, added_by=added_by, removed_by=removed_by, notes=notes,
+            title=titles,
+        )
+
+    def _trace_changes(self) -> tuple[dict[Node, str], dict[Node, str], list[Node]]:
+        """From the trace: the rule that last added each node and that first removed each
+        one, and the nodes of the plan before the first rule (the trace replayed backwards)."""
+        from relplan.ir.graph import walk
+
+        added_by: dict[Node, str] = {}
+        removed_by: dict[Node, str] = {}
+        for t in self.trace:
+            for n in t.added_nodes:
+                added_by[n] = t.rule
+            for n in t.removed_nodes:
+                removed_by.setdefault(n, t.rule)
+        now = walk(self.outputs)
+        nodes = set(now)
+        for t in reversed(self.trace):
+            nodes.difference_update(t.added_nodes)
+            nodes.update(t.removed_nodes)
+        order = list(dict.fromkeys([*now, *(n for t in self.trace for n in t.removed_nodes)]))
+        return added_by, removed_by, [n for n in order if n in nodes]
+
+    def visualize(
+        self, *, schema: bool = False, before: Plan | None = None, changes: bool = False, statistics: Statistics | None = None
+    ) -> SVG:
+        """The plan drawn (``to_dot``'s options) by Graphviz's ``dot``: an SVG that Jupyter
+        shows; ``.data`` is its text, ``.save(path)`` writes it. Without the ``dot``
+        program an UnsupportedError names the package to install."""
+        from relplan.ir.dot import visualize
+
+        return visualize(self.to_dot(schema=schema, before=before, changes=changes, statistics=statistics), "Plan.visualize()")
+
+    def _repr_svg_(self) -> str | None:
+        from relplan.ir.dot import repr_svg
+
+        return repr_svg(self.to_dot, too_big=self._too_big_to_draw)
+
+    def _repr_html_(self) -> str:
+        from relplan.ir.dot import repr_html
+
+        return repr_html(self.to_dot, self.explain, too_big=self._too_big_to_draw)
+
+    def _too_big_to_draw(self) -> bool:
+        from relplan.ir.dot import REPR_MAX_NODES
+        from relplan.ir.graph import walk
+
+        return len(walk(self.outputs)) > REPR_MAX_NODES
+
+
+def _estimate_notes(outputs: tuple[Sink, ...], statistics: Statistics, engine: str) -> tuple[dict[Node, list[str]], str]:
+    """Per node: estimated rows, its part of a batch run on ``engine``, the streaming
+    state it holds; and the whole plan's in one line."""
+    from relplan.ir.dot import count, seconds, size
+    from relplan.rules import cost_model
+    from relplan.rules.cardinality import estimate
+
+    est = estimate(outputs, statistics)
+    constants = cost_model.BATCH_ENGINES[engine]
+    notes: dict[Node, list[str]] = {}
+    run_ns: float | None = 0.0
+    state: float | None = 0.0
+    for n, e in est.items():
+        lines = [f"rows ≈ {count(e.rows)}"]
+        rows = cost_model._input_rows(n, est)  # one node's share, as batch_row_ns sums them
+        ns = None if rows is None else cost_model._node_ns(n, rows, e, constants)
+        run_ns = None if run_ns is None or ns is None else run_ns + ns
+        if ns:
+            lines.append(f"{engine} ≈ {seconds(ns / 1e9)}")
+        if e.state_bytes is None or e.state_bytes > 0:
+            lines.append(f"stream state ≈ {size(e.state_bytes)}")
+        state = None if state is None or e.state_bytes is None else state + e.state_bytes
+        notes[n] = lines
+    run = None if run_ns is None else constants.run_s + run_ns / 1e9
+    return notes, f"estimated: a {engine} run ≈ {seconds(run)}, streaming state ≈ {size(state)} (before the watermark's buffer)"

@@ -38,7 +38,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relplan.ir.errors import OptimizerError, WindowError
 from relplan.ir.graph import walk
@@ -47,6 +47,9 @@ from relplan.ir.printer import sources
 from relplan.ir.windows import format_duration, parse_duration
 from relplan.rules import cost_model
 from relplan.rules.statistics import SourceStats, Statistics
+
+if TYPE_CHECKING:
+    from relplan.ir.dot import SVG
 
 ALTERNATIVES = ("batch", "streaming", "streaming_consistent", "hybrid")
 PRIORITIES = ("cost", "latency", "correctness")
@@ -307,6 +310,87 @@ class Placement:
             f"worst latency {_duration_s(t.latency)}, worst missed {_percent(t.missed)}"
         )
         return "\n".join(lines)
+
+    # ---- pictures (ir/dot.py) ---------------------------------------------------------------
+    def to_dot(self) -> str:
+        """Graphviz DOT text: per feature (a cluster), its alternatives with their
+        estimates; the chosen one green, each one a knob ruled out red and dashed with
+        the knob and the value that broke it, the ones that cannot run this feature
+        grey and dotted with the reason, the ones that met every limit but ranked lower
+        grey (``lost on priority=...``)."""
+        from relplan.ir import dot
+
+        t = self.totals()
+        out = dot.header("placement", [
+            f"placement ({self.knobs.describe()})",
+            f"total: {_num(t.cost)} core-h/day (compute {_num(t.compute)}, state {_bytes(t.state)}), "
+            f"worst latency {_duration_s(t.latency)}, worst missed {_percent(t.missed)}",
+        ], rankdir="LR")
+        # Emitted last to first: with rankdir=LR, dot stacks a rank's nodes bottom-up.
+        for i, f in reversed(list(enumerate(self.features))):
+            knobs = f.knobs or self.knobs
+            forced = f.decided_by.endswith("(forced)")
+            out += [f"  subgraph cluster_{i} {{", f"    label={dot.quote(f.feature)};", '    style="rounded"; color="#d1d5db";']
+            head: list[Any] = [dot.wrap(", ".join(f.columns))] if list(f.columns) != [f.feature] else []
+            head.append(("muted", dot.wrap(f"decided by {f.decided_by}", 56, 4)))
+            if f.knobs is not None:
+                head.append(("muted", dot.wrap(f"its own knobs: {f.knobs.describe()}", 56, 4)))
+            fid = f"f{i}"
+            out.append(f"    {fid}{dot.attrs(label=dot.label(f.feature, *head), shape='box', style='filled', fillcolor=dot.SINK_FILL, color=dot.SINK_LINE)};")
+            for j, a in reversed(list(enumerate(f.alternatives))):
+                aid = f"f{i}a{j}"
+                lines: list[Any] = []
+                node: dict[str, Any]
+                edge: dict[str, Any]
+                if a.refused:
+                    title = a.name
+                    why = f"not applicable: {a.refused}"
+                    lines.append(("muted", dot.wrap(why, 56, 4)))
+                    node = dict(style="rounded,dotted", color=dot.MUTED, fontcolor=dot.MUTED)
+                    edge = dict(label="not applicable", style="dotted", color=dot.MUTED)
+                else:
+                    title = a.describe()
+                    lines.append([
+                        f"cost {_num(a.cost)} core-h/day (compute {_num(a.compute)}, state {_bytes(a.state)})",
+                        f"latency {_duration_s(a.latency)}, missed {_percent(a.missed)}",
+                    ])
+                    lines.append(("small", [ln for note in a.notes for ln in dot.wrap(note, 64, 2)]))
+                    if a is f.chosen:
+                        lines.append(("added", dot.wrap(f"chosen: decided by {f.decided_by}", 64, 3)))
+                        node = dict(style="rounded,filled", fillcolor=dot.ADDED_FILL, color=dot.ADDED_LINE, penwidth=2)
+                        edge = dict(label="chosen", color=dot.ADDED_LINE, penwidth=2)
+                    elif a.violates:
+                        knobs_named = list(dict.fromkeys(v.split(" ", 1)[0] for v in a.violates))
+                        lines.append(("removed", [ln for v in a.violates for ln in dot.wrap(f"ruled out by {v}", 64, 2)]))
+                        node = dict(style="rounded,filled,dashed", fillcolor=dot.REMOVED_FILL, color=dot.REMOVED_LINE)
+                        edge = dict(label=f"ruled out by {', '.join(knobs_named)}", style="dashed", color=dot.REMOVED_LINE, fontcolor=dot.REMOVED_LINE)
+                    else:
+                        why = f"not forced (placement={f.chosen.name})" if forced else f"lost on priority={knobs.priority}"
+                        lines.append(("muted", [why]))
+                        node = dict(style="rounded", color=dot.MUTED)
+                        edge = dict(label=why.split(" (", 1)[0], color=dot.MUTED, fontcolor=dot.MUTED)
+                out.append(f"    {aid}{dot.attrs(label=dot.label(title, *lines), **node)};")
+                out.append(f"    {fid} -> {aid}{dot.attrs(**edge)};")
+            out.append("  }")
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def visualize(self) -> SVG:
+        """The placement drawn by Graphviz's ``dot`` (``to_dot``): an SVG that Jupyter
+        shows (``.data``: its text); without ``dot``, an UnsupportedError naming the package."""
+        from relplan.ir.dot import visualize
+
+        return visualize(self.to_dot(), "Placement.visualize()")
+
+    def _repr_svg_(self) -> str | None:
+        from relplan.ir.dot import repr_svg
+
+        return repr_svg(self.to_dot)
+
+    def _repr_html_(self) -> str:
+        from relplan.ir.dot import repr_html
+
+        return repr_html(self.to_dot, self.explain)
 
 
 def place_feature(
