@@ -175,6 +175,7 @@ def screenshot(browser: str, page: Path, png: Path, profile: Path) -> np.ndarray
     return read_png(png)
 
 
+@pytest.mark.browser
 def test_browser_shows_the_rendered_notebook(executed: Any, tmp_path: Path) -> None:
     browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     if browser is None:
