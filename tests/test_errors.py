@@ -448,7 +448,7 @@ def test_compile_an_uncalled_transformation() -> None:
         ([], "compile() needs at least one feature"),
         ([3], "compile() takes features, got int: 3"),
         (None, "compile() takes a feature or a list of features, got NoneType"),
-        ("failed_count", "compile() takes a feature or a list of features, got str"),
+        ("failed_count", "features ['failed_count'] are given by name: pass catalog=rp.Catalog(path)"),
     ],
 )
 def test_compile_of_non_features(features: Any, fragment: str) -> None:
