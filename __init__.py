@@ -17,15 +17,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from relplan.catalog import Catalog, CatalogError, ConflictError, GuardrailError, fingerprint
 from relplan.compiler.caches import clear_caches
-from relplan.compiler.compile import compile  # noqa: A004 - the public name
-from relplan.compiler.dsl import DataFrame, Series
+from relplan.compiler.compile import compile
+from relplan.compiler.dsl import DataFrame, FeatureBody, GroupBy, Series
 from relplan.compiler.execute import execute, execute_all
 from relplan.compiler.optimize import optimize
 from relplan.compiler.pitc import latest, pitc_join_features, pitc_plan, pitc_spine
 from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source, event_time, key
-from relplan.compiler.transformation import Feature, transformation
+from relplan.compiler.statistics import measure_statistics
+from relplan.compiler.transformation import Feature, Transformation, transformation
 from relplan.compiler.windowspec import WindowSpec, hopping, lifetime, sliding, tumbling
 from relplan.ir.errors import (
     DataError,
@@ -38,20 +42,82 @@ from relplan.ir.errors import (
     UnsupportedError,
     WindowError,
 )
-from relplan.ir.types import Bool, DataType, Date, Float64, Int64, String, Timestamp
-from relplan.compiler.statistics import measure_statistics
+from relplan.ir.types import DataType
 from relplan.rules import OptimizerConfig, SourceStats, Statistics
 from relplan.rules.placement import Knobs
-from relplan.catalog import Catalog, CatalogError, ConflictError, GuardrailError, fingerprint
 from relplan.serving import ConsistencyReport, OnlineStore, StoreError, check_online_consistency, online_store
+
+if TYPE_CHECKING:
+    # To a type checker the column types are column classes (Series subclasses), so that
+    # a source's ``amt: rp.Float64`` makes ``tx.amt`` a column in its transformations
+    # (and ``tx.amount`` an error); at run time they are the DataType values a source's
+    # declaration is read with (relplan.ir.types).
+    from relplan.compiler.dsl import BoolColumn as Bool
+    from relplan.compiler.dsl import DateColumn as Date
+    from relplan.compiler.dsl import Float64Column as Float64
+    from relplan.compiler.dsl import Int64Column as Int64
+    from relplan.compiler.dsl import StringColumn as String
+    from relplan.compiler.dsl import TimestampColumn as Timestamp
+else:
+    from relplan.ir.types import Bool, Date, Float64, Int64, String, Timestamp
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bool", "clear_caches", "DataError", "DataFrame", "DataType", "Date", "EngineError", "Feature", "FeatureError",
-    "Float64", "Int64", "Knobs", "OptimizerConfig", "OptimizerError", "SourceStats", "Statistics", "measure_statistics", "Plan", "RelplanError", "SchemaError", "Series", "Source",
-    "String", "Timestamp", "TypeMismatchError", "UnsupportedError", "WindowError", "WindowSpec",
-    "compile", "event_time", "execute", "execute_all", "hopping", "key", "latest", "lifetime", "optimize",
-    "pitc_join_features", "pitc_plan", "pitc_spine", "sliding", "OnlineStore", "StoreError", "online_store", "ConsistencyReport", "check_online_consistency",
-    "transformation", "tumbling", "Catalog", "CatalogError", "ConflictError", "GuardrailError", "fingerprint",
+    "Bool",
+    "Catalog",
+    "CatalogError",
+    "ConflictError",
+    "ConsistencyReport",
+    "DataError",
+    "DataFrame",
+    "DataType",
+    "Date",
+    "EngineError",
+    "Feature",
+    "FeatureBody",
+    "FeatureError",
+    "Float64",
+    "GroupBy",
+    "GuardrailError",
+    "Int64",
+    "Knobs",
+    "OnlineStore",
+    "OptimizerConfig",
+    "OptimizerError",
+    "Plan",
+    "RelplanError",
+    "SchemaError",
+    "Series",
+    "Source",
+    "SourceStats",
+    "Statistics",
+    "StoreError",
+    "String",
+    "Timestamp",
+    "Transformation",
+    "TypeMismatchError",
+    "UnsupportedError",
+    "WindowError",
+    "WindowSpec",
+    "check_online_consistency",
+    "clear_caches",
+    "compile",
+    "event_time",
+    "execute",
+    "execute_all",
+    "fingerprint",
+    "hopping",
+    "key",
+    "latest",
+    "lifetime",
+    "measure_statistics",
+    "online_store",
+    "optimize",
+    "pitc_join_features",
+    "pitc_plan",
+    "pitc_spine",
+    "sliding",
+    "transformation",
+    "tumbling",
 ]

@@ -8,7 +8,6 @@ then training data: features as of each of 100k scored transactions (a spine).
 
 from __future__ import annotations
 
-
 import argparse
 import datetime as dt
 import time
@@ -30,38 +29,38 @@ class Transactions(rp.Source):
 
 
 @rp.transformation
-def average_transaction_amount_by_merchant(tx: Transactions, wspec: rp.WindowSpec):
+def average_transaction_amount_by_merchant(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     return tx.groupby(["cc_num", "merchant"])["amt"].window(wspec).mean()
 
 
 @rp.transformation
-def failed_transaction_count(tx: Transactions, wspec: rp.WindowSpec):
+def failed_transaction_count(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     return tx[tx.status == "failed"].groupby("account_id").window(wspec).count()
 
 
 @rp.transformation
-def transaction_count(tx: Transactions, wspec: rp.WindowSpec):
+def transaction_count(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     return tx.groupby("cc_num").window(wspec).count()
 
 
 @rp.transformation
-def max_transaction_amount(tx: Transactions, wspec: rp.WindowSpec):
+def max_transaction_amount(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     return tx.groupby("cc_num")["amt"].window(wspec).max()
 
 
 @rp.transformation
-def distinct_merchants(tx: Transactions, wspec: rp.WindowSpec):
+def distinct_merchants(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     return tx.groupby("cc_num")["merchant"].window(wspec).nunique()
 
 
 @rp.transformation
-def large_spend(tx: Transactions, wspec: rp.WindowSpec):
+def large_spend(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     big = tx[(tx.amt > 500) & tx.status.isin(["ok", "declined"])]
     return big.groupby("account_id").window(wspec).agg(total=("amt", "sum"), n="count")
 
 
 @rp.transformation
-def hourly_failures(tx: Transactions, wspec: rp.WindowSpec):
+def hourly_failures(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     return tx[tx.status != "ok"].groupby("account_id").window(wspec).count()
 
 
@@ -260,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     placed = rp.optimize(compiled, statistics=stats, knobs=rp.Knobs(max_staleness="15m", max_missed=0.001))
     t_place = time.perf_counter() - t0
     assert placed.placement is not None
-    lateness = ", ".join(f"{q:g}: {us / 1e6:g}s" for q, us in stats.of("Transactions").lateness)  # type: ignore[union-attr]
+    lateness = ", ".join(f"{q:g}: {us / 1e6:g}s" for q, us in stats.of("Transactions").lateness)  # type: ignore[union-attr, misc]
     print(f"measured lateness quantiles (seconds): {lateness}")
     for f in placed.placement.features:
         print(f.lines()[0])

@@ -8,8 +8,10 @@ reported at the user's line.
 from __future__ import annotations
 
 import datetime as dt
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from relplan.compiler.location import user_facing, user_location
 from relplan.compiler.windowspec import WindowSpec
@@ -30,7 +32,18 @@ from relplan.ir.expr import (
 from relplan.ir.schema import unknown_column_message
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import numpy as np
+
     from relplan.compiler.source import Source
+
+    # What a column may be combined with or compared to: another column of the same
+    # source, or a Python value (numpy scalars and pandas Timestamps are read too).
+    Scalar: TypeAlias = int | float | str | bool | dt.date | dt.datetime | np.generic | None
+    Operand: TypeAlias = "Series | Scalar"
+    # What assign() takes per column: a value, or a function of the frame so far.
+    Assigned: TypeAlias = "Operand | Callable[[DataFrame], Operand]"
 
 
 def _literal(value: Any, like: T.DataType | None = None) -> Literal:
@@ -47,7 +60,7 @@ def _literal(value: Any, like: T.DataType | None = None) -> Literal:
         return Literal(parsed.date() if like == T.Date else parsed)
     if like == T.Timestamp and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return Literal(dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc))
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and value != value:  # noqa: PLR0124 - NaN
         return Literal(None, like or T.Float64)
     return Literal(value)
 
@@ -55,7 +68,7 @@ def _literal(value: Any, like: T.DataType | None = None) -> Literal:
 class Series:
     """A column expression of a DataFrame (``tx.amt``, ``tx.amt * 2``, ``tx.status == "x"``)."""
 
-    __slots__ = ("expr", "source", "name")
+    __slots__ = ("expr", "name", "source")
     __hash__ = None  # type: ignore[assignment]  # == builds an expression, as in pandas
 
     def __init__(self, expr: Expr, source: str, name: str | None = None) -> None:
@@ -63,7 +76,7 @@ class Series:
         self.source = source
         self.name = name
 
-    def _other(self, other: Any) -> Expr:
+    def _other(self, other: Operand) -> Expr:
         if isinstance(other, Series):
             if other.source != self.source:
                 raise SchemaError(
@@ -79,32 +92,32 @@ class Series:
         return Series(expr, self.source)
 
     @user_facing
-    def _binary(self, op: str, other: Any, reflected: bool = False) -> Series:
+    def _binary(self, op: str, other: Operand, reflected: bool = False) -> Series:
         o = self._other(other)
         return self._make(Binary(op, o, self.expr) if reflected else Binary(op, self.expr, o))
 
-    def __add__(self, o: Any) -> Series: return self._binary("+", o)
-    def __radd__(self, o: Any) -> Series: return self._binary("+", o, True)
-    def __sub__(self, o: Any) -> Series: return self._binary("-", o)
-    def __rsub__(self, o: Any) -> Series: return self._binary("-", o, True)
-    def __mul__(self, o: Any) -> Series: return self._binary("*", o)
-    def __rmul__(self, o: Any) -> Series: return self._binary("*", o, True)
-    def __truediv__(self, o: Any) -> Series: return self._binary("/", o)
-    def __rtruediv__(self, o: Any) -> Series: return self._binary("/", o, True)
-    def __floordiv__(self, o: Any) -> Series: return self._binary("//", o)
-    def __rfloordiv__(self, o: Any) -> Series: return self._binary("//", o, True)
-    def __mod__(self, o: Any) -> Series: return self._binary("%", o)
-    def __rmod__(self, o: Any) -> Series: return self._binary("%", o, True)
-    def __eq__(self, o: Any) -> Series: return self._binary("=", o)  # type: ignore[override]
-    def __ne__(self, o: Any) -> Series: return self._binary("!=", o)  # type: ignore[override]
-    def __lt__(self, o: Any) -> Series: return self._binary("<", o)
-    def __le__(self, o: Any) -> Series: return self._binary("<=", o)
-    def __gt__(self, o: Any) -> Series: return self._binary(">", o)
-    def __ge__(self, o: Any) -> Series: return self._binary(">=", o)
-    def __and__(self, o: Any) -> Series: return self._binary("AND", o)
-    def __rand__(self, o: Any) -> Series: return self._binary("AND", o, True)
-    def __or__(self, o: Any) -> Series: return self._binary("OR", o)
-    def __ror__(self, o: Any) -> Series: return self._binary("OR", o, True)
+    def __add__(self, o: Operand) -> Series: return self._binary("+", o)
+    def __radd__(self, o: Operand) -> Series: return self._binary("+", o, True)
+    def __sub__(self, o: Operand) -> Series: return self._binary("-", o)
+    def __rsub__(self, o: Operand) -> Series: return self._binary("-", o, True)
+    def __mul__(self, o: Operand) -> Series: return self._binary("*", o)
+    def __rmul__(self, o: Operand) -> Series: return self._binary("*", o, True)
+    def __truediv__(self, o: Operand) -> Series: return self._binary("/", o)
+    def __rtruediv__(self, o: Operand) -> Series: return self._binary("/", o, True)
+    def __floordiv__(self, o: Operand) -> Series: return self._binary("//", o)
+    def __rfloordiv__(self, o: Operand) -> Series: return self._binary("//", o, True)
+    def __mod__(self, o: Operand) -> Series: return self._binary("%", o)
+    def __rmod__(self, o: Operand) -> Series: return self._binary("%", o, True)
+    def __eq__(self, o: Operand) -> Series: return self._binary("=", o)  # type: ignore[override]
+    def __ne__(self, o: Operand) -> Series: return self._binary("!=", o)  # type: ignore[override]
+    def __lt__(self, o: Operand) -> Series: return self._binary("<", o)
+    def __le__(self, o: Operand) -> Series: return self._binary("<=", o)
+    def __gt__(self, o: Operand) -> Series: return self._binary(">", o)
+    def __ge__(self, o: Operand) -> Series: return self._binary(">=", o)
+    def __and__(self, o: Operand) -> Series: return self._binary("AND", o)
+    def __rand__(self, o: Operand) -> Series: return self._binary("AND", o, True)
+    def __or__(self, o: Operand) -> Series: return self._binary("OR", o)
+    def __ror__(self, o: Operand) -> Series: return self._binary("OR", o, True)
 
     @user_facing
     def __invert__(self) -> Series:
@@ -121,7 +134,7 @@ class Series:
         ).at(user_location())
 
     @user_facing
-    def isin(self, values: Any) -> Series:
+    def isin(self, values: Iterable[Scalar]) -> Series:
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise TypeMismatchError(f"isin() takes a list of values, got {values!r}")
         return self._make(InList(self.expr, tuple(_literal(v, self.expr.dtype) for v in values)))
@@ -138,7 +151,9 @@ class Series:
     notna = notnull
 
     @user_facing
-    def between(self, left: Any, right: Any, inclusive: str = "both") -> Series:
+    def between(
+        self, left: Operand, right: Operand, inclusive: typing.Literal["both", "neither", "left", "right"] = "both"
+    ) -> Series:
         """``left <= x <= right`` (pandas' ``inclusive``: both, neither, left, right)."""
         if inclusive not in ("both", "neither", "left", "right"):
             raise TypeMismatchError(f"between(inclusive={inclusive!r}): use both, neither, left or right")
@@ -147,11 +162,12 @@ class Series:
         return self._make(Binary("AND", Binary(lo, self.expr, self._other(left)), Binary(hi, self.expr, self._other(right))))
 
     @user_facing
-    def fillna(self, value: Any) -> Series:
+    def fillna(self, value: Operand) -> Series:
         return self._make(Coalesce((self.expr, self._other(value))))
 
     @user_facing
-    def astype(self, dtype: T.DataType) -> Series:
+    def astype(self, dtype: T.DataType | type[Series]) -> Series:
+        """The column cast to ``dtype`` (``rp.Float64``, ...)."""
         if not isinstance(dtype, T.DataType):
             raise TypeMismatchError(f"astype() takes a relplan type such as rp.Float64, got {dtype!r}")
         return self._make(Cast(self.expr, dtype))
@@ -160,15 +176,19 @@ class Series:
         return f"<Series {self.expr.sql()} of {self.source}>"
 
 
-class DataFrame:
-    """A source's rows as the DSL sees them: columns (source or assigned) and a row mask."""
+class DataFrameAPI:
+    """The DataFrame API without column attributes: what a type checker sees a source
+    class (``class Transactions(rp.Source)``) have besides the columns it declares, so
+    that ``tx.amt`` is checked against the declaration while ``tx.groupby(...)``,
+    ``tx[mask]`` and ``tx.assign(...)`` are typed. At run time every frame is a
+    :class:`DataFrame`."""
 
-    __slots__ = ("_source", "_columns", "_mask")
+    __slots__ = ("_columns", "_mask", "_source")
 
     def __init__(self, source: type[Source], columns: dict[str, Expr] | None = None, mask: Expr | None = None):
         self._source = source
         node = source.node()
-        self._columns = columns if columns is not None else {f.name: Column(f.name, f.dtype) for f in node.columns}
+        self._columns: dict[str, Expr] = columns if columns is not None else {f.name: Column(f.name, f.dtype) for f in node.columns}
         self._mask = mask
 
     @property
@@ -186,17 +206,15 @@ class DataFrame:
             raise SchemaError(unknown_column_message(name, self._columns, f"in {self._source.source_name}"))
         return Series(self._columns[name], self._source.source_name, name)
 
-    def __getattr__(self, name: str) -> Series:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        with_loc = user_location()
-        try:
-            return self._col(name)
-        except SchemaError as e:
-            raise e.at(with_loc) from None
+    @overload
+    def __getitem__(self, key: str) -> Series: ...
+    @overload
+    def __getitem__(self, key: Series | list[str] | tuple[str, ...]) -> DataFrame: ...
 
     @user_facing
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: str | Series | list[str] | tuple[str, ...]) -> Series | DataFrame:
+        """A column (``tx["amt"]``), the rows a boolean mask keeps (``tx[tx.amt > 100]``)
+        or a selection of columns (``tx[["account_id", "amt"]]``)."""
         if isinstance(key, str):
             return self._col(key)
         if isinstance(key, Series):
@@ -216,7 +234,7 @@ class DataFrame:
         raise SchemaError(f"cannot index a DataFrame with {key!r}; use a column name, a list of names or a mask")
 
     @user_facing
-    def assign(self, **columns: Any) -> DataFrame:
+    def assign(self, **columns: Assigned) -> DataFrame:
         """New or replaced columns: ``tx.assign(amt_usd=tx.amt * 1.1)``."""
         cols = dict(self._columns)
         for name, value in columns.items():
@@ -232,6 +250,7 @@ class DataFrame:
 
     @user_facing
     def groupby(self, by: str | list[str] | tuple[str, ...]) -> GroupBy:
+        """Group by one key column or several: ``tx.groupby("account_id")``, ``tx.groupby(["cc_num", "merchant"])``."""
         if isinstance(by, str):
             keys: tuple[str, ...] = (by,)
         elif isinstance(by, (list, tuple)):
@@ -246,6 +265,21 @@ class DataFrame:
 
     def __repr__(self) -> str:
         return f"<DataFrame {self._source.source_name} [{', '.join(self._columns)}]>"
+
+
+class DataFrame(DataFrameAPI):
+    """A source's rows as the DSL sees them: columns (source or assigned) and a row mask."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Series:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        with_loc = user_location()
+        try:
+            return self._col(name)
+        except SchemaError as e:
+            raise e.at(with_loc) from None
 
 
 @dataclass(frozen=True)
@@ -263,9 +297,9 @@ class FeatureBody:
 class GroupBy:
     """``df.groupby(keys)[col].window(spec).<agg>()``; window and column may come in either order."""
 
-    __slots__ = ("_frame", "_keys", "_column", "_spec")
+    __slots__ = ("_column", "_frame", "_keys", "_spec")
 
-    def __init__(self, frame: DataFrame, keys: tuple[str, ...], column: str | None = None, spec: WindowSpec | None = None):
+    def __init__(self, frame: DataFrameAPI, keys: tuple[str, ...], column: str | None = None, spec: WindowSpec | None = None):
         self._frame = frame
         self._keys = keys
         self._column = column
@@ -378,3 +412,27 @@ class GroupBy:
     @user_facing
     def last(self) -> FeatureBody: return self._single("last")
 
+
+if TYPE_CHECKING:
+    # The column types as a type checker sees them. At run time rp.Int64, rp.Float64, ...
+    # are the DataType values a source's annotations declare (relplan.ir.types); to a
+    # checker they are these classes, so that ``amt: rp.Float64`` in a source declares
+    # ``tx.amt`` a column (a Series) in the transformations over it.
+
+    class Int64Column(Series):
+        """A column of rp.Int64 (64-bit integers)."""
+
+    class Float64Column(Series):
+        """A column of rp.Float64 (double precision)."""
+
+    class StringColumn(Series):
+        """A column of rp.String."""
+
+    class BoolColumn(Series):
+        """A column of rp.Bool."""
+
+    class TimestampColumn(Series):
+        """A column of rp.Timestamp (microseconds, UTC)."""
+
+    class DateColumn(Series):
+        """A column of rp.Date."""

@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
 import sys
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
@@ -19,6 +21,15 @@ from relplan.ir.errors import SchemaError
 from relplan.ir.schema import Schema
 from relplan.ir.types import DataType, Timestamp
 from relplan.ir.windows import parse_duration
+
+if TYPE_CHECKING:
+    # To a type checker a source class has the DataFrame API (tx.groupby(...),
+    # tx[mask], tx.assign(...)) besides the columns it declares: a transformation's
+    # parameter ``tx: Transactions`` is a frame over Transactions when it runs. The
+    # base is plain ``object`` at run time.
+    from relplan.compiler.dsl import DataFrameAPI as _SourceBase
+else:
+    _SourceBase = object
 
 
 @dataclass(frozen=True)
@@ -31,18 +42,22 @@ class _Key:
     pass
 
 
-def event_time(lateness: str | int = 0) -> Any:
-    """Mark the event-time column; ``lateness`` is how late events may arrive ("5m")."""
+def event_time(lateness: str | dt.timedelta | int = 0) -> Any:
+    """Mark the event-time column; ``lateness`` is how late events may arrive ("5m").
+
+    Typed ``Any``, as ``dataclasses.field()`` is, so that ``ts: rp.Timestamp = rp.event_time()``
+    type-checks: the marker is read when the class is declared, never used as a value."""
     us = 0 if lateness in (0, "0", "") else parse_duration(lateness, what="allowed lateness")
     return _EventTime(us)
 
 
 def key() -> Any:
-    """Mark an entity-key column (groupby keys need not be declared)."""
+    """Mark an entity-key column (groupby keys need not be declared); typed ``Any`` as
+    :func:`event_time` is."""
     return _Key()
 
 
-class Source:
+class Source(_SourceBase):
     """Base class of typed sources; subclass it and annotate columns with relplan types."""
 
     __relplan_source__: ClassVar[nodes.Source]
@@ -50,7 +65,7 @@ class Source:
 
     def __init_subclass__(cls, name: str | None = None, bounded: bool = True, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        raw = cls.__dict__.get("__annotations__", {})
+        raw = inspect.get_annotations(cls)  # the class's own, as written (strings under `from __future__`)
         caller = sys._getframe(1)
         module_globals = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
         columns: list[tuple[str, DataType]] = []
@@ -60,7 +75,7 @@ class Source:
         for col, ann in raw.items():
             if isinstance(ann, str):
                 try:
-                    ann = eval(ann, dict(module_globals), dict(caller.f_locals))  # noqa: S307
+                    ann = eval(ann, dict(module_globals), dict(caller.f_locals))
                 except Exception as e:  # noqa: BLE001 - any failure is the user's annotation
                     raise SchemaError(
                         f"source {cls.__name__}: cannot resolve the type {ann!r} of column {col!r} ({e})"
@@ -85,7 +100,8 @@ class Source:
         if not columns:
             raise SchemaError(f"source {cls.__name__} declares no columns")
         cls.source_name = name or cls.__name__
-        cls.__relplan_source__ = nodes.Source(
+        # (ir.nodes' @node decorator makes a dataclass that type checkers do not see as one)
+        cls.__relplan_source__ = nodes.Source(  # type: ignore[call-arg, unused-ignore]
             cls.source_name, Schema.of(columns), event, lateness, bounded, tuple(keys)
         )
 

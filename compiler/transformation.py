@@ -13,8 +13,10 @@ import inspect
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, overload
 
 from relplan.compiler.dsl import DataFrame, FeatureBody
 from relplan.compiler.location import describe_frame, is_internal, user_location
@@ -22,7 +24,16 @@ from relplan.compiler.source import Source
 from relplan.compiler.windowspec import WindowSpec
 from relplan.ir.errors import FeatureError, RelplanError
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: A feature function: typed sources (and a ``rp.WindowSpec``) in, a windowed aggregate
+#: such as ``tx.groupby("k").window(wspec).count()`` out.
+FeatureFunction: TypeAlias = Callable[..., FeatureBody]
+#: Tags of a feature: one tag or several.
+Tags: TypeAlias = str | Sequence[str] | AbstractSet[str] | None
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,7 @@ class Transformation:
     """A decorated feature function; call it with a window to get a Feature."""
 
     def __init__(
-        self, fn: Callable[..., Any], name: str | None, scope: dict[str, Any], metadata: dict[str, Any] | None = None
+        self, fn: FeatureFunction, name: str | None, scope: dict[str, Any], metadata: dict[str, Any] | None = None
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -106,7 +117,7 @@ class Transformation:
             ann = p.annotation
             if isinstance(ann, str):
                 try:
-                    ann = eval(ann, dict(self.fn.__globals__), dict(self._scope))  # noqa: S307
+                    ann = eval(ann, dict(self.fn.__globals__), dict(self._scope))
                 except Exception:  # noqa: BLE001 - unresolved annotations are reported below
                     ann = inspect.Parameter.empty
             out.append((p.name, ann))
@@ -120,9 +131,12 @@ class Transformation:
         name: str | None = None,
         description: str | None = None,
         owner: str | None = None,
-        tags: Any = None,
+        tags: Tags = None,
         **options: Any,
     ) -> Feature:
+        """The feature over ``window`` (``rp.sliding("1h")``, ...): named ``<transformation>_<window>``
+        unless ``name`` is given; ``description``, ``owner`` and ``tags`` override the
+        transformation's; ``options`` fill its other parameters."""
         where = user_location()
         meta = {**self.metadata, **_metadata({"description": description, "owner": owner, "tags": tags}, where=where)}
         kwargs: dict[str, Any] = {}
@@ -218,14 +232,34 @@ def _metadata(given: dict[str, Any], where: str | None) -> dict[str, Any]:
     return out
 
 
+@overload
 def transformation(
-    fn: Callable[..., Any] | None = None,
+    fn: FeatureFunction,
     *,
     name: str | None = None,
     description: str | None = None,
     owner: str | None = None,
-    tags: Any = None,
-) -> Any:
+    tags: Tags = None,
+) -> Transformation: ...
+@overload
+def transformation(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    owner: str | None = None,
+    tags: Tags = None,
+) -> Callable[[FeatureFunction], Transformation]: ...
+
+
+def transformation(
+    fn: FeatureFunction | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    owner: str | None = None,
+    tags: Tags = None,
+) -> Transformation | Callable[[FeatureFunction], Transformation]:
     """Decorate a feature function; ``@rp.transformation`` or ``@rp.transformation(name=..., owner=..., tags=[...])``.
 
     ``description`` (default: the function's docstring), ``owner`` and ``tags`` are
@@ -233,7 +267,7 @@ def transformation(
     scope = dict(sys._getframe(1).f_locals)
     metadata = {"description": description, "owner": owner, "tags": tags}
 
-    def wrap(f: Callable[..., Any]) -> Transformation:
+    def wrap(f: FeatureFunction) -> Transformation:
         return Transformation(f, name, scope, metadata)
 
     return wrap(fn) if fn is not None else wrap
