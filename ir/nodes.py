@@ -387,7 +387,7 @@ class Join(Node):
         return Join(inputs[0], inputs[1], self.how, self.on)
 
     def details(self) -> str:
-        return f"{self.how} on " + ", ".join(f"{l} = {r}" for l, r in self.on)
+        return f"{self.how} on " + ", ".join(f"{left} = {right}" for left, right in self.on)
 
 
 @node

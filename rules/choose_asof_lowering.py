@@ -52,9 +52,9 @@ from relplan.backends.asof import newest_event_only, tile_size
 from relplan.ir.graph import transform, walk
 from relplan.ir.nodes import AsOfJoin, Node, Project, Source
 from relplan.rules.driver import Roots, RuleContext
+from relplan.rules.statistics import Statistics, _per_partition, _source_of
 
 MIN_TILES = 8  # tiles per frame at the least, for the cost-based choice (few leave most rows raw)
-from relplan.rules.statistics import Statistics, _per_partition, _source_of
 
 
 def choose_asof_lowering(roots: Roots, ctx: RuleContext) -> Roots:
