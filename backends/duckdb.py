@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -16,6 +19,9 @@ from relplan.ir import types as T
 from relplan.ir.errors import EngineError
 from relplan.ir.graph import walk
 from relplan.ir.nodes import AsOfJoin, Sink, Source, WindowAggregate
+
+# At DEBUG: each query's SQL, and its times (ms) to prepare, to run and fetch, to type.
+_log = logging.getLogger("relplan.engine.duckdb")
 
 
 class DuckDBLowering(SqlLowering):
@@ -148,9 +154,13 @@ class DuckDBBackend:
     Without ``connection=``, each run gets a fresh cursor of an in-memory database the
     process keeps open (``backends/duckdb_connections.py``): no connection set-up per
     call, nothing registered visible to another call. ``threads=`` caps DuckDB's worker
-    threads for the run (on your connection: restored afterwards)."""
+    threads for the run (on your connection: restored afterwards).
+
+    ``on_step``: called with a short text as a run moves on (registering inputs, each
+    query): what a caller's progress bar shows."""
 
     name = "duckdb"
+    on_step: Callable[[str], None] | None = None
 
     def __init__(self, connection: Any | None = None, threads: int | None = None) -> None:
         from relplan.ir.errors import RelplanError
@@ -193,6 +203,11 @@ class DuckDBBackend:
     ) -> dict[str, pa.Table]:
         import duckdb
 
+        debug = _log.isEnabledFor(logging.DEBUG)
+        step = self.on_step
+        if step is not None:
+            step("registering inputs")
+        t0 = time.perf_counter() if debug else 0.0
         for src in (n for n in walk(sinks) if isinstance(n, Source)):
             if src.name not in tables:  # never read whatever else has that name
                 from relplan.ir.errors import DataError
@@ -200,12 +215,34 @@ class DuckDBBackend:
                 raise DataError(f"no table given for source {src.name!r} (given: {sorted(tables)})")
             con.register(src.name, _naive(tables[src.name]))
             registered.append(src.name)
+        if debug:
+            _log.debug(
+                "duckdb: registered %s in %.2f ms (on %s)", ", ".join(f"{n} ({tables[n].num_rows} rows)" for n in registered),
+                (time.perf_counter() - t0) * 1e3,
+                "the connection passed" if self._connection is not None else f"a cursor of relplan's database, threads={self._threads}",
+            )
         out = {}
+        t1 = t2 = 0.0
         for s in sinks:
             sql = self.lowering.render(s, pretty=False)
+            if step is not None:
+                step(f"query {s.name}")
+            if debug:
+                _log.debug("duckdb: output %r, SQL:\n%s", s.name, sql)
+                t0 = time.perf_counter()
             try:
-                result = con.sql(sql).to_arrow_table()
+                relation = con.sql(sql)
+                if debug:
+                    t1 = time.perf_counter()
+                result = relation.to_arrow_table()  # DuckDB runs the query as it is fetched
             except duckdb.Error as e:
                 raise EngineError(f"DuckDB failed on output {s.name!r}: {e}\nSQL:\n{sql}") from e
+            if debug:
+                t2 = time.perf_counter()
             out[s.name] = in_ir_types(result, s, "DuckDB")
+            if debug:
+                _log.debug(
+                    "duckdb: output %r: %d rows; prepared in %.2f ms, ran and fetched in %.2f ms, typed in %.2f ms",
+                    s.name, result.num_rows, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
+                )
         return out

@@ -26,7 +26,8 @@ ARRAY_DISTINCT; first/last from MIN/MAX of order-preserving (time, value) string
 
 Runs go through PyFlink on a local mini-cluster (one per mode per process, started
 on first use; parallelism 1, heap capped by ``JVM_ARGS``, default ``-Xmx1g``), or on
-a ``TableEnvironment`` you pass. Inputs are written as JSON lines (the connector
+a ``TableEnvironment`` you pass, batch or streaming (``table_env=``, or ``session=``
+as for Spark), whose configuration is left as it was found (``run_options``). Inputs are written as JSON lines (the connector
 formats the PyPI package ships are CSV and JSON; JSON keeps NULL apart from '') and
 read by the filesystem connector; outputs come back through a filesystem sink read
 with Python's json and returned as Arrow in the IR's types.
@@ -37,12 +38,16 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import json
+import logging
 import math
 import os
 import re
 import shutil
+import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -63,6 +68,8 @@ from relplan.ir.nodes import WINDOW_END, WINDOW_START, Aggregate, AsOfJoin, Join
 from relplan.ir.windows import Frame, format_duration
 
 MODES = ("batch", "streaming")
+# At DEBUG: each input written, each statement (its SQL and time in ms), the job, the fetch.
+_log = logging.getLogger("relplan.engine.flink")
 _MS = 1000  # microseconds
 _HOP_I = "__hop_i"
 
@@ -563,26 +570,139 @@ def local_table_env(mode: str) -> Any:
     return env
 
 
+class run_options:  # noqa: N801 - used as a context manager, like contextlib's
+    """Set ``options`` in a TableEnvironment's configuration for a ``with`` block, and
+    leave its configuration as it was found when the block ends, by an exception too.
+
+    Each key relplan sets gets its previous value back, or is removed where there was
+    none. Flink itself writes keys into the configuration while it plans and runs any
+    job (its own map and the root configuration under it: ``__table.query-start.*``,
+    adaptive batch strategies, ``pipeline.object-reuse``, ...); those of relplan's run
+    are undone too, so that both maps are, key for key, what they were before."""
+
+    def __init__(self, env: Any, options: dict[str, str]) -> None:
+        self._env = env
+        self._options = options
+        self._saved: list[tuple[Any, dict[str, str]]] | None = None
+
+    def __enter__(self) -> None:
+        config = self._env.get_config()
+        self._saved = [(c, c.to_dict()) for c in _config_maps(config)]
+        try:
+            for k, v in self._options.items():
+                config.set(k, v)
+        except BaseException:
+            self._restore()
+            raise
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        saved, self._saved = self._saved, None
+        for conf, before in saved or ():
+            now = conf.to_dict()
+            for k in now.keys() - before.keys():
+                conf.remove_config(k)
+            for k, v in before.items():
+                if now.get(k) != v:
+                    conf.set_string(k, v)
+
+
+def _config_maps(config: Any) -> list[Any]:
+    """A TableConfig's own key-value map and, where it is one, the root configuration
+    under it (the executor's), both live (``pyflink.common.Configuration``)."""
+    from pyflink.common import Configuration
+
+    maps = [config.get_configuration()]
+    try:
+        root = config._j_table_config.getRootConfiguration()
+        if root.getClass().getName() == "org.apache.flink.configuration.Configuration":
+            maps.append(Configuration(j_configuration=root))
+    except Exception:  # noqa: BLE001 - a PyFlink without it: the own map alone
+        pass
+    return maps
+
+
+def check_table_env(env: Any, keyword: str = "table_env") -> None:
+    """A clear error unless ``env`` is a PyFlink TableEnvironment (StreamTableEnvironment included)."""
+    module = sys.modules.get("pyflink.table")  # an object of PyFlink's means PyFlink is imported
+    cls = getattr(module, "TableEnvironment", None) if module is not None else None
+    if cls is not None and isinstance(env, cls):
+        return
+    kind = type(env)
+    what = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    shown = repr(env)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    hint = ""
+    if kind.__name__ == "StreamExecutionEnvironment":
+        hint = " (a DataStream environment: pass StreamTableEnvironment.create(it))"
+    elif kind.__module__.startswith("pyspark"):
+        hint = " (Spark's: for Spark, use engine='spark' with session=)"
+    raise RelplanError(
+        f"engine 'flink' takes {keyword}= a PyFlink TableEnvironment, batch or streaming (e.g. "
+        f"TableEnvironment.create(EnvironmentSettings.in_batch_mode()), or StreamTableEnvironment.create(...)), "
+        f"got {what}: {shown}{hint}"
+    )
+
+
+def table_env_mode(env: Any) -> str:
+    """The mode ("batch" or "streaming") a TableEnvironment was created in."""
+    value = env.get_config().get("execution.runtime-mode", "STREAMING")  # its own setting, else the root's
+    mode = str(value).strip().lower()
+    if mode not in MODES:
+        raise RelplanError(
+            f"the TableEnvironment passed has execution.runtime-mode {value!r}; relplan runs plans in batch or "
+            "streaming mode: create it with EnvironmentSettings.in_batch_mode() or in_streaming_mode()"
+        )
+    return mode
+
+
 class FlinkBackend:
     """Runs plans on Flink through PyFlink.
 
-    ``mode``: "batch" (default) or "streaming". ``table_env``: a TableEnvironment of
-    yours (its mode must match), else a local mini-cluster. ``connectors``: WITH options
+    ``table_env`` (or ``session``, the keyword the Spark backend takes its session
+    by): a TableEnvironment of yours, batch or streaming (e.g. with its own
+    parallelism, or on a cluster), else a local mini-cluster of relplan's. The options
+    every run needs (``execution.runtime-mode``, ``table.local-time-zone`` = UTC and, in
+    streaming, ``pipeline.auto-watermark-interval``) are set for the run only: afterwards,
+    even when the run fails, each has its previous value again, or is gone where it had
+    none, and the run's temporary tables are dropped. ``mode``: "batch" or "streaming";
+    by default the mode of the ``table_env`` passed (it must match: Flink fixes an
+    environment's mode when it is created), else "batch". ``connectors``: WITH options
     per table of the script, by its name: a source's, or an output's table (see
     ``output_tables``), for ``to_sql`` (default: a filesystem table of JSON lines at a
     path named after it; see ``filesystem_options`` and ``kafka_options``).
     ``staging_dir``: where inputs and outputs are written while a plan runs.
+    ``on_step``: called with a short text as a run moves on (writing inputs, the job,
+    reading results): what a caller's progress bar shows.
     """
 
     name = "flink"
+    on_step: Callable[[str], None] | None = None
 
     def __init__(
-        self, mode: str = "batch", table_env: Any | None = None, connectors: dict[str, dict[str, str]] | None = None,
-        staging_dir: str | None = None,
+        self, mode: str | None = None, table_env: Any | None = None, connectors: dict[str, dict[str, str]] | None = None,
+        staging_dir: str | None = None, session: Any | None = None,
     ) -> None:
+        if table_env is not None and session is not None and session is not table_env:
+            raise RelplanError("engine 'flink' takes its TableEnvironment as table_env= or as session=, not both")
+        env = table_env if table_env is not None else session
+        if env is not None:
+            check_table_env(env, "table_env" if table_env is not None else "session")
+            own = table_env_mode(env)
+            if mode is None:
+                mode = own
+            elif mode != own:
+                raise RelplanError(
+                    f"mode={mode!r}, but the TableEnvironment passed runs in {own} mode (Flink fixes an environment's "
+                    f"mode when it is created): pass mode={own!r}, or a TableEnvironment created with "
+                    f"EnvironmentSettings.in_{mode}_mode()"
+                )
+        mode = "batch" if mode is None else mode
         self.lowering = FlinkLowering(mode=mode)
         self.mode = mode
-        self._env = table_env
+        self._env = env
         self._connectors = connectors or {}
         self._staging_dir = staging_dir
 
@@ -604,48 +724,71 @@ class FlinkBackend:
 
     def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
         env = self.env
-        config = env.get_config()
         # The options every script sets (UTC above all: TO_TIMESTAMP_LTZ reads the
-        # session zone); a TableEnvironment passed in gets its own values back.
-        saved = {k: config.get(k, "") for k in _script_options(self.mode)}
-        for k, v in _script_options(self.mode).items():
-            config.set(k, v)
-        try:
+        # session zone), for this run only: the environment's own configuration gets
+        # back each previous value, or loses the key where it had none.
+        with run_options(env, _script_options(self.mode)):
             return self._run(env, sinks, tables)
-        finally:
-            for k, v in saved.items():
-                if v:
-                    config.set(k, v)
-                else:  # it had none
-                    config.get_configuration().remove_config(k)
 
     def _run(self, env: Any, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
         staging = tempfile.mkdtemp(prefix="relplan-flink-", dir=self._staging_dir)
         run_id = uuid.uuid4().hex[:12]
         created: list[str] = []
+        debug = _log.isEnabledFor(logging.DEBUG)
+        step = self.on_step
+        t0 = 0.0
+        if debug:
+            where = "the TableEnvironment passed" if self._env is not None else "relplan's local mini-cluster"
+            _log.debug("flink: a run in %s mode on %s, staging in %s", self.mode, where, staging)
         try:
             views = {src.name: f"relplan_{run_id}_s{i}" for i, src in enumerate(_sources(sinks))}
             lowering = FlinkLowering(views, mode=self.mode)
             for src in _sources(sinks):
+                if step is not None:
+                    step(f"writing {src.name}")
+                if debug:
+                    t0 = time.perf_counter()
                 path = os.path.join(staging, views[src.name])
                 os.makedirs(path)
                 _write_json_lines(self._checked(src, tables[src.name]), os.path.join(path, "data.json"))
+                if debug:
+                    _log.debug("flink: input %r (%d rows) written as JSON lines in %.1f ms", src.name,
+                               tables[src.name].num_rows, (time.perf_counter() - t0) * 1e3)
                 self._execute(env, lowering.source_ddl(src, views[src.name], filesystem_options(path), temporary=True))
                 created.append(views[src.name])
             outs = {}
             statements = env.create_statement_set()
+            inserts = []
             for i, s in enumerate(sinks):
                 table = f"relplan_{run_id}_o{i}"
                 outs[s.name] = (table, os.path.join(staging, table))
                 self._execute(env, lowering.sink_ddl(s, table, filesystem_options(outs[s.name][1]), temporary=True))
                 created.append(table)
-                statements.add_insert_sql(lowering.insert(s, table, pretty=False))
+                inserts.append(lowering.insert(s, table, pretty=False))
+                statements.add_insert_sql(inserts[-1])
+            if step is not None:
+                step("running the job")
+            if debug:
+                _log.debug("flink: job of %d INSERT(s), SQL:\n%s", len(inserts), ";\n".join(inserts))
+                t0 = time.perf_counter()
             try:  # all outputs in one job: a job costs seconds to start
                 statements.execute().wait()
             except Exception as e:  # noqa: BLE001 - Py4JJavaError and friends: Flink's own words
                 sql = "\n\n".join(lowering.insert(s, outs[s.name][0]) for s in sinks)
                 raise EngineError(f"Flink failed on outputs {[s.name for s in sinks]}: {flink_message(e)}\nSQL:\n{sql}") from e
-            return {s.name: in_ir_types(_read_json_lines(outs[s.name][1], s), s, "Flink") for s in sinks}
+            if debug:
+                _log.debug("flink: job ran in %.1f ms", (time.perf_counter() - t0) * 1e3)
+            if step is not None:
+                step("reading results")
+            out = {}
+            for s in sinks:
+                if debug:
+                    t0 = time.perf_counter()
+                out[s.name] = in_ir_types(_read_json_lines(outs[s.name][1], s), s, "Flink")
+                if debug:
+                    _log.debug("flink: output %r: %d rows fetched in %.1f ms", s.name, out[s.name].num_rows,
+                               (time.perf_counter() - t0) * 1e3)
+            return out
         finally:
             for table in created:
                 try:
@@ -655,10 +798,14 @@ class FlinkBackend:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _execute(self, env: Any, ddl: str) -> None:
+        debug = _log.isEnabledFor(logging.DEBUG)
+        t0 = time.perf_counter() if debug else 0.0
         try:
             env.execute_sql(ddl)
         except Exception as e:  # noqa: BLE001
             raise EngineError(f"Flink refused a table definition: {flink_message(e)}\nSQL:\n{ddl}") from e
+        if debug:
+            _log.debug("flink: %.1f ms: %s", (time.perf_counter() - t0) * 1e3, ddl)
 
     def _checked(self, src: Source, table: pa.Table) -> pa.Table:
         """Streaming: event times must be whole milliseconds (Flink's event-time precision)

@@ -24,11 +24,14 @@ slower (see ``arrow_collect_works``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -48,6 +51,9 @@ from relplan.ir.graph import walk
 from relplan.ir.nodes import Sink, Source
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+# At DEBUG: each input staged, each query's SQL, and its times (ms) to analyze, to run and collect.
+_log = logging.getLogger("relplan.engine.spark")
 
 # Session settings every plan runs under (see the module docstring).
 RUN_CONF = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"}
@@ -244,10 +250,14 @@ _SPARK_TYPES = {
 
 
 class SparkBackend:
-    """Runs plans on Spark; ``session=`` a SparkSession of yours, else a local one."""
+    """Runs plans on Spark; ``session=`` a SparkSession of yours, else a local one.
+
+    ``on_step``: called with a short text as a run moves on (staging inputs, each
+    query): what a caller's progress bar shows."""
 
     name = "spark"
     accepts_table_names = True
+    on_step: Callable[[str], None] | None = None
 
     def __init__(self, session: Any | None = None, staging_dir: str | None = None) -> None:
         self._session = session
@@ -268,16 +278,39 @@ class SparkBackend:
             spark.conf.set(k, v)
         staging = tempfile.mkdtemp(prefix="relplan-spark-", dir=self._staging_dir)
         views: dict[str, str] = {}
+        debug = _log.isEnabledFor(logging.DEBUG)
+        step = self.on_step
+        t0 = t1 = 0.0
         try:
             for src in (n for n in walk(sinks) if isinstance(n, Source)):
+                if step is not None:
+                    step(f"staging {src.name}")
+                if debug:
+                    t0 = time.perf_counter()
                 views[src.name] = self._register(spark, src, tables[src.name], staging)
+                if debug:
+                    given = tables[src.name]
+                    what = f"Spark table {given!r}" if isinstance(given, str) else f"{given.num_rows} rows, as Parquet"
+                    _log.debug("spark: input %r (%s) as view %s in %.1f ms", src.name, what, views[src.name],
+                               (time.perf_counter() - t0) * 1e3)
             lowering = SparkLowering(views)
             out = {}
             for s in sinks:
                 # Not render(): the view names are new on every run, the whole text never repeats.
                 sql = lowering.render_ctes(s, pretty=False)
+                if step is not None:
+                    step(f"query {s.name}")
+                if debug:
+                    _log.debug("spark: output %r, SQL:\n%s", s.name, sql)
+                    t0 = time.perf_counter()
                 try:
-                    out[s.name] = collect(spark.sql(sql), s)
+                    df = spark.sql(sql)
+                    if debug:
+                        t1 = time.perf_counter()
+                    out[s.name] = collect(df, s)
+                    if debug:
+                        _log.debug("spark: output %r: %d rows; analyzed in %.1f ms, ran and collected in %.1f ms",
+                                   s.name, out[s.name].num_rows, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
                 except RelplanError:  # the result does not fit its IR types: says so itself
                     raise
                 except Exception as e:  # AnalysisException, Py4JJavaError, ...: the engine's own words

@@ -29,6 +29,7 @@ row's inference time t. The semantics (README, "Training data"):
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -38,6 +39,7 @@ import pyarrow as pa
 
 from relplan.backends.arrow_io import as_arrow, conform_table
 from relplan.backends.asof import PREFIX, ROW
+from relplan.compiler import progress as _progress
 from relplan.compiler.compile import _check_features, _key_columns
 from relplan.compiler.dsl import FeatureBody
 from relplan.compiler.location import user_location
@@ -54,6 +56,8 @@ from relplan.ir.schema import Field, Schema
 from relplan.ir.types import from_arrow
 from relplan.ir.windows import Frame, parse_duration
 from relplan.rules import OptimizerConfig, SourceStats, Statistics
+
+_log = logging.getLogger("relplan.pitc")
 
 SPINE = "pitc_spine"  # the spine's source name in the plan (and its table in the SQL)
 OUTPUT = "training_data"
@@ -125,6 +129,7 @@ def pitc_join_features(
     statistics: Statistics | None = None,
     config: OptimizerConfig | None = None,
     catalog: Any = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> pa.Table:
     """The spine, row for row, plus each feature's value as of the row's time.
@@ -132,31 +137,53 @@ def pitc_join_features(
     ``time``: the spine's inference-time column (default: its only timestamp column).
     ``keys``: feature key -> spine column, where the names differ. ``inclusive``:
     count events at exactly the inference time (default False: they may be the
-    label's own event). ``options`` go to the engine's backend."""
+    label's own event). ``progress``: a bar of its steps while it runs (default: on a
+    terminal, for work of a second or more; see ``rp.set_progress``). ``options`` go
+    to the engine's backend (Flink: ``table_env=``/``session=`` a batch
+    TableEnvironment of yours; Spark: ``session=``)."""
     from relplan.backends import get_backend
     from relplan.compiler.execute import _inputs
 
-    table = as_arrow(spine, "spine")
-    feats = _check_features(features, catalog)
-    if tables is not None and not isinstance(tables, Mapping):
-        raise DataError(f"tables= takes a dict of source name to table, e.g. {{'Transactions': arrow_table}}, got {type(tables).__name__}")
-    # Arrow once: the tie check below and the run read the same tables (a name stays a name).
-    given = {name: v if isinstance(v, str) else as_arrow(v, name) for name, v in (tables or {}).items()}
     # DuckDB's ASOF JOIN skips settling ties where the events it is given have none;
     # Spark and Flink have no such lowering, so nothing is checked for them.
-    plan, spine_source = _plan(
-        table, feats, time, keys, inclusive, None if tables is None else given, statistics, config, check_ties=engine == "duckdb"
-    )
-    if engine == "flink":
-        mode = options.setdefault("mode", "batch")
-        if mode != "batch":
-            raise RelplanError(f"training data is computed in batch; pitc_join_features() on Flink takes mode='batch', got {mode!r}")
-    backend = get_backend(engine, **options)
-    if SPINE in given:
-        raise DataError(f"tables= has a table named {SPINE!r}, the name relplan gives the spine; rename it")
-    given[SPINE] = _spine_rows(table, spine_source)
-    computed = backend.run(plan.outputs, _inputs(plan, given, backend))[OUTPUT]
-    return _assemble(table, computed, feats)
+    check_ties = engine == "duckdb" and tables is not None
+    with _progress.Steps("training data", 5 if check_ties else 4, _log, progress=progress) as steps:
+        steps.step("planning")
+        table = as_arrow(spine, "spine")
+        feats = _check_features(features, catalog)
+        if tables is not None and not isinstance(tables, Mapping):
+            raise DataError(f"tables= takes a dict of source name to table, e.g. {{'Transactions': arrow_table}}, got {type(tables).__name__}")
+        # Arrow once: the tie check below and the run read the same tables (a name stays a name).
+        given = {name: v if isinstance(v, str) else as_arrow(v, name) for name, v in (tables or {}).items()}
+        plan, spine_source = _plan(
+            table, feats, time, keys, inclusive, None if tables is None else given, statistics, config,
+            check_ties=check_ties, steps=steps,
+        )
+        backend = get_backend(engine, **options)
+        if engine == "flink" and backend.mode != "batch":
+            if "mode" in options:
+                raise RelplanError(
+                    f"training data is computed in batch; pitc_join_features() on Flink takes mode='batch', got {options['mode']!r}"
+                )
+            raise RelplanError(
+                "training data is computed in batch; pitc_join_features() on Flink takes a TableEnvironment in batch "
+                "mode (EnvironmentSettings.in_batch_mode()), but the one passed is in streaming mode"
+            )
+        if SPINE in given:
+            raise DataError(f"tables= has a table named {SPINE!r}, the name relplan gives the spine; rename it")
+        given[SPINE] = _spine_rows(table, spine_source)
+        steps.step(f"running on {engine}")
+        if steps.shown:
+            backend.on_step = steps.note  # the engine's own steps: inputs, the query, fetching
+        computed = backend.run(plan.outputs, _inputs(plan, given, backend))[OUTPUT]
+        steps.step("assembling")
+        out = _assemble(table, computed, feats)
+    if steps.logged:
+        _log.info(
+            "training data on %s: %d spine rows, %d feature column(s), in %.1f ms (%s)", engine, table.num_rows,
+            out.num_columns - table.num_columns, steps.elapsed_ms, steps.breakdown(),
+        )
+    return out
 
 
 def _spine_rows(table: pa.Table, source: nodes.Source) -> pa.Table:
@@ -201,6 +228,7 @@ def _plan(
     statistics: Statistics | None,
     config: OptimizerConfig | None,
     check_ties: bool = False,
+    steps: Any = None,
 ) -> tuple[Plan, nodes.Source]:
     """The optimized plan and the spine's source. ``check_ties``: look in ``tables`` for
     sources whose latest values have no ties to settle (``_no_ties``); only for a run on
@@ -275,7 +303,11 @@ def _plan(
             wanted[SPINE] = [time]
         statistics = measure_statistics(measured, columns=wanted)
     if check_ties and tables is not None:
+        if steps is not None:
+            steps.step("checking ties")
         statistics = _no_ties(statistics, groups, tables, spine_source, key_map)
+    if steps is not None:
+        steps.step("optimizing")
     return optimize(plan, config, statistics=statistics), spine_source
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from relplan.backends.arrow_io import as_arrow, conform_table
+from relplan.compiler import progress as _progress
 from relplan.compiler.source import Source
 from relplan.compiler.transformation import Feature
 from relplan.ir import nodes
@@ -42,6 +44,8 @@ from relplan.serving.layout import (
     LIFETIME_TILE, Group, GroupState, Slot, definitions, group_features, group_from_json, group_to_json, servable,
 )
 from relplan.serving.storage import Storage, StoreError
+
+_log = logging.getLogger("relplan.serving")
 
 META = "rp:meta"  # fields: "g:<group id>" -> the group's state; "c:<column>" -> its group id and definition
 US_COL = "__rp_us"
@@ -334,15 +338,18 @@ class OnlineStore:
         *,
         until: Any = None,
         engine: str = "duckdb",
+        progress: bool | None = None,
         **engine_options: Any,
     ) -> dict[str, Any]:
         """Write what serving ``features`` needs, from the events in ``tables`` before ``until``.
 
         Replaces these features' state (so running it again is idempotent); events
         pushed earlier are replaced too: push what came at or after ``until``. The
-        aggregation runs on ``engine``; requests are exact from ``until`` minus the
+        aggregation runs on ``engine`` (``engine_options`` go to its backend: Spark's
+        ``session=``, Flink's ``table_env=``); requests are exact from ``until`` minus the
         source's allowed lateness on. ``until`` defaults to just after the newest event.
-        Returns what was written (groups, records, seconds)."""
+        ``progress``: a bar while it runs (default: on a terminal, for work of a second
+        or more; see ``rp.set_progress``). Returns what was written (groups, records, seconds)."""
         from relplan.backends import get_backend
 
         self._check_open()
@@ -357,38 +364,58 @@ class OnlineStore:
         meta_writes: dict[str, str] = {}
         drop: list[str] = []
         engine_seconds = 0.0
-        for g, prep in groups:
-            src = _source_of(prep)
-            if src.name not in tables:
-                raise DataError(f"no table given for source {src.name!r}: pass tables={{{src.name!r}: <pyarrow table>}}")
-            table = conform_table(src, tables[src.name])
-            u = _until(table, src, until)
-            serve_from = u - src.lateness
-            raw_from = {h: _floor(serve_from - g.longest(h), h) for h in g.tiles()}
-            base = _floor(serve_from, LIFETIME_TILE) if g.lifetime_slots() else None
-            sinks = _materialize_sinks(g, prep, src, u, raw_from, base)
-            t0 = time.perf_counter()
-            results = backend.run(tuple(sinks), {src.name: table})
-            engine_seconds += time.perf_counter() - t0
-            _encode_group(g, results, raw_from, base, records)
-            drop.append(record_name(g.id, ""))
-            meta_writes[f"g:{g.id}"] = group_to_json(g, until=u, serve_from=serve_from, base=base, raw_from=raw_from)
-            for s in g.slots:
-                meta_writes[f"c:{s.column}"] = _dumps([g.id, s.definition])
-            drop.append(_batches(src.name))
-        # Groups whose every column now lives in another group are dropped with their records.
-        new_owner = {c[2:]: json.loads(v)[0] for c, v in meta_writes.items() if c.startswith("c:")}
-        owners = {c[2:]: json.loads(v)[0] for c, v in meta.items() if c.startswith("c:")} | new_owner
-        live = set(owners.values())
-        for k in meta:
-            if k.startswith("g:") and k[2:] not in live:
-                drop.append(record_name(k[2:], ""))
-        records[META] = {k: v.encode() for k, v in meta_writes.items()}
-        self._storage.replace(drop, records)
+        with _progress.Steps("materialize", 2 * len(groups) + 1, _log, progress=progress) as steps:
+            if steps.shown:
+                backend.on_step = steps.note  # the engine's own steps: inputs, each query, fetching
+            for i, (g, prep) in enumerate(groups):
+                steps.step(f"group {i + 1}/{len(groups)}: running on {engine}")
+                src = _source_of(prep)
+                if src.name not in tables:
+                    raise DataError(f"no table given for source {src.name!r}: pass tables={{{src.name!r}: <pyarrow table>}}")
+                table = conform_table(src, tables[src.name])
+                u = _until(table, src, until)
+                serve_from = u - src.lateness
+                raw_from = {h: _floor(serve_from - g.longest(h), h) for h in g.tiles()}
+                base = _floor(serve_from, LIFETIME_TILE) if g.lifetime_slots() else None
+                sinks = _materialize_sinks(g, prep, src, u, raw_from, base)
+                t0 = time.perf_counter()
+                results = backend.run(tuple(sinks), {src.name: table})
+                engine_seconds += time.perf_counter() - t0
+                steps.step(f"group {i + 1}/{len(groups)}: encoding")
+                before = len(records)
+                _encode_group(g, results, raw_from, base, records)
+                if steps.debug:
+                    _log.debug(
+                        "materialize: group %s over %s (%d events, tiles %s): %d records; engine results %s",
+                        g.id, src.name, table.num_rows, sorted(g.tiles()), len(records) - before,
+                        {name: t.num_rows for name, t in results.items()},
+                    )
+                drop.append(record_name(g.id, ""))
+                meta_writes[f"g:{g.id}"] = group_to_json(g, until=u, serve_from=serve_from, base=base, raw_from=raw_from)
+                for s in g.slots:
+                    meta_writes[f"c:{s.column}"] = _dumps([g.id, s.definition])
+                drop.append(_batches(src.name))
+            # Groups whose every column now lives in another group are dropped with their records.
+            new_owner = {c[2:]: json.loads(v)[0] for c, v in meta_writes.items() if c.startswith("c:")}
+            owners = {c[2:]: json.loads(v)[0] for c, v in meta.items() if c.startswith("c:")} | new_owner
+            live = set(owners.values())
+            for k in meta:
+                if k.startswith("g:") and k[2:] not in live:
+                    drop.append(record_name(k[2:], ""))
+            records[META] = {k: v.encode() for k, v in meta_writes.items()}
+            steps.step(f"writing {len(records)} records")
+            # With a bar, the storage's pass over the records reports every WRITE_BATCH of them.
+            self._storage.replace(drop, _Reported(records, steps) if steps.shown else records)
         self._prepared.clear()
+        seconds = time.perf_counter() - started
+        if steps.logged:
+            _log.info(
+                "materialize on %s: %d group(s), %d records to %s in %.1f ms (engine %.1f ms; %s)", engine, len(groups),
+                len(records) - 1, self.url, seconds * 1e3, engine_seconds * 1e3, steps.breakdown(),
+            )
         return {
             "groups": [g.id for g, _ in groups], "records": len(records) - 1,
-            "seconds": time.perf_counter() - started, "engine_seconds": engine_seconds,
+            "seconds": seconds, "engine_seconds": engine_seconds,
         }
 
     # -- push -----------------------------------------------------------------------------------
@@ -663,6 +690,26 @@ class OnlineStore:
 
 # ---------------------------------------------------------------------------------------------
 # materialize: the engine's queries and their encoding as records
+
+
+WRITE_BATCH = 1000  # records between two reports of the write to a progress bar
+
+
+class _Reported(dict):  # type: ignore[type-arg]
+    """The records to write, whose ``items()`` (the storage's one pass over them) tells
+    the bar how many have been written, every WRITE_BATCH records."""
+
+    def __init__(self, records: dict[str, Any], steps: Any) -> None:
+        super().__init__(records)
+        self._steps = steps
+
+    def items(self) -> Any:  # type: ignore[override]
+        n = len(self)
+        for i, item in enumerate(dict.items(self)):
+            if i % WRITE_BATCH == 0:
+                self._steps.note(f"{i}/{n}")
+            yield item
+        self._steps.note(f"{n}/{n}")
 
 
 def _source_of(prep: nodes.Node) -> nodes.Source:
