@@ -20,12 +20,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relplan.catalog import Catalog, CatalogError, ConflictError, GuardrailError, fingerprint
+from relplan.compiler import progress
 from relplan.compiler.caches import clear_caches
 from relplan.compiler.compile import compile
 from relplan.compiler.dsl import DataFrame, FeatureBody, GroupBy, Series
 from relplan.compiler.execute import execute, execute_all
 from relplan.compiler.optimize import optimize
 from relplan.compiler.pitc import latest, pitc_join_features, pitc_plan, pitc_spine
+from relplan.compiler.progress import set_progress
 from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source, event_time, key
 from relplan.compiler.statistics import measure_statistics
@@ -117,6 +119,8 @@ __all__ = [
     "pitc_join_features",
     "pitc_plan",
     "pitc_spine",
+    "progress",
+    "set_progress",
     "sliding",
     "transformation",
     "tumbling",

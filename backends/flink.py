@@ -839,7 +839,8 @@ def validate_script(script: str, table_env: Any | None = None) -> str:
     Tables of connectors PyPI's PyFlink lacks (Kafka, ...) cannot be planned: each is
     shadowed by a temporary table LIKE it (same columns and watermark) on a bundled
     connector, datagen for sources and blackhole for sinks, so that everything but the
-    connector's own options is checked.
+    connector's own options is checked; so are filesystem sinks, whose planning would
+    otherwise create their folders.
     """
     settings, statements = script_statements(script)
     env = _script_env(settings, table_env)
@@ -851,7 +852,10 @@ def validate_script(script: str, table_env: Any | None = None) -> str:
                 env.execute_sql(statement)
                 name = re.match(r"CREATE TABLE `((?:[^`]|``)+)`", statement).group(1)  # type: ignore[union-attr]
                 connector = re.search(r"'connector' = '([^']*)'", statement)
-                if connector and connector.group(1) not in _BUNDLED_CONNECTORS:
+                # A filesystem sink is shadowed too: planning an INSERT into one makes its
+                # staging folder at the table's path (checking a script must write nothing).
+                unbundled = connector and connector.group(1) not in _BUNDLED_CONNECTORS
+                if unbundled or (connector and connector.group(1) == "filesystem" and name in sinks):
                     stand_in = "blackhole" if name in sinks else "datagen"
                     env.execute_sql(
                         f"CREATE TEMPORARY TABLE `{name}` WITH ('connector' = '{stand_in}') "

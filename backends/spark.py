@@ -139,6 +139,9 @@ def local_session() -> Any:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(2 * cores))
         .config("spark.driver.memory", os.environ.get("RELPLAN_SPARK_DRIVER_MEMORY", "2g"))
+        # relplan's local session keeps no tables: its warehouse is a temporary folder, not
+        # a spark-warehouse folder in whatever directory the process runs in.
+        .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="relplan-spark-warehouse-"))
         # Arrow for toPandas / createDataFrame(pandas) in the user's code too, unless the
         # installed pyarrow is too old for this pyspark: then those run without it.
         .config("spark.sql.execution.arrow.pyspark.enabled", str(arrow_collect_works()).lower())

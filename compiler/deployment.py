@@ -155,12 +155,30 @@ class Deployment:
 
         return repr_html(self.to_dot, self.explain)
 
-    def run_locally(self, tables: Mapping[str, Any], *, stream_engine: str = "flink", **stream_options: Any) -> dict[str, pa.Table]:
+    def run_locally(
+        self, tables: Mapping[str, Any], *, stream_engine: str = "flink", progress: bool | None = None, **stream_options: Any
+    ) -> dict[str, pa.Table]:
         """Every job's output table by name, each job run here on bounded ``tables``
         (source name -> Arrow table or DataFrame) in the DAG's order: batch and
         serving SQL as it is on one DuckDB connection, streaming plans on
         ``stream_engine`` (Flink in streaming mode; its events fed in event-time
-        order, as a stream delivers them)."""
+        order, as a stream delivers them; ``table_env=``/``session=`` a streaming
+        TableEnvironment of yours). ``progress``: a bar of the jobs while it runs
+        (default: on a terminal, for work of a second or more; see ``rp.set_progress``)."""
+        import logging
+
+        from relplan.compiler import progress as _progress
+
+        log = logging.getLogger("relplan.deployment")
+        with _progress.Steps("deployment", len(self.jobs), log, progress=progress) as steps:
+            out = self._run_locally(tables, steps, stream_engine, stream_options)
+        if steps.logged:
+            log.info("deployment run locally: %d job(s) in %.1f ms (%s)", len(self.jobs), steps.elapsed_ms, steps.breakdown())
+        return out
+
+    def _run_locally(
+        self, tables: Mapping[str, Any], steps: Any, stream_engine: str, stream_options: dict[str, Any]
+    ) -> dict[str, pa.Table]:
         import duckdb
 
         from relplan.backends import get_backend
@@ -187,6 +205,7 @@ class Deployment:
                 if not node.startswith("job:"):
                     continue
                 job = self.job(node[4:])
+                steps.step(f"{job.kind} job {job.name}")
                 if job.plan is None and hasattr(job, "run_locally"):
                     # A job writing outside the DAG's tables (serving's online-store feed) runs itself.
                     out[job.writes] = job.run_locally(tables, stream_engine=stream_engine, **stream_options)
@@ -198,7 +217,10 @@ class Deployment:
                         t = inputs[s.name]
                         src_tables[s.name] = t.take(pc.sort_indices(t, [(s.event_time, "ascending")])) if s.event_time else t
                     options = {"mode": "streaming", **stream_options} if stream_engine == "flink" else stream_options
-                    result = get_backend(stream_engine, **options).run((job.plan,), src_tables)[job.plan.name]
+                    backend = get_backend(stream_engine, **options)
+                    if steps.shown:
+                        backend.on_step = steps.note  # the engine's own steps: inputs, the job, fetching
+                    result = backend.run((job.plan,), src_tables)[job.plan.name]
                     out[job.writes] = result
                     con.register(job.writes, _naive(result))
                     continue
