@@ -65,7 +65,7 @@ def hourly_failures(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
 
 
 def demo_features() -> list[rp.Feature]:
-    """The per-event features the README, the bench and the tests share."""
+    """The per-event features the docs, the bench and the tests share."""
     return [
         average_transaction_amount_by_merchant(window=rp.sliding("1h")),
         failed_transaction_count(window=rp.sliding("1d")),

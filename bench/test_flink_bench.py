@@ -2,7 +2,7 @@
 to end against the same SQL run by hand (the baseline), so the ratio is relplan's
 overhead over the engine.
 
-The features are ``demo_features()`` less ``distinct_merchants`` (the README's figures
+The features are ``demo_features()`` less ``distinct_merchants`` (the figures in docs/performance.md
 were measured without it; its lowering on Flink, ARRAY_AGG/ARRAY_DISTINCT, is measured
 against ``count`` in bench/test_flink_distinct_bench.py). The
 data is the demo's (``make_transactions(100_000, seed=7)``) with event times rounded
@@ -53,7 +53,7 @@ OUTPUT = "Transactions_features"  # the table the per-event output is written to
 
 
 def _plan() -> rp.Plan:
-    # Without the demo's nunique feature, as the README's figures were measured.
+    # Without the demo's nunique feature, as the figures in docs/performance.md were measured.
     features = [f for f in demo_features() if not f.name.startswith("distinct_merchants")]
     return rp.optimize(rp.compile(features))
 

@@ -87,7 +87,7 @@ SLOW_ROUNDS = 1  # range join + ROW_NUMBER, pandas: seconds to a minute each
 # dense: 10k events a key, a spine row pairs with 10k of them (range join: 5*10^8 pairs, about
 # 4 s; at the 100k x 5M it would be 10^10, minutes a round). crossover: the same keys
 # and events, a fifth of the spine: 10^8 pairs, where range join and union cost about the
-# same (tiles beat both: bench figures in the README).
+# same (tiles beat both: figures in docs/performance.md).
 WINDOW_SHAPES = {
     "sparse": (100_000, 5_000_000, 50_000),
     "dense": (50_000, 500_000, 50),

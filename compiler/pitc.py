@@ -9,7 +9,7 @@
 
 The result is the spine, row for row and in its order (duplicates kept, every
 column untouched), plus one column per feature holding its value as of the
-row's inference time t. The semantics (README, "Training data"):
+row's inference time t. The semantics (docs/training-data.md):
 
 - **Events at exactly t are not counted** by default (``inclusive=False``): the
   value is the one an online store would have served an instant before t, the

@@ -139,7 +139,7 @@ def test_kafka_script_is_accepted_by_flinks_planner() -> None:
 
 
 def dropped_in_streaming(events: list[tuple[int, float]], lateness_s: float, frame: str) -> set[int]:
-    """The statement of the README ("Late and out-of-order events") as a model: which
+    """The statement of docs/engines.md ("Late and out-of-order events") as a model: which
     events (indices, in arrival order) Flink's streaming OVER windows drop.
 
     The watermark trails the newest event time seen by the lateness + 1 ms, and moves
@@ -201,7 +201,7 @@ def amount_spread(tx: Tx, wspec: rp.WindowSpec) -> Any:
 @pytest.mark.parametrize("mode", ["batch", "streaming"])
 def test_var_and_std_of_moderate_values_equal_duckdbs(mode: str) -> None:
     # Flink's VAR_SAMP is the one-pass sum-of-squares formula: right for values of
-    # moderate size against their spread (the README's semantics table), as here.
+    # moderate size against their spread (the semantics table in docs/semantics.md), as here.
     amounts = [12.5, 3.0, 7.25, 7.25, 100.0, 0.5, 42.0, 8.0]
     data = tx([(1 + i % 2, a, "ok", 3 * i) for i, a in enumerate(amounts)])
     p = rp.optimize(rp.compile([

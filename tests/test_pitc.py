@@ -246,7 +246,7 @@ def test_spark_equals_the_brute_force(
 
 
 def flink_funcs(window: tuple[str, ...]) -> tuple[str, ...]:
-    # Flink's VAR_SAMP is one-pass (README); Flink refuses DISTINCT in OVER windows,
+    # Flink's VAR_SAMP is one-pass (docs/semantics.md); Flink refuses DISTINCT in OVER windows,
     # which the union lowering needs.
     return tuple(f for f in ref.AGG_FUNCS if f not in ("var", "std", "count_distinct"))
 
