@@ -30,54 +30,11 @@ from relplan.ir.nodes import Filter, Join, Sink, Source
 from relplan.ir.schema import Schema
 from relplan.rules.cardinality import estimate
 
+# The placement tests' source, features and statistics: the pictures draw the plans those tests place.
+from test_placement import STATS, features, payment_count
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-class Payments(rp.Source):
-    account_id: rp.Int64 = rp.key()
-    merchant: rp.String
-    amt: rp.Float64
-    status: rp.String
-    ts: rp.Timestamp = rp.event_time(lateness="10m")
-
-
-@rp.transformation
-def payment_count(p: Payments, wspec: rp.WindowSpec):
-    return p.groupby("account_id").window(wspec).count()
-
-
-@rp.transformation
-def failed_amount(p: Payments, wspec: rp.WindowSpec):
-    return p[p.status == "failed"].groupby("account_id")["amt"].window(wspec).sum()
-
-
-@rp.transformation
-def max_amount(p: Payments, wspec: rp.WindowSpec):
-    return p.groupby("account_id")["amt"].window(wspec).max()
-
-
-@rp.transformation
-def daily_spend(p: Payments, wspec: rp.WindowSpec):
-    return p.groupby("account_id")["amt"].window(wspec).sum()
-
-
-def features() -> list[rp.Feature]:
-    return [
-        payment_count(window=rp.sliding("1h")),
-        failed_amount(window=rp.sliding("1d")),
-        max_amount(window=rp.sliding("7d")),
-        payment_count(window=rp.sliding("30d")),
-        daily_spend(window=rp.tumbling("1d")),
-    ]
-
-
-# 200 events a second from 100k accounts; 90% in order, 1% more than 20 s late, none over 10 min.
-STATS = rp.Statistics({
-    "Payments": rp.SourceStats(
-        rows=10_000_000, distinct={"account_id": 100_000, "merchant": 5_000, "status": 3}, spans={"ts": 50_000 * 10**6},
-        lateness={0.0: 0, 0.9: 0, 0.99: "20s", 0.999: "2m", 1.0: "10m"},
-    )
-})
 KNOBS = rp.Knobs(max_staleness="5m", max_missed=0.001)
 
 
