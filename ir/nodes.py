@@ -361,6 +361,16 @@ class Join(Node):
     """Equi-join; output is the left columns then the right ones (names must differ).
 
     NULL keys never match, as in SQL.
+
+    An **interval join** (``left_time``/``right_time`` set) also needs the right row's
+    time within the left row's: ``left_time - before <= right_time <= left_time + after``,
+    both bounds inclusive (Flink's interval join, SQL's BETWEEN); a NULL time matches
+    nothing. ``before``/``after`` are microseconds, ``-before <= after``.
+
+    ``lookup=True`` declares the right side a lookup table: at most one row per ``on``
+    key, so the join never repeats a left row. The run checks it on the right side's
+    table before any engine starts (a ``DataError`` names the table, the key and a
+    duplicated value) rather than let a duplicate silently multiply rows.
     """
 
     kind: ClassVar[str] = "Join"
@@ -368,6 +378,11 @@ class Join(Node):
     right: Node
     how: str
     on: tuple[tuple[str, str], ...]
+    left_time: str | None = None
+    right_time: str | None = None
+    before: int = 0
+    after: int = 0
+    lookup: bool = False
 
     def __post_init__(self) -> None:
         if self.how not in JOIN_KINDS:
@@ -377,17 +392,43 @@ class Join(Node):
         clash = set(ls.names) & set(rs.names)
         if clash:
             raise SchemaError(f"join sides share column names {sorted(clash)}; rename one side first")
+        if (self.left_time is None) != (self.right_time is None):
+            raise SchemaError("an interval join takes both a left and a right time column")
+        if self.left_time is not None:
+            for name, schema, what in ((self.left_time, ls, "left"), (self.right_time, rs, "right")):
+                if schema.field(name, context=f"({what} time of the interval join)").dtype != T.Timestamp:  # type: ignore[arg-type]
+                    raise TypeMismatchError(f"{what} time column {name!r} of an interval join must be a Timestamp")
+            if -self.before > self.after:
+                raise SchemaError(
+                    f"interval join bounds are empty: the right time must lie in "
+                    f"[left - {format_duration(self.before)}, left + {format_duration(self.after)}]"
+                )
+        elif self.before or self.after:
+            raise SchemaError("interval bounds (before/after) need left_time and right_time")
         self._finish(Schema(ls.fields + rs.fields))
+
+    @property
+    def interval(self) -> bool:
+        return self.left_time is not None
 
     @property
     def inputs(self) -> tuple[Node, ...]:
         return (self.left, self.right)
 
     def with_inputs(self, inputs: tuple[Node, ...]) -> Node:
-        return Join(inputs[0], inputs[1], self.how, self.on)
+        return Join(inputs[0], inputs[1], self.how, self.on, self.left_time, self.right_time, self.before, self.after, self.lookup)
 
     def details(self) -> str:
-        return f"{self.how} on " + ", ".join(f"{left} = {right}" for left, right in self.on)
+        text = f"{self.how} on " + ", ".join(f"{left} = {right}" for left, right in self.on)
+        if self.left_time is not None:
+            text += f" within {self.right_time} in [{self.left_time} - {_signed(self.before)}, {self.left_time} + {_signed(self.after)}]"
+        if self.lookup:
+            text += " lookup"
+        return text
+
+
+def _signed(us: int) -> str:
+    return format_duration(us) if us > 0 else ("0s" if us == 0 else "-" + format_duration(-us))
 
 
 @node

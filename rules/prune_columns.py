@@ -156,8 +156,8 @@ def _input_needs(n: Node, mine: set[str]) -> list[set[str]]:
     if isinstance(n, Join):
         left, right = set(n.left.schema.names), set(n.right.schema.names)
         return [
-            (mine & left) | {lk for lk, _ in n.on},
-            (mine & right) | {rk for _, rk in n.on},
+            (mine & left) | {lk for lk, _ in n.on} | ({n.left_time} if n.left_time else set()),
+            (mine & right) | {rk for _, rk in n.on} | ({n.right_time} if n.right_time else set()),
         ]
     if isinstance(n, Union):
         return [set(mine) for _ in n.members]
@@ -199,7 +199,7 @@ def _narrow(node: Node, inputs: tuple[Node, ...], mine: set[str], reads: list[se
         left, right = _fit(inputs[0], reads[0]), _fit(inputs[1], reads[1])
         if left is node.left and right is node.right:
             return None
-        return Join(left, right, node.how, node.on)
+        return node.with_inputs((left, right))
     if isinstance(node, Union):
         members = tuple(_fit(m, r) for m, r in zip(inputs, reads))
         if all(a is b for a, b in zip(members, node.members)):

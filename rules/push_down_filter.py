@@ -157,7 +157,5 @@ def _branch(node: Node, preds: list[Expr], uses: dict[Node, int]) -> Node | None
             stay.append(p)
     if not left and not right:
         return None
-    joined = Join(
-        _place_or_filter(node.left, left, uses), _place_or_filter(node.right, right, uses), node.how, node.on
-    )
+    joined = node.with_inputs((_place_or_filter(node.left, left, uses), _place_or_filter(node.right, right, uses)))
     return _filter(joined, stay)
