@@ -33,15 +33,15 @@ def compile(features: Feature | str | Iterable[Feature | str], *, catalog: Any =
 
 def _compile(features: Feature | str | Iterable[Feature | str], catalog: Any = None) -> Plan:
     feats = _check_features(features, catalog)
-    per_event: dict[str, list[Feature]] = {}
+    per_event: dict[tuple[str, nodes.Node | None], list[Feature]] = {}
     per_window: dict[tuple[Any, ...], list[Feature]] = {}
     for f in feats:
         src = f.source.node()
-        if f.per_event:
-            per_event.setdefault(src.name, []).append(f)
+        b = f.body
+        if f.per_event:  # one output per row set: the source's events, or a merge's rows
+            per_event.setdefault((src.name, b.rows), []).append(f)
         else:
-            b = f.body
-            per_window.setdefault((src, b.mask, b.keys, b.spec), []).append(f)
+            per_window.setdefault((src, b.rows, b.mask, b.keys, b.spec), []).append(f)
     sinks: list[nodes.Sink] = []
     taken: set[str] = set()
     for group in per_event.values():
@@ -94,13 +94,22 @@ def _check_features(features: Feature | str | Iterable[Feature | str], catalog: 
                     f"the other at {_origin(f)}; pass name=... to tell them apart",
                     where=f.defined_at,
                 )
-            if col in f.source.node().columns:
+            if col in f.body.input_node().schema:
                 raise FeatureError(
-                    f"feature {col!r} has the name of a column of {f.source.source_name}; pass name=...",
+                    f"feature {col!r} has the name of a column of {_rows_name(f)}; pass name=...",
                     where=f.defined_at,
                 )
             seen[col] = f
     return items
+
+
+def _rows_name(f: Feature) -> str:
+    """The name of the rows a feature aggregates: its source, or the sources a merge joined."""
+    if f.body.rows is None:
+        return f.source.source_name
+    from relplan.ir.graph import walk
+
+    return "+".join(dict.fromkeys(n.name for n in walk([f.body.rows]) if isinstance(n, nodes.Source)))
 
 
 def _origin(f: Feature) -> str:
@@ -144,13 +153,15 @@ def _calls(f: Feature, mask: Expr | None) -> tuple[AggCall, ...]:
 def _compile_per_event(group: tuple[Feature, ...]) -> nodes.Sink:
     src = group[0].source.node()
     assert src.event_time is not None
+    rows = group[0].body.input_node()
     try:
-        node, keys_of = _key_columns(src, [(f.name, f.body) for f in group])
+        node, keys_of = _key_columns(rows, [(f.name, f.body) for f in group])
         for f in group:
             node = _window(node, keys_of[f.name], src.event_time, f.spec.frame(), _calls(f, f.body.mask))
-        out = [(c.name, Column(c.name, c.dtype)) for c in src.columns]
+        out = [(c.name, Column(c.name, c.dtype)) for c in rows.schema]
         out += [(c, Column(c, node.schema.dtype(c))) for f in group for c in f.columns]
-        return nodes.Sink(nodes.Project(node, tuple(out)), src.name)
+        name = src.name if group[0].body.rows is None else _rows_name(group[0]).replace("+", "_")
+        return nodes.Sink(nodes.Project(node, tuple(out)), name)
     except RelplanError as e:
         raise e.at(group[-1].defined_at) from None
 
@@ -184,7 +195,8 @@ def _compile_per_window(group: tuple[Feature, ...]) -> nodes.Sink:
     src = first.source.node()
     assert src.event_time is not None
     try:
-        node: nodes.Node = src if first.body.mask is None else nodes.Filter(src, first.body.mask)
+        rows = first.body.input_node()
+        node: nodes.Node = rows if first.body.mask is None else nodes.Filter(rows, first.body.mask)
         node, keys_of = _key_columns(node, [(first.name, first.body)])
         aggs = tuple(call for f in group for call in _calls(f, None))
         twa = nodes.TimeWindowAggregate(node, keys_of[first.name], src.event_time, first.spec.time_window(), aggs)
@@ -194,7 +206,7 @@ def _compile_per_window(group: tuple[Feature, ...]) -> nodes.Sink:
         out: nodes.Node = twa
         if any(k != n for (k, _), n in zip(first.body.keys, keys_of[first.name])):
             out = nodes.Project(twa, tuple(keys + rest))
-        name = f"{src.name}_{first.spec.label}_by_{'_'.join(first.keys)}"
+        name = f"{_rows_name(first).replace('+', '_')}_{first.spec.label}_by_{'_'.join(first.keys)}"
         return nodes.Sink(out, name)
     except RelplanError as e:
         raise e.at(first.defined_at) from None

@@ -17,6 +17,7 @@ from relplan.compiler.location import user_facing, user_location
 from relplan.compiler.windowspec import WindowSpec
 from relplan.ir import types as T
 from relplan.ir.aggregates import AGG_ALIASES, AGG_FUNCS, AggCall
+from relplan.ir import nodes
 from relplan.ir.errors import FeatureError, SchemaError, TypeMismatchError, WindowError
 from relplan.ir.expr import (
     Binary,
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     Operand: TypeAlias = "Series | Scalar"
     # What assign() takes per column: a value, or a function of the frame so far.
     Assigned: TypeAlias = "Operand | Callable[[DataFrame], Operand]"
+    # A duration: "10m", a timedelta, or microseconds.
+    Duration: TypeAlias = str | dt.timedelta | int
 
 
 def _literal(value: Any, like: T.DataType | None = None) -> Literal:
@@ -183,13 +186,27 @@ class DataFrameAPI:
     ``tx[mask]`` and ``tx.assign(...)`` are typed. At run time every frame is a
     :class:`DataFrame`."""
 
-    __slots__ = ("_columns", "_mask", "_source")
+    __slots__ = ("_columns", "_mask", "_name", "_rows", "_source")
 
-    def __init__(self, source: type[Source], columns: dict[str, Expr] | None = None, mask: Expr | None = None):
+    def __init__(
+        self,
+        source: type[Source],
+        columns: dict[str, Expr] | None = None,
+        mask: Expr | None = None,
+        rows: nodes.Node | None = None,
+        name: str | None = None,
+    ):
         self._source = source
-        node = source.node()
-        self._columns: dict[str, Expr] = columns if columns is not None else {f.name: Column(f.name, f.dtype) for f in node.columns}
+        # ``rows``: the relation a merge made (None: the source's own rows). Its columns
+        # are what the frame's expressions read; its event time is the source's.
+        self._rows = rows
+        schema = rows.schema if rows is not None else source.node().columns
+        self._columns: dict[str, Expr] = columns if columns is not None else {f.name: Column(f.name, f.dtype) for f in schema}
         self._mask = mask
+        self._name = name or source.source_name
+
+    def _derive(self, columns: dict[str, Expr], mask: Expr | None) -> DataFrame:
+        return DataFrame(self._source, columns, mask, self._rows, self._name)
 
     @property
     def columns(self) -> list[str]:
@@ -203,8 +220,8 @@ class DataFrameAPI:
         if not isinstance(name, str):
             raise SchemaError(f"column names are strings, got {name!r}")
         if name not in self._columns:
-            raise SchemaError(unknown_column_message(name, self._columns, f"in {self._source.source_name}"))
-        return Series(self._columns[name], self._source.source_name, name)
+            raise SchemaError(unknown_column_message(name, self._columns, f"in {self._name}"))
+        return Series(self._columns[name], self._name, name)
 
     @overload
     def __getitem__(self, key: str) -> Series: ...
@@ -218,19 +235,19 @@ class DataFrameAPI:
         if isinstance(key, str):
             return self._col(key)
         if isinstance(key, Series):
-            if key.source != self._source.source_name:
-                raise SchemaError(f"a mask over {key.source} cannot filter {self._source.source_name}")
+            if key.source != self._name:
+                raise SchemaError(f"a mask over {key.source} cannot filter {self._name}")
             if key.expr.dtype != T.Bool:
                 raise TypeMismatchError(
                     f"a row filter must be boolean, but {key.expr.sql()} is {key.expr.dtype}; "
                     "compare it, e.g. tx[tx.amt > 100]"
                 )
-            return DataFrame(self._source, self._columns, and_all([m for m in (self._mask, key.expr) if m is not None]))
+            return self._derive(self._columns, and_all([m for m in (self._mask, key.expr) if m is not None]))
         if isinstance(key, (list, tuple)):
             cols = {}
             for k in key:
                 cols[k] = self._col(k).expr
-            return DataFrame(self._source, cols, self._mask)
+            return self._derive(cols, self._mask)
         raise SchemaError(f"cannot index a DataFrame with {key!r}; use a column name, a list of names or a mask")
 
     @user_facing
@@ -239,14 +256,14 @@ class DataFrameAPI:
         cols = dict(self._columns)
         for name, value in columns.items():
             if callable(value) and not isinstance(value, Series):
-                value = value(DataFrame(self._source, cols, self._mask))
+                value = value(self._derive(cols, self._mask))
             if isinstance(value, Series):
-                if value.source != self._source.source_name:
-                    raise SchemaError(f"assign({name}=...) uses a column of {value.source}, not {self._source.source_name}")
+                if value.source != self._name:
+                    raise SchemaError(f"assign({name}=...) uses a column of {value.source}, not {self._name}")
                 cols[name] = value.expr
             else:
                 cols[name] = _literal(value)
-        return DataFrame(self._source, cols, self._mask)
+        return self._derive(cols, self._mask)
 
     @user_facing
     def groupby(self, by: str | list[str] | tuple[str, ...]) -> GroupBy:
@@ -263,8 +280,80 @@ class DataFrameAPI:
             self._col(k)
         return GroupBy(self, keys)
 
+    # ---- enrichment joins (the IR: compiler/joins.py) ------------------------------------
+    @user_facing
+    def merge(
+        self,
+        right: DataFrameAPI | type[Source],
+        on: str | list[str] | None = None,
+        *,
+        left_on: str | list[str] | None = None,
+        right_on: str | list[str] | None = None,
+        how: typing.Literal["inner", "left"] = "inner",
+        within: Duration | tuple[Duration, Duration] | None = None,
+        suffixes: tuple[str, str] = ("", "_right"),
+    ) -> DataFrame:
+        """Join ``right`` on equal keys, as pandas' ``merge``.
+
+        Without ``within``, ``right`` is a **lookup table** (a source without event
+        time): at most one row per key, checked before each run (a duplicate is a
+        ``DataError``, never a multiplied row). With ``within``, an **interval join** of
+        two event sources: ``within="10m"`` pairs each row with the right rows of its
+        key from 10 minutes before it up to its time, ``within=("10m", "5m")`` from 10
+        minutes before to 5 minutes after, both ends inclusive. A source whose rows
+        are versions (it has an event time) is joined as of each row's time with
+        :meth:`merge_asof`. ``how``: "inner" (rows with a match) or "left" (every row;
+        NULLs where nothing matches). Right columns named like left ones get the
+        right suffix; a key named the same on both sides appears once."""
+        from relplan.compiler.joins import merge
+
+        return merge(self, _frame_of(right, "merge"), on, left_on, right_on, how, within, suffixes)
+
+    @user_facing
+    def merge_asof(
+        self,
+        right: DataFrameAPI | type[Source],
+        on: str | None = None,
+        *,
+        by: str | list[str] | None = None,
+        left_by: str | list[str] | None = None,
+        right_by: str | list[str] | None = None,
+        how: typing.Literal["left", "inner"] = "left",
+        tolerance: Duration | None = None,
+        allow_exact_matches: bool = True,
+        direction: str = "backward",
+        suffixes: tuple[str, str] = ("", "_right"),
+    ) -> DataFrame:
+        """Each row enriched with ``right``'s values **as of the row's event time**, as
+        pandas' ``merge_asof`` (``on`` is the event time of both sides; ``by`` the keys).
+
+        Every column of ``right`` (its keys aside) is ``latest()`` of that column over
+        the right rows of the row's key at or before its time: the newest non-NULL
+        value, ties on time settled by the largest value; NULL where there is none
+        (``how="left"``, the default) or the row dropped (``how="inner"``).
+        ``tolerance``: only versions at most this old. ``allow_exact_matches=False``:
+        only versions strictly before the row. Only ``direction="backward"``: a
+        forward match would read the future."""
+        from relplan.compiler.joins import merge_asof
+
+        return merge_asof(
+            self, _frame_of(right, "merge_asof"), on, by, left_by, right_by, how, tolerance, allow_exact_matches,
+            direction, suffixes,
+        )
+
     def __repr__(self) -> str:
-        return f"<DataFrame {self._source.source_name} [{', '.join(self._columns)}]>"
+        return f"<DataFrame {self._name} [{', '.join(self._columns)}]>"
+
+
+def _frame_of(value: Any, what: str) -> DataFrameAPI:
+    """The right side of a merge: a frame, or a source class (all of its rows)."""
+    from relplan.compiler.source import Source
+
+    if isinstance(value, DataFrameAPI):
+        return value
+    if isinstance(value, type) and issubclass(value, Source):
+        return DataFrame(value)
+    raise FeatureError(f"{what}() takes a source's frame (a transformation parameter) or a source class, got {value!r}")
 
 
 class DataFrame(DataFrameAPI):
@@ -292,6 +381,13 @@ class FeatureBody:
     mask: Expr | None
     aggs: tuple[tuple[str | None, AggCall], ...]  # (suffix for .agg names, call)
     location: str | None
+    # The rows a merge made (joins over the source and others), or None: the source's
+    # own rows. The keys, mask and aggregates read its columns; its event time is the source's.
+    rows: nodes.Node | None = None
+
+    def input_node(self) -> nodes.Node:
+        """The rows the feature aggregates: the merged relation, or the source."""
+        return self.rows if self.rows is not None else self.source.node()
 
 
 class GroupBy:
@@ -356,7 +452,7 @@ class GroupBy:
         for k, e in keys:
             if not e.dtype.is_orderable and e.dtype != T.Bool:
                 raise TypeMismatchError(f"groupby key {k!r} has type {e.dtype}, which cannot be grouped")
-        return FeatureBody(frame.source, keys, self._spec, frame._mask, aggs, user_location())
+        return FeatureBody(frame.source, keys, self._spec, frame._mask, aggs, user_location(), frame._rows)
 
     @user_facing
     def agg(self, **named: tuple[str, str] | str) -> FeatureBody:
