@@ -13,6 +13,7 @@ from sqlglot import exp
 
 from relplan.backends.arrow_io import in_ir_types
 from relplan.backends.asof import TIME, VALUE, key_name, key_types, newest_event_only, no_point
+from relplan.backends.duckdb_udf import registered as udfs_registered
 from relplan.backends.sql import SqlLowering, all_of, as_name, col, ident, lit, paren
 from relplan.backends.tiles import TiledWindows
 from relplan.ir import types as T
@@ -27,6 +28,7 @@ _log = logging.getLogger("relplan.engine.duckdb")
 class DuckDBLowering(SqlLowering):
     dialect = "duckdb"
     engine = "duckdb"
+    PYTHON_UDFS = True  # registered for each run: backends/duckdb_udf.py
 
     def mean_input(self, e: exp.Expression, t: T.DataType) -> exp.Expression:
         # AVG(BIGINT) sums exactly (HUGEINT) and returns DOUBLE: no early rounding.
@@ -181,7 +183,7 @@ class DuckDBBackend:
 
             # Closing the cursor drops what was registered on it (unregistering first
             # would cost a third of a ms per table).
-            with call_cursor(self._threads) as cursor:
+            with call_cursor(self._threads) as cursor, udfs_registered(cursor, sinks):
                 return self._run_on(cursor, sinks, tables, registered)
         con = self._connection
         before = None
@@ -190,7 +192,8 @@ class DuckDBBackend:
             ((before,),) = con.execute("SELECT current_setting('threads')").fetchall()
             con.execute(f"SET threads = {self._threads}")
         try:
-            return self._run_on(con, sinks, tables, registered)
+            with udfs_registered(con, sinks):
+                return self._run_on(con, sinks, tables, registered)
         finally:
             # What keeps one run's tables from the next on the user's connection.
             for name in registered:

@@ -28,7 +28,7 @@ import pyarrow as pa
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import EngineError, UnsupportedError
-from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, Unary
+from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, PythonUDF, Unary
 from relplan.ir.graph import walk
 from relplan.ir.nodes import (
     WINDOW_END,
@@ -187,9 +187,29 @@ def compile_expr(e: Expr) -> Eval:
             return as_type(otherwise(row), t)
 
         return case
+    if isinstance(e, PythonUDF):
+        return _compile_python_udf(e)
     raise UnsupportedError(
         f"expression {type(e).__name__} ({e.sql()}) is not supported by the reference backend"
     )
+
+
+def _compile_python_udf(e: PythonUDF) -> Eval:
+    """The UDF called per row with its Python values (PythonUDF's conventions: a
+    Timestamp is a UTC datetime, here as elsewhere integer microseconds inside)."""
+    args = [compile_expr(a) for a in e.args]
+    stamps = [a.dtype == T.Timestamp for a in e.args]
+    stamp_out = e.dtype == T.Timestamp
+
+    def call(row: Row) -> Any:
+        values = [f(row) for f in args]
+        for i, stamp in enumerate(stamps):
+            if stamp and values[i] is not None:
+                values[i] = EPOCH + dt.timedelta(microseconds=values[i])
+        out = e.call(*values)
+        return timestamp_us(out) if stamp_out and out is not None else out
+
+    return call
 
 
 def _compile_binary(e: Binary) -> Eval:

@@ -25,7 +25,7 @@ from sqlglot.dialects.dialect import Dialect
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import UnsupportedError
-from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, Unary
+from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, PythonUDF, Unary
 from relplan.ir.graph import walk
 from relplan.ir.nodes import (
     WINDOW_END,
@@ -98,6 +98,9 @@ class SqlLowering:
     }
     UNSUPPORTED: ClassVar[dict[type, str]] = {}
     ARG_EXTREMES: ClassVar[bool] = True  # has ARG_MIN/ARG_MAX (first/last); see arg_extreme
+    # Calls Python UDFs by backends/duckdb_udf.sql_name, which the backend registers for
+    # each run (DuckDB); elsewhere a UDF is an UnsupportedError naming it (python_udf).
+    PYTHON_UDFS: ClassVar[bool] = False
     # Aggregates whose native result type already is the IR's, for every input type
     # (the rest are cast explicitly). DuckDB: SUM(BIGINT) is HUGEINT, so sum is cast.
     NATIVE_RESULT: ClassVar[frozenset[str]] = frozenset(
@@ -239,7 +242,17 @@ class SqlLowering:
             for c, v in e.whens:
                 case = case.when(self.expr(c), self.expr(v), copy=False)
             return case.else_(self.expr(e.otherwise), copy=False)
+        if isinstance(e, PythonUDF):
+            return self.python_udf(e)
         raise UnsupportedError(f"expression {type(e).__name__} is not supported by the {self.engine} backend")
+
+    def python_udf(self, e: PythonUDF) -> exp.Expression:
+        """A call of the name the run registers ``e`` by, where the engine runs Python UDFs."""
+        from relplan.backends import duckdb_udf
+
+        if not self.PYTHON_UDFS:
+            raise duckdb_udf.unsupported(e, self.engine, "sql")
+        return exp.Anonymous(this=duckdb_udf.sql_name(e), expressions=[self.expr(a) for a in e.args])
 
     def binary(self, e: Binary) -> exp.Expression:
         a, b = paren(self.expr(e.left)), paren(self.expr(e.right))

@@ -30,7 +30,11 @@ written, and every field listed here is required on reading):
   ``Column`` name, type; ``Literal`` type, value_type, value (below);
   ``Binary`` op, left, right; ``Unary`` op, operand; ``InList`` operand, values
   (Literals); ``Cast`` operand, type; ``Coalesce`` args; ``Case`` whens
-  (``[[condition, value], ...]``), otherwise. A literal's ``value_type`` says how
+  (``[[condition, value], ...]``), otherwise; ``PythonUDF`` name, function
+  (its import path ``module:qualname``), args, type. A UDF is stored by its
+  import path, never its code: writing refuses a function that path does not
+  lead back to (a lambda, one defined inside a function or in ``__main__``), and
+  reading imports the module named (so read documents you trust only). A literal's ``value_type`` says how
   ``value`` is written: ``null`` (null), ``bool``, ``int``, ``str`` (as JSON),
   ``float`` (a JSON number, ``-0.0`` kept; ``"inf"`` / ``"-inf"`` for the
   infinities), ``timestamp`` (ISO 8601 in UTC with microseconds,
@@ -96,7 +100,7 @@ from relplan.ir import nodes as N
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import RelplanError
-from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, Unary, check_bound
+from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, PythonUDF, Unary, check_bound
 from relplan.ir.schema import Field, Schema
 from relplan.ir.windows import Frame, TimeWindow
 
@@ -526,10 +530,65 @@ def _expr_entry(x: Expr, done: dict[int, dict[str, Any]]) -> dict[str, Any]:
         return {"kind": "Coalesce", "args": [sub(a) for a in x.args]}
     if isinstance(x, Case):
         return {"kind": "Case", "whens": [[sub(c), sub(v)] for c, v in x.whens], "otherwise": sub(x.otherwise)}
+    if isinstance(x, PythonUDF):
+        return {
+            "kind": "PythonUDF", "name": x.name, "function": _storable_function(x), "args": [sub(a) for a in x.args],
+            "type": type_to_dict(x.dtype),
+        }
     raise FormatError(f"cannot write expression {x!r}: unknown expression kind {type(x).__name__}")
 
 
-EXPR_KINDS = ("Column", "Literal", "Binary", "Unary", "InList", "Cast", "Coalesce", "Case")
+def _storable_function(x: PythonUDF) -> str:
+    """The import path a UDF is stored by, checked to lead back to its function."""
+    module, _, qualname = x.path.partition(":")
+    why = None
+    if "<lambda>" in qualname:
+        why = "it is a lambda"
+    elif "<locals>" in qualname:
+        why = "it is defined inside a function"
+    elif module == "__main__":
+        why = "it is defined in __main__ (a script or notebook), which another process cannot import"
+    else:
+        try:
+            found = _import_function(x.path, "its import path")
+        except FormatError as e:
+            found, why = None, e.message
+        if why is None and found is not x.fn:
+            why = f"{x.path} does not lead back to it (redefined, or not bound at the top of its module)"
+    if why is not None:
+        raise FormatError(
+            f"cannot write python_udf {x.name} ({x.path}): {why}; a UDF is stored by its import path "
+            "(module:qualname), so define it at the top level of an importable module"
+        )
+    return x.path
+
+
+def _import_function(path: str, where: str) -> Any:
+    """The function at ``module:qualname`` (the plain function of an @rp.udf), or a FormatError."""
+    import importlib
+
+    module, _, qualname = path.partition(":")
+    if not module or not qualname:
+        raise FormatError(f"{where}: python_udf function {_short(path)} is not an import path module:qualname")
+    try:
+        obj: Any = importlib.import_module(module)
+    except Exception as e:  # ImportError, or the module failing as it is imported
+        raise FormatError(f"{where}: cannot import module {module!r} of python_udf function {path!r}: {e}") from None
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise FormatError(f"{where}: module {module!r} has no {qualname!r} (python_udf function {path!r})") from None
+    from relplan.compiler.udf import UDF
+
+    if isinstance(obj, UDF):
+        obj = obj.fn
+    if not callable(obj):
+        raise FormatError(f"{where}: python_udf function {path!r} is {type(obj).__name__}, not a function")
+    return obj
+
+
+EXPR_KINDS = ("Column", "Literal", "Binary", "Unary", "InList", "Cast", "Coalesce", "Case", "PythonUDF")
 
 
 def _expr_children(d: dict[str, Any], where: str) -> list[Any]:
@@ -543,7 +602,7 @@ def _expr_children(d: dict[str, Any], where: str) -> list[Any]:
         return [_get(d, "operand", where)]
     if kind == "InList":
         return [_get(d, "operand", where), *_list(d, "values", where)]
-    if kind == "Coalesce":
+    if kind in ("Coalesce", "PythonUDF"):
         return _list(d, "args", where)
     if kind == "Case":
         whens = _pairs(d, "whens", where)
@@ -571,6 +630,11 @@ def _expr_build(d: dict[str, Any], kids: list[Expr], where: str) -> Expr:
         return _built(f"{where} (Cast)", lambda: Cast(kids[0], dtype))
     if kind == "Coalesce":
         return _built(f"{where} (Coalesce)", lambda: Coalesce(tuple(kids)))
+    if kind == "PythonUDF":
+        name, path = _str(d, "name", where), _str(d, "function", where)
+        dtype = type_from_dict(_get(d, "type", where), where)
+        fn = _import_function(path, f"{where} (python_udf {name})")
+        return _built(f"{where} (PythonUDF)", lambda: PythonUDF(name, fn, tuple(kids), dtype))
     pairs = tuple((kids[i], kids[i + 1]) for i in range(0, len(kids) - 1, 2))
     return _built(f"{where} (Case)", lambda: Case(pairs, kids[-1]))
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from relplan.ir import types as T
-from relplan.ir.errors import SchemaError, TypeMismatchError
+from relplan.ir.errors import EngineError, SchemaError, TypeMismatchError
 from relplan.ir.schema import Schema
 from relplan.ir.types import DataType
 
@@ -360,3 +360,126 @@ def conjuncts(pred: Expr) -> list[Expr]:
     if isinstance(pred, Binary) and pred.op == "AND":
         return conjuncts(pred.left) + conjuncts(pred.right)
     return [pred]
+
+
+def function_path(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a function: how a UDF is named in errors and stored."""
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
+    return f"{module}:{qualname}"
+
+
+@dataclass(frozen=True, slots=True)
+class PythonUDF(Expr):
+    """A call of a Python function per row: the explicit, marked escape hatch.
+
+    Shown as ``python_udf:name(args)`` so that ``explain()`` marks every use. Only
+    DuckDB and the reference engine run it; every other engine (and its SQL text)
+    raises ``UnsupportedError`` naming the UDF.
+
+    Semantics, identical on every engine that runs it:
+
+    - ``fn`` is called once per row with Python values, in the argument order:
+      Int64 -> int, Float64 -> float, String -> str, Bool -> bool, Date ->
+      datetime.date, Timestamp -> datetime.datetime in UTC (tz-aware). A NULL
+      argument is ``None``: the function is called for it too and decides.
+    - Its result is checked against ``dtype``: ``None`` (and a float NaN) is NULL;
+      an int is accepted for Float64; a naive datetime is read as UTC; anything
+      else of the wrong type is an ``EngineError`` naming the UDF, the declared
+      type and the arguments.
+    - An exception raised by ``fn`` becomes an ``EngineError`` naming the UDF and
+      the row's argument values (the original exception is its ``__cause__``).
+    - relplan assumes the function is deterministic and total: an engine may call
+      it on rows a later filter drops, and may call it any number of times per row.
+      The optimizer never evaluates it (no constant folding, even of literal
+      arguments), so its errors happen at run time, on the engine.
+
+    Equality is by ``path`` (``module:qualname``), the function object itself,
+    the arguments and the type: a function defined again under the same name (a
+    notebook cell run twice) is another expression, so nothing cached for the old
+    definition (SQL text, simplified aggregates) is reused for the new one. A
+    module-level function read back from JSON is the same object, so a plan read
+    back equals the original in the process that wrote it.
+    """
+
+    name: str
+    fn: Callable[..., Any] = field(repr=False)
+    args: tuple[Expr, ...]
+    dtype: DataType
+    path: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise TypeMismatchError(f"python_udf {self.name}: {self.fn!r} is not callable")
+        if self.dtype not in T.ALL_TYPES:
+            raise TypeMismatchError(
+                f"python_udf {self.name}: returns= must be a relplan type "
+                f"({', '.join(t.name for t in T.ALL_TYPES)}), got {self.dtype!r}"
+            )
+        for i, a in enumerate(self.args):
+            if a.dtype not in T.ALL_TYPES:
+                raise TypeMismatchError(
+                    f"python_udf {self.name}: argument {i + 1} ({a.sql()}) has no type ({a.dtype}); "
+                    "an engine must know each argument's type: pass a typed value or column"
+                )
+        object.__setattr__(self, "path", function_path(self.fn))
+
+    def children(self) -> tuple[Expr, ...]:
+        return self.args
+
+    def with_children(self, children: tuple[Expr, ...]) -> Expr:
+        return PythonUDF(self.name, self.fn, children, self.dtype)
+
+    def sql(self) -> str:
+        return f"python_udf:{self.name}({', '.join(a.sql() for a in self.args)})"
+
+    def call(self, *values: Any) -> Any:
+        """``fn(*values)`` checked against ``dtype`` (values and result as documented above)."""
+        try:
+            out = self.fn(*values)
+        except Exception as e:  # the user's code: any exception, reported with the row
+            raise EngineError(
+                f"python_udf {self.name} ({self.path}) raised {type(e).__name__}: {e}\n"
+                f"  on arguments {_show_args(self.args, values)}"
+            ) from e
+        return self.check_result(out, values)
+
+    def check_result(self, out: Any, values: tuple[Any, ...]) -> Any:
+        """``out`` as a value of ``dtype`` (None for NULL), or an EngineError naming the UDF."""
+        if out is None:
+            return None
+        t = self.dtype
+        ok: Any = _UNSET
+        if t == T.Float64:
+            if isinstance(out, (int, float)) and not isinstance(out, bool):
+                ok = None if isinstance(out, float) and out != out else float(out)
+        elif t == T.Int64:
+            if isinstance(out, int) and not isinstance(out, bool) and -(2**63) <= out <= 2**63 - 1:
+                ok = int(out)
+        elif t == T.String:
+            if isinstance(out, str):
+                ok = str(out)
+        elif t == T.Bool:
+            if isinstance(out, bool):
+                ok = out
+        elif t == T.Timestamp:
+            if isinstance(out, dt.datetime):
+                ok = out.replace(tzinfo=dt.timezone.utc) if out.tzinfo is None else out.astimezone(dt.timezone.utc)
+        elif t == T.Date:
+            if isinstance(out, dt.date) and not isinstance(out, dt.datetime):
+                ok = out
+        if ok is _UNSET:
+            why = " (out of Int64's range)" if t == T.Int64 and isinstance(out, int) and not isinstance(out, bool) else ""
+            raise EngineError(
+                f"python_udf {self.name} ({self.path}) returned {out!r} ({type(out).__name__}){why}, "
+                f"but it is declared to return {t} (returns=rp.{t}; None for NULL)\n"
+                f"  on arguments {_show_args(self.args, values)}"
+            )
+        return ok
+
+
+_UNSET = object()
+
+
+def _show_args(args: tuple[Expr, ...], values: tuple[Any, ...]) -> str:
+    return "(" + ", ".join(f"{a.sql()}={v!r}" for a, v in zip(args, values)) + ")"

@@ -32,6 +32,12 @@ Refused (left as written)::
 A fold is also refused when it would change the expression's type (a NULL keeps
 the expression's type, ``Literal(None, dtype)``), overflow Int64 (the engine
 raises there; folding would hide it), or give a non-finite or negative-zero float.
+
+A Python UDF (``python_udf:f(...)``) is opaque: never evaluated here, not even
+with literal arguments. relplan assumes UDFs are deterministic, but folding would
+run user code at optimization time and move its errors there, off the engine.
+Its arguments are simplified like any expression; a fold around it that keeps
+the value on every row (``python_udf:f(x) AND TRUE``) applies as usual.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from relplan.ir.expr import (
     Expr,
     InList,
     Literal,
+    PythonUDF,
     Unary,
 )
 from relplan.ir.graph import transform
@@ -164,6 +171,8 @@ def _is_bool(e: Expr, value: bool) -> bool:
 
 
 def _fold_node(e: Expr) -> Expr | None:
+    if isinstance(e, PythonUDF):
+        return None  # opaque: never called at optimization time (see the module docstring)
     if isinstance(e, Binary):
         if e.op in LOGICAL:
             return _fold_logic(e)
