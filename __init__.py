@@ -23,8 +23,10 @@ from relplan.catalog import Catalog, CatalogError, ConflictError, GuardrailError
 from relplan.compiler import progress
 from relplan.compiler.caches import clear_caches
 from relplan.compiler.compile import compile
-from relplan.compiler.dsl import DataFrame, FeatureBody, GroupBy, Series
+from relplan.compiler.derived import DerivedFeature, Request, derived
+from relplan.compiler.dsl import DataFrame, FeatureBody, GroupBy, Series, coalesce, where
 from relplan.compiler.execute import execute, execute_all
+from relplan.compiler.joins import merge, merge_asof
 from relplan.compiler.optimize import optimize
 from relplan.compiler.pitc import latest, pitc_join_features, pitc_plan, pitc_spine
 from relplan.compiler.progress import set_progress
@@ -32,6 +34,7 @@ from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source, event_time, key
 from relplan.compiler.statistics import measure_statistics
 from relplan.compiler.transformation import Feature, Transformation, transformation
+from relplan.compiler.udf import udf
 from relplan.compiler.windowspec import WindowSpec, hopping, lifetime, sliding, tumbling
 from relplan.ir.errors import (
     DataError,
@@ -75,6 +78,7 @@ __all__ = [
     "DataFrame",
     "DataType",
     "Date",
+    "DerivedFeature",
     "EngineError",
     "Feature",
     "FeatureBody",
@@ -89,6 +93,7 @@ __all__ = [
     "OptimizerError",
     "Plan",
     "RelplanError",
+    "Request",
     "SchemaError",
     "Series",
     "Source",
@@ -104,7 +109,9 @@ __all__ = [
     "WindowSpec",
     "check_online_consistency",
     "clear_caches",
+    "coalesce",
     "compile",
+    "derived",
     "event_time",
     "execute",
     "execute_all",
@@ -114,6 +121,8 @@ __all__ = [
     "latest",
     "lifetime",
     "measure_statistics",
+    "merge",
+    "merge_asof",
     "online_store",
     "optimize",
     "pitc_join_features",
@@ -124,4 +133,6 @@ __all__ = [
     "sliding",
     "transformation",
     "tumbling",
+    "udf",
+    "where",
 ]

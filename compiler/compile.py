@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from relplan.backends.sql import gc_paused
+from relplan.compiler.derived import DerivedFeature, check_request_columns, split_features
 from relplan.compiler.dsl import FeatureBody
 from relplan.compiler.plan import Plan
 from relplan.compiler.transformation import Feature, Transformation
@@ -32,7 +33,7 @@ def compile(features: Feature | str | Iterable[Feature | str], *, catalog: Any =
 
 
 def _compile(features: Feature | str | Iterable[Feature | str], catalog: Any = None) -> Plan:
-    feats = _check_features(features, catalog)
+    feats, derived = split_features(_check_features(features, catalog))
     per_event: dict[tuple[str, nodes.Node | None], list[Feature]] = {}
     per_window: dict[tuple[Any, ...], list[Feature]] = {}
     for f in feats:
@@ -46,9 +47,42 @@ def _compile(features: Feature | str | Iterable[Feature | str], catalog: Any = N
     taken: set[str] = set()
     for group in per_event.values():
         sinks.append(_unique(_compile_per_event(tuple(group)), taken))
+    derived_in = _place_derived(derived, list(per_event))
+    for i, ds in derived_in.items():
+        sinks[i] = _with_derived(sinks[i], ds)
     for group in per_window.values():
         sinks.append(_unique(_compile_per_window(tuple(group)), taken))
     return Plan(tuple(sinks), tuple(feats))
+
+
+def _place_derived(derived: list[DerivedFeature], groups: list[tuple[str, nodes.Node | None]]) -> dict[int, list[DerivedFeature]]:
+    """Per per-event output (by index), the derived features computed on its rows: a
+    derived feature is computed in a batch plan where one row holds all its inputs,
+    the rows of one source (or one merge) whose features they all are."""
+    out: dict[int, list[DerivedFeature]] = {}
+    for d in derived:
+        row_sets = {(f.source.node().name, f.body.rows) for f in d.inputs}
+        if len(row_sets) != 1 or not all(f.per_event for f in d.inputs):
+            reads = ", ".join(f"{f.name} ({_rows_name(f)}, {f.spec!r})" for f in d.inputs) or "no feature"
+            raise FeatureError(
+                f"derived feature {d.name} reads {reads}: no row of a batch plan holds them all (a batch plan's "
+                "rows are one source's events); compute it in training data (rp.pitc_join_features) or serve it "
+                "from an online store, which look every input up at the row",
+                where=d.defined_at,
+            )
+        out.setdefault(groups.index(next(iter(row_sets))), []).append(d)
+    return out
+
+
+def _with_derived(sink: nodes.Sink, derived: list[DerivedFeature]) -> nodes.Sink:
+    """The output's rows with the derived features' columns computed over them."""
+    schema = sink.input.schema
+    for d in derived:
+        check_request_columns(d, schema, f"the rows of output {sink.name}")
+        if d.name in schema:
+            raise FeatureError(f"derived feature {d.name!r} has the name of a column of output {sink.name}", where=d.defined_at)
+    exprs = tuple((f.name, Column(f.name, f.dtype)) for f in schema) + tuple((d.name, d.expr) for d in derived)
+    return nodes.Sink(nodes.Project(sink.input, exprs), sink.name)
 
 
 def _unique(sink: nodes.Sink, taken: set[str]) -> nodes.Sink:
@@ -59,8 +93,9 @@ def _unique(sink: nodes.Sink, taken: set[str]) -> nodes.Sink:
     return sink if name == sink.name else nodes.Sink(sink.input, name)
 
 
-def _check_features(features: Feature | str | Iterable[Feature | str], catalog: Any = None) -> list[Feature]:
-    if isinstance(features, (Feature, Transformation, str)):
+def _check_features(features: Any, catalog: Any = None) -> list[Any]:
+    """The features given (Feature, DerivedFeature, or names a catalog resolves), checked."""
+    if isinstance(features, (Feature, DerivedFeature, Transformation, str)):
         items: list[Any] = [features]
     elif isinstance(features, Iterable) and not isinstance(features, (str, bytes)):
         items = list(features)
@@ -77,7 +112,12 @@ def _check_features(features: Feature | str | Iterable[Feature | str], catalog: 
         # Duck-typed: the compiler does not import the catalog, which is built on it.
         items = catalog.resolve(items)
     seen: dict[str, Feature] = {}
+    derived: dict[str, DerivedFeature] = {}
     for f in items:
+        if isinstance(f, DerivedFeature):
+            if derived.setdefault(f.name, f) != f:
+                raise FeatureError(f"two derived features are named {f.name!r}; give one another name", where=f.defined_at)
+            continue
         if isinstance(f, Transformation):
             raise FeatureError(
                 f"{f.name} is a transformation, not a feature: call it with a window, "
@@ -100,6 +140,12 @@ def _check_features(features: Feature | str | Iterable[Feature | str], catalog: 
                     where=f.defined_at,
                 )
             seen[col] = f
+    for name, d in derived.items():
+        if name in seen:
+            raise FeatureError(
+                f"derived feature {name!r} has the name of a column of feature {seen[name].name} ({_origin(seen[name])})",
+                where=d.defined_at,
+            )
     return items
 
 

@@ -21,6 +21,7 @@ from relplan.ir import nodes
 from relplan.ir.errors import FeatureError, SchemaError, TypeMismatchError, WindowError
 from relplan.ir.expr import (
     Binary,
+    Case,
     Cast,
     Coalesce,
     Column,
@@ -71,17 +72,26 @@ def _literal(value: Any, like: T.DataType | None = None) -> Literal:
 class Series:
     """A column expression of a DataFrame (``tx.amt``, ``tx.amt * 2``, ``tx.status == "x"``)."""
 
-    __slots__ = ("expr", "name", "source")
+    __slots__ = ("expr", "name", "refs", "source")
     __hash__ = None  # type: ignore[assignment]  # == builds an expression, as in pandas
 
-    def __init__(self, expr: Expr, source: str, name: str | None = None) -> None:
+    def __init__(self, expr: Expr, source: str, name: str | None = None, refs: tuple[Any, ...] = ()) -> None:
         self.expr = expr
         self.source = source
         self.name = name
+        # What a derived feature's expression reads (features, request fields): compiler/derived.py.
+        self.refs = refs
 
     def _other(self, other: Operand) -> Expr:
+        other = as_series(other)
         if isinstance(other, Series):
             if other.source != self.source:
+                if SCORED_ROW in (self.source, other.source):
+                    raise SchemaError(
+                        f"cannot combine {self.expr.sql()} ({_origin_text(self.source)}) with {other.expr.sql()} "
+                        f"({_origin_text(other.source)}): rp.derived(...) combines features and request values; "
+                        "a source's columns are read inside a transformation"
+                    )
                 raise SchemaError(
                     f"cannot combine a column of {self.source} with a column of {other.source}; "
                     "a transformation's expressions must come from one source"
@@ -91,13 +101,18 @@ class Series:
             raise TypeMismatchError("cannot combine a column with a whole DataFrame; select a column first")
         return _literal(other, self.expr.dtype)
 
-    def _make(self, expr: Expr) -> Series:
-        return Series(expr, self.source)
+    def _make(self, expr: Expr, *others: Any) -> Series:
+        refs = self.refs
+        for o in others:
+            o = as_series(o)
+            if isinstance(o, Series) and o.refs:
+                refs = tuple(dict.fromkeys(refs + o.refs))
+        return Series(expr, self.source, refs=refs)
 
     @user_facing
     def _binary(self, op: str, other: Operand, reflected: bool = False) -> Series:
         o = self._other(other)
-        return self._make(Binary(op, o, self.expr) if reflected else Binary(op, self.expr, o))
+        return self._make(Binary(op, o, self.expr) if reflected else Binary(op, self.expr, o), other)
 
     def __add__(self, o: Operand) -> Series: return self._binary("+", o)
     def __radd__(self, o: Operand) -> Series: return self._binary("+", o, True)
@@ -162,11 +177,13 @@ class Series:
             raise TypeMismatchError(f"between(inclusive={inclusive!r}): use both, neither, left or right")
         lo = ">=" if inclusive in ("both", "left") else ">"
         hi = "<=" if inclusive in ("both", "right") else "<"
-        return self._make(Binary("AND", Binary(lo, self.expr, self._other(left)), Binary(hi, self.expr, self._other(right))))
+        return self._make(
+            Binary("AND", Binary(lo, self.expr, self._other(left)), Binary(hi, self.expr, self._other(right))), left, right
+        )
 
     @user_facing
     def fillna(self, value: Operand) -> Series:
-        return self._make(Coalesce((self.expr, self._other(value))))
+        return self._make(Coalesce((self.expr, self._other(value))), value)
 
     @user_facing
     def astype(self, dtype: T.DataType | type[Series]) -> Series:
@@ -177,6 +194,82 @@ class Series:
 
     def __repr__(self) -> str:
         return f"<Series {self.expr.sql()} of {self.source}>"
+
+
+# The Series source of a derived feature's expression: the row being scored, which
+# holds every feature's value and the request's values (compiler/derived.py).
+SCORED_ROW = "the scored row"
+
+
+def _origin_text(source: str) -> str:
+    return "a feature or request value" if source == SCORED_ROW else f"a column of {source}"
+
+
+def as_series(value: Any) -> Any:
+    """A feature (or derived feature) as the Series of its value; anything else as it is."""
+    to_series = getattr(value, "_as_series", None)
+    return to_series() if to_series is not None and not isinstance(value, type) else value
+
+
+@user_facing
+def coalesce(*values: Any) -> Series:
+    """The first non-NULL of ``values`` (columns, features, Python values), as SQL's COALESCE."""
+    series = [v for v in map(as_series, values) if isinstance(v, Series)]
+    if not series:
+        raise TypeMismatchError("rp.coalesce() needs at least one column or feature among its arguments")
+    first = series[0]
+    exprs = tuple(v.expr if v is first else first._other(v) for v in map(as_series, values))
+    return first._make(Coalesce(exprs), *values)
+
+
+@user_facing
+def where(condition: Any, then: Any, otherwise: Any = None) -> Series:
+    """``then`` where ``condition`` is TRUE, else ``otherwise`` (NULL by default): SQL's
+    ``CASE WHEN condition THEN then ELSE otherwise END``, numpy's ``where``."""
+    cond = as_series(condition)
+    if not isinstance(cond, Series) or cond.expr.dtype != T.Bool:
+        raise TypeMismatchError(f"rp.where() needs a boolean condition such as tx.amt > 100, got {condition!r}")
+    values = [as_series(v) for v in (then, otherwise)]
+    like = next((v.expr.dtype for v in values if isinstance(v, Series)), None)
+    exprs = [cond._other(v) if isinstance(v, Series) else _literal(v, like) for v in values]
+    return cond._make(Case(((cond.expr, exprs[0]),), exprs[1]), then, otherwise)
+
+
+class ValueOps:
+    """Arithmetic and comparisons on a feature's value, for rp.derived(...):
+    ``amount / avg_amount_30d``, ``(f - g) / h``, ``f > 3``. ``==`` and ``!=`` stay the
+    feature's own equality: write ``f.value == 3``."""
+
+    __slots__ = ()
+
+    def _as_series(self) -> Series:
+        raise NotImplementedError
+
+    @property
+    def value(self) -> Series:
+        """The feature's value as an expression of the scored row."""
+        return self._as_series()
+
+    def __add__(self, o: Operand) -> Series: return self._as_series() + o
+    def __radd__(self, o: Operand) -> Series: return o + self._as_series()
+    def __sub__(self, o: Operand) -> Series: return self._as_series() - o
+    def __rsub__(self, o: Operand) -> Series: return o - self._as_series()
+    def __mul__(self, o: Operand) -> Series: return self._as_series() * o
+    def __rmul__(self, o: Operand) -> Series: return o * self._as_series()
+    def __truediv__(self, o: Operand) -> Series: return self._as_series() / o
+    def __rtruediv__(self, o: Operand) -> Series: return o / self._as_series()
+    def __floordiv__(self, o: Operand) -> Series: return self._as_series() // o
+    def __mod__(self, o: Operand) -> Series: return self._as_series() % o
+    def __neg__(self) -> Series: return -self._as_series()
+    def __lt__(self, o: Operand) -> Series: return self._as_series() < o
+    def __le__(self, o: Operand) -> Series: return self._as_series() <= o
+    def __gt__(self, o: Operand) -> Series: return self._as_series() > o
+    def __ge__(self, o: Operand) -> Series: return self._as_series() >= o
+
+    def isnull(self) -> Series: return self._as_series().isnull()
+    def notnull(self) -> Series: return self._as_series().notnull()
+    def fillna(self, value: Operand) -> Series: return self._as_series().fillna(value)
+    def astype(self, dtype: T.DataType | type[Series]) -> Series: return self._as_series().astype(dtype)
 
 
 class DataFrameAPI:
@@ -305,9 +398,9 @@ class DataFrameAPI:
         :meth:`merge_asof`. ``how``: "inner" (rows with a match) or "left" (every row;
         NULLs where nothing matches). Right columns named like left ones get the
         right suffix; a key named the same on both sides appears once."""
-        from relplan.compiler.joins import merge
+        from relplan.compiler.joins import build_merge
 
-        return merge(self, _frame_of(right, "merge"), on, left_on, right_on, how, within, suffixes)
+        return build_merge(self, _frame_of(right, "merge"), on, left_on, right_on, how, within, suffixes)
 
     @user_facing
     def merge_asof(
@@ -334,9 +427,9 @@ class DataFrameAPI:
         ``tolerance``: only versions at most this old. ``allow_exact_matches=False``:
         only versions strictly before the row. Only ``direction="backward"``: a
         forward match would read the future."""
-        from relplan.compiler.joins import merge_asof
+        from relplan.compiler.joins import build_merge_asof
 
-        return merge_asof(
+        return build_merge_asof(
             self, _frame_of(right, "merge_asof"), on, by, left_by, right_by, how, tolerance, allow_exact_matches,
             direction, suffixes,
         )

@@ -49,7 +49,7 @@ def relation(frame: DataFrameAPI) -> nodes.Node:
     return node if columns == plain else nodes.Project(node, columns)
 
 
-def merge(
+def build_merge(
     left: DataFrameAPI,
     right: DataFrameAPI,
     on: str | list[str] | None,
@@ -108,7 +108,7 @@ def merge(
     return DataFrame(left._source, None, None, joined, f"{left._name}+{right._name}")
 
 
-def merge_asof(
+def build_merge_asof(
     left: DataFrameAPI,
     right: DataFrameAPI,
     on: str | None,
@@ -255,3 +255,17 @@ def _duration(value: Any, what: str) -> int:
     if value in (0, "0", "0s") or value == dt.timedelta(0):
         return 0
     return parse_duration(value, what=what)
+
+
+def merge(left: DataFrameAPI, right: DataFrameAPI | type[Any], **options: Any) -> DataFrame:
+    """``rp.merge(tx, merchants, on=...)``: pandas' spelling of ``tx.merge(merchants, on=...)``."""
+    if not isinstance(left, DataFrameAPI):
+        raise FeatureError(f"rp.merge() takes a source's frame first (a transformation parameter), got {left!r}")
+    return left.merge(right, **options)
+
+
+def merge_asof(left: DataFrameAPI, right: DataFrameAPI | type[Any], **options: Any) -> DataFrame:
+    """``rp.merge_asof(tx, merchants, by=...)``: pandas' spelling of ``tx.merge_asof(merchants, by=...)``."""
+    if not isinstance(left, DataFrameAPI):
+        raise FeatureError(f"rp.merge_asof() takes a source's frame first (a transformation parameter), got {left!r}")
+    return left.merge_asof(right, **options)

@@ -12,6 +12,7 @@ import datetime as dt
 import inspect
 import sys
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -57,6 +58,27 @@ def key() -> Any:
     return _Key()
 
 
+def declared_columns(cls: type, caller: FrameType, what: str) -> list[tuple[str, DataType]]:
+    """The (column, relplan type) pairs a class body annotates, resolved as written
+    (strings under ``from __future__ import annotations`` are evaluated where the class is)."""
+    raw = inspect.get_annotations(cls)  # the class's own, as written
+    module_globals = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
+    columns: list[tuple[str, DataType]] = []
+    for col, ann in raw.items():
+        if isinstance(ann, str):
+            try:
+                ann = eval(ann, dict(module_globals), dict(caller.f_locals))
+            except Exception as e:  # noqa: BLE001 - any failure is the user's annotation
+                raise SchemaError(f"{what} {cls.__name__}: cannot resolve the type {ann!r} of column {col!r} ({e})") from None
+        if not isinstance(ann, DataType):
+            raise SchemaError(
+                f"{what} {cls.__name__}: column {col!r} is annotated {ann!r}; use a relplan type "
+                "such as rp.Int64, rp.Float64, rp.String, rp.Bool, rp.Timestamp or rp.Date"
+            )
+        columns.append((col, ann))
+    return columns
+
+
 class Source(_SourceBase):
     """Base class of typed sources; subclass it and annotate columns with relplan types."""
 
@@ -65,27 +87,11 @@ class Source(_SourceBase):
 
     def __init_subclass__(cls, name: str | None = None, bounded: bool = True, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        raw = inspect.get_annotations(cls)  # the class's own, as written (strings under `from __future__`)
-        caller = sys._getframe(1)
-        module_globals = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
-        columns: list[tuple[str, DataType]] = []
+        columns = declared_columns(cls, sys._getframe(1), "source")
         event: str | None = None
         lateness = 0
         keys: list[str] = []
-        for col, ann in raw.items():
-            if isinstance(ann, str):
-                try:
-                    ann = eval(ann, dict(module_globals), dict(caller.f_locals))
-                except Exception as e:  # noqa: BLE001 - any failure is the user's annotation
-                    raise SchemaError(
-                        f"source {cls.__name__}: cannot resolve the type {ann!r} of column {col!r} ({e})"
-                    ) from None
-            if not isinstance(ann, DataType):
-                raise SchemaError(
-                    f"source {cls.__name__}: column {col!r} is annotated {ann!r}; use a relplan type "
-                    "such as rp.Int64, rp.Float64, rp.String, rp.Bool, rp.Timestamp or rp.Date"
-                )
-            columns.append((col, ann))
+        for col, ann in columns:
             marker = cls.__dict__.get(col)
             if isinstance(marker, _EventTime):
                 if event is not None:

@@ -18,11 +18,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from relplan.compiler.dsl import DataFrame, FeatureBody
+from relplan.compiler.dsl import SCORED_ROW, DataFrame, FeatureBody, Series, ValueOps
 from relplan.compiler.location import describe_frame, is_internal, user_location
 from relplan.compiler.source import Source
 from relplan.compiler.windowspec import WindowSpec
 from relplan.ir.errors import FeatureError, RelplanError
+from relplan.ir.expr import Column
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -37,11 +38,12 @@ Tags: TypeAlias = str | Sequence[str] | AbstractSet[str] | None
 
 
 @dataclass(frozen=True)
-class Feature:
+class Feature(ValueOps):
     """A named, windowed feature: what rp.compile() takes.
 
     Features compare by value, so a feature defined again unchanged hits the
-    compile cache."""
+    compile cache. Arithmetic on a feature (``f / g``, ``f.value > 3``) builds the
+    expression of a derived feature (``rp.derived``)."""
 
     name: str
     transformation: str
@@ -77,6 +79,21 @@ class Feature:
 
     def __repr__(self) -> str:
         return f"Feature({self.name!r}, source={self.source.source_name}, window={self.spec!r})"
+
+    def column(self, name: str) -> Series:
+        """One output column's value, as an expression of the scored row (for rp.derived)."""
+        for col, (_, call) in zip(self.columns, self.body.aggs):
+            if col == name:
+                return Series(Column(col, call.dtype), SCORED_ROW, col, refs=(self,))
+        raise FeatureError(f"feature {self.name} has no column {name!r}; its columns are {list(self.columns)}")
+
+    def _as_series(self) -> Series:
+        if len(self.columns) != 1:
+            raise FeatureError(
+                f"feature {self.name} has {len(self.columns)} columns {list(self.columns)}: pick one with "
+                f"{self.name}.column({self.columns[0]!r})"
+            )
+        return self.column(self.columns[0])
 
     def to_json(self, *, canonical: bool = False) -> str:
         """The feature as a relplan JSON document (catalog/serialize.py): what it
