@@ -541,6 +541,8 @@ def join(n: Join, left: list[Row], right: list[Row]) -> list[Row]:
     for lrow in left:
         k = key_of(lrow, lkeys, types)
         partners = by_key.get(k, []) if k is not None else []
+        if n.left_time is not None:
+            partners = [j for j in partners if within(n, lrow[n.left_time], right[j][n.right_time])]
         for j in partners:
             out.append({**lrow, **right[j]})
             matched_right.add(j)
@@ -549,6 +551,14 @@ def join(n: Join, left: list[Row], right: list[Row]) -> list[Row]:
     if n.how in ("right", "full"):
         out += [{**null_left, **r} for j, r in enumerate(right) if j not in matched_right]
     return out
+
+
+def within(n: Join, t: int | None, u: int | None) -> bool:
+    """Whether a right row at time ``u`` lies in the interval of a left row at time ``t``:
+    ``t - before <= u <= t + after``, both inclusive; a NULL time matches nothing."""
+    if t is None or u is None:
+        return False
+    return t - n.before <= u <= t + n.after
 
 
 def to_arrow(rows: list[Row], schema: Schema) -> pa.Table:

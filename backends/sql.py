@@ -573,15 +573,37 @@ class SqlLowering:
         return base.select(exp.alias_(self.hop_starts(last, first, slide), ident(self.WS), copy=False))
 
     def join(self, n: Join, left: str, right: str) -> exp.Select:
-        cond = all_of([
+        """``SELECT l.*, r.* FROM left l <kind> JOIN right r ON keys [AND interval]``.
+
+        A lookup join is lowered as the equi-join it is: its one row per key is checked
+        on the data before the run (backends/lookup_check.py), not by the engine."""
+        conds = [
             exp.EQ(this=self.group_key(lk, n.left.schema.dtype(lk), "l"), expression=self.group_key(rk, n.right.schema.dtype(rk), "r"))
             for lk, rk in n.on
-        ]) if n.on else None
+        ]
+        if n.left_time is not None and n.right_time is not None:
+            conds.append(self.interval_condition(n.left_time, n.right_time, n.before, n.after))
+        cond = all_of(conds) if conds else None
         kind = {"inner": "inner", "left": "left", "right": "right", "full": "full outer"}[n.how]
         return (
             exp.select(*[col(f.name, "l") for f in n.left.schema], *[col(f.name, "r") for f in n.right.schema])
             .from_(exp.Table(this=ident(left)).as_(ident("l")), copy=False)
             .join(exp.Table(this=ident(right)).as_(ident("r")), on=cond, join_type=kind)
+        )
+
+    def interval_condition(self, left_time: str, right_time: str, before: int, after: int) -> exp.Expression:
+        """An interval join's time bounds, both inclusive:
+        ``l.left_time - before <= r.right_time <= l.left_time + after``.
+
+        Compared as epoch microseconds (integers), as window frames are: exact to the
+        microsecond on every engine, with no INTERVAL literal spelled per dialect. A
+        NULL time makes the comparison NULL, so the pair does not match (an outer
+        join keeps the row unmatched). An engine whose interval join must see the
+        time columns themselves (Flink streaming: time attributes) overrides this."""
+        lt, rt = self.epoch_us(col(left_time, "l")), self.epoch_us(col(right_time, "r"))
+        return exp.And(
+            this=exp.GTE(this=rt, expression=_shifted(lt, -before)),
+            expression=exp.LTE(this=rt.copy(), expression=_shifted(lt.copy(), after)),
         )
 
     def render(self, sink: Sink, *, pretty: bool = True) -> str:
@@ -662,6 +684,13 @@ def _generator(dialect: str, pretty: bool) -> Any:
 
 
 _GENERATORS = threading.local()
+
+
+def _shifted(us: exp.Expression, by: int) -> exp.Expression:
+    """``us + by`` (microseconds), without a ``+ 0``."""
+    if by == 0:
+        return us
+    return exp.Add(this=us, expression=lit(by)) if by > 0 else exp.Sub(this=us, expression=lit(-by))
 
 
 def as_name(e: exp.Expression, name: str) -> exp.Expression:

@@ -51,7 +51,9 @@ written, and every field listed here is required on reading):
   bounded, keys; ``Filter`` input, predicate; ``Project`` input, exprs
   (``[[name, expression], ...]``); ``Aggregate`` input, keys, aggs;
   ``WindowAggregate`` input, keys, order, windows; ``TimeWindowAggregate`` input,
-  keys, time, window, aggs; ``Join`` left, right, how, on (``[[left, right], ...]``);
+  keys, time, window, aggs; ``Join`` left, right, how, on (``[[left, right], ...]``),
+  and only where set: left_time, right_time, before, after (us) of an interval
+  join, lookup (``true``);
   ``Union`` members; ``AsOfJoin`` spine, events, on, spine_time, event_time,
   windows, row_id?, lowering?, tile?, estimates (``[[lowering, seconds], ...]``),
   unique_times; ``Sink`` input, name.
@@ -804,6 +806,12 @@ class _NodeTable:
             )
         elif isinstance(n, N.Join):
             out.update(left=ref(n.left), right=ref(n.right), how=n.how, on=[list(p) for p in n.on])
+            # Written only when set: a plain join's entry (and every fingerprint over it)
+            # stays what it was before joins had interval bounds and lookups.
+            if n.left_time is not None:
+                out.update(left_time=n.left_time, right_time=n.right_time, before=n.before, after=n.after)
+            if n.lookup:
+                out.update(lookup=True)
         elif isinstance(n, N.Union):
             out.update(members=[ref(m) for m in n.members])
         elif isinstance(n, N.AsOfJoin):
@@ -876,7 +884,13 @@ def _nodes_from(entries: Any, where: str = "nodes") -> list[N.Node]:
             node = _built(at, lambda: N.TimeWindowAggregate(inp, keys, time, window, aggs))
         elif kind == "Join":
             left, right, how, on = ref("left"), ref("right"), _str(d, "how", at), _str_pairs(d, "on", at)
-            node = _built(at, lambda: N.Join(left, right, how, on))
+            interval = any(k in d for k in ("left_time", "right_time", "before", "after"))
+            left_time = _str(d, "left_time", at) if interval else None
+            right_time = _str(d, "right_time", at) if interval else None
+            before = _int(d, "before", at) if interval else 0
+            after = _int(d, "after", at) if interval else 0
+            lookup = _bool(d, "lookup", at) if "lookup" in d else False
+            node = _built(at, lambda: N.Join(left, right, how, on, left_time, right_time, before, after, lookup))
         elif kind == "Union":
             members = tuple(ref(f"members[{j}]", m) for j, m in enumerate(_list(d, "members", at)))
             node = _built(at, lambda: N.Union(members))
@@ -1341,6 +1355,15 @@ def plan_from_dict(d: Any) -> Plan:
     )
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
-    """The dataclass fields of ``cls`` (tests check the format covers each)."""
-    return tuple(f.name for f in dataclasses.fields(cls))
+# Fields an entry holds only when they are not their default, so that documents
+# written before the fields existed read back, and are written again, byte for byte.
+WRITTEN_WHEN_SET: dict[type, tuple[str, ...]] = {
+    N.Join: ("left_time", "right_time", "before", "after", "lookup"),
+}
+
+
+def _field_names(cls: type, *, when_set: bool = False) -> tuple[str, ...]:
+    """The dataclass fields of ``cls`` every entry holds (tests check the format covers
+    each); ``when_set``: also those written only when set (``WRITTEN_WHEN_SET``)."""
+    optional = () if when_set else WRITTEN_WHEN_SET.get(cls, ())
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in optional)

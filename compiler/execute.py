@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from relplan.backends import get_backend
 from relplan.backends.arrow_io import conform_table
+from relplan.backends.lookup_check import check_lookup_keys
 from relplan.compiler import progress as _progress
 from relplan.compiler.plan import Plan
 from relplan.ir.errors import DataError, RelplanError
@@ -51,6 +52,9 @@ def _inputs(plan: Plan, tables: dict[str, Any] | None, backend: Any) -> dict[str
             out[src.name] = given
         else:
             out[src.name] = conform_table(src, given)
+    # Before any engine starts, on every engine: a duplicate in a lookup table would
+    # multiply rows silently, and an engine's error would come after a long run.
+    check_lookup_keys(plan.outputs, out)
     return out
 
 

@@ -29,7 +29,8 @@ TimeWindowAggr.   key k <- k (value) + the other keys and the time column (rows)
                   window_start, window_end <- the time column (value) + keys (rows);
                   aggregate <- as in Aggregate, plus the time column (rows).
 Join              a column of either side <- itself on its side (value) + the join
-                  keys of both sides (rows). Left is input 0, right input 1.
+                  keys of both sides (rows), and an interval join's two time
+                  columns (rows). Left is input 0, right input 1.
 Union             each column <- that column of every member (value).
 AsOfJoin          a spine column (input 0) <- itself (value); an aggregate <- its
                   argument on the events (input 1, value) + its FILTER and order
@@ -44,7 +45,7 @@ join. A column that would read no input column at all (a literal, ``count(*)`` o
 global aggregate) depends instead on its input's rows: ``ColumnRef(0, None,
 "rows")``, resolved through ``row_sources``, which says the same per kind (Filter:
 the input's rows and the predicate; Aggregate and TimeWindowAggregate: plus keys and
-time; Join: both inputs' rows and the keys; Union: every member's rows; every other
+time; Join: both inputs' rows, the keys and an interval join's times; Union: every member's rows; every other
 kind: its first input's rows; Source: none).
 
 ``plan_lineage(outputs)`` composes these over a whole plan into a networkx DiGraph
@@ -200,6 +201,9 @@ def _time_window_aggregate(n: TimeWindowAggregate) -> Sources:
 
 def _join(n: Join) -> Sources:
     keys = [(0, lk, ROWS) for lk, _ in n.on] + [(1, rk, ROWS) for _, rk in n.on]
+    if n.left_time is not None and n.right_time is not None:
+        # An interval join's times decide which pairs match, as its keys do.
+        keys += [(0, n.left_time, ROWS), (1, n.right_time, ROWS)]
     cols = {}
     for i, side in enumerate((n.left, n.right)):
         for c in side.schema.names:

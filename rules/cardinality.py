@@ -15,14 +15,22 @@ distinct counts where the statistics have them:
 Rows: a filter scales its input; an Aggregate has one row per distinct key tuple
 (the product of the keys' distinct counts, at most its input's rows); a
 TimeWindowAggregate one per key and window; a Join l r / max(distinct of the
-keys); an AsOfJoin its spine's; a Union the sum; the rest their input's.
+keys); an interval join l times the right rows of a key within its bounds (the
+right side's rate x (before + after) / distinct keys; without a rate, a tenth,
+INTERVAL_FRACTION, of the key's right rows); a lookup join l (inner: times the
+share of left keys the table holds, min(1, distinct right / distinct left), else
+LOOKUP_MATCH_FRACTION); a left join at least l; an AsOfJoin its spine's; a Union
+the sum; the rest their input's. An interval or lookup join's rate is its left
+side's, scaled as its rows are.
 
 State (rows a streaming job holds for the node, before the watermark's buffer,
 which the cost model adds): an OVER window keeps the rows of each of its frames
 (rate x frame length; Flink computes each frame in an OVER of its own), or an
 accumulator per key for an unbounded one; a window
 TVF an accumulator per key and open window; a GROUP BY one per key; a regular
-join both inputs.
+join both inputs; a lookup join its right side (the table); an interval join each
+side's events while the other side's could still match them (left: rate x after,
+right: rate x before; at most both rates x (before + after)).
 """
 
 from __future__ import annotations
@@ -52,6 +60,12 @@ from relplan.rules.statistics import Statistics
 TYPE_BYTES = {"Int64": 8, "Float64": 8, "Timestamp": 8, "Date": 4, "Bool": 1, "String": 24, "Null": 1}
 ROW_OVERHEAD_BYTES = 16
 EQ_SELECTIVITY, RANGE_SELECTIVITY, OTHER_SELECTIVITY = 0.15, 0.5, 0.25
+# An interval join whose right side has no event rate: the share of a key's right rows
+# within the bounds (a guess, as the selectivities above are).
+INTERVAL_FRACTION = 0.1
+# An inner lookup join without the keys' distinct counts: the share of left rows whose
+# key the table holds (a lookup table is usually a dimension most keys are found in).
+LOOKUP_MATCH_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ class NodeEstimate:
     width: int  # bytes per row
     state_rows: float | None = 0.0  # rows (or accumulators) a streaming job holds for this node
     distinct: dict[str, float] = field(default_factory=dict, compare=False)
+    pairs: float | None = None  # a join: the pairs of rows with equal keys it compares
 
     @property
     def state_bytes(self) -> float | None:
@@ -126,13 +141,7 @@ def _estimate(n: Node, ins: list[NodeEstimate], stats: Statistics | None) -> Nod
         open_windows = None if keys is None else keys * per_key_windows
         return NodeEstimate(rows, rate, width, open_windows, {k: first.distinct[k] for k in n.keys if k in first.distinct})
     if isinstance(n, Join):
-        left, right = ins
-        d = max((max(left.distinct.get(lk, 1.0), right.distinct.get(rk, 1.0)) for lk, rk in n.on), default=1.0)
-        rows = None if left.rows is None or right.rows is None else left.rows * right.rows / max(d, 1.0)
-        if n.how == "left" and rows is not None:
-            rows = max(rows, left.rows)  # type: ignore[type-var]
-        held = None if left.rows is None or right.rows is None else left.rows + right.rows
-        return NodeEstimate(rows, None, width, held, {**right.distinct, **left.distinct})
+        return _join(n, ins[0], ins[1], width)
     if isinstance(n, AsOfJoin):
         spine = ins[0]
         return NodeEstimate(spine.rows, spine.rate, width, None, dict(spine.distinct))
@@ -141,6 +150,57 @@ def _estimate(n: Node, ins: list[NodeEstimate], stats: Statistics | None) -> Nod
         rate = None if any(i.rate is None for i in ins) else sum(i.rate for i in ins)  # type: ignore[misc]
         return NodeEstimate(rows, rate, width, 0.0)
     return NodeEstimate(first.rows, first.rate, width, 0.0, dict(first.distinct))  # Sink
+
+
+def _join(n: Join, left: NodeEstimate, right: NodeEstimate, width: int) -> NodeEstimate:
+    distinct = {**right.distinct, **left.distinct}
+    d = max((max(left.distinct.get(lk, 1.0), right.distinct.get(rk, 1.0)) for lk, rk in n.on), default=1.0)
+    per_key = None if right.rows is None else right.rows / max(d, 1.0)  # right rows of one key
+    pairs = None if left.rows is None or per_key is None else left.rows * per_key  # pairs of rows with equal keys
+    if not n.interval and not n.lookup:
+        rows = pairs
+        if n.how == "left" and rows is not None:
+            rows = max(rows, left.rows)  # type: ignore[type-var]
+        held = None if left.rows is None or right.rows is None else left.rows + right.rows
+        return NodeEstimate(rows, None, width, held, distinct, pairs)
+    # Matches per left row: the right rows of its key in its interval, at most one for a lookup.
+    matches = per_key
+    if n.interval:
+        span_s = (n.before + n.after) / 1e6
+        if right.rate is not None:
+            in_bound = right.rate * span_s / max(d, 1.0)
+            matches = in_bound if matches is None else min(matches, in_bound)
+        elif matches is not None:
+            matches *= INTERVAL_FRACTION
+    if n.lookup:
+        found = key_groups(right, tuple(rk for _, rk in n.on))
+        wanted = key_groups(left, tuple(lk for lk, _ in n.on))
+        # The share of left keys the table holds, if each side's keys are known; else a guess.
+        share = LOOKUP_MATCH_FRACTION if found is None or wanted is None else min(1.0, found / max(wanted, 1.0))
+        matches = share if matches is None or not n.interval else min(matches, share)
+    per_left = None if matches is None else (max(matches, 1.0) if n.how in ("left", "full") else matches)
+    rows = _scaled(left.rows, per_left) if per_left is not None else None
+    rate = _scaled(left.rate, per_left) if per_left is not None else None
+    if n.interval:
+        held = _interval_state(n, left, right)
+    else:  # a lookup join: the table, by key
+        held = right.rows
+    return NodeEstimate(rows, rate, width, held, _capped(distinct, rows), pairs)
+
+
+def _interval_state(n: Join, left: NodeEstimate, right: NodeEstimate) -> float | None:
+    """Rows an interval join holds: each event while an event of the other side could
+    still match it (Flink's interval join drops it once the watermark passes): a left
+    event at t until t + after, a right event at u until u + before; so each side's
+    rate times its part of the bounds (the watermark's own delay the cost model adds)."""
+    held = 0.0
+    for est, span in ((left, n.after), (right, n.before)):
+        if span <= 0:
+            continue
+        if est.rate is None:
+            return None
+        held += est.rate * span / 1e6
+    return held
 
 
 def key_groups(est: NodeEstimate, keys: tuple[str, ...]) -> float | None:

@@ -13,7 +13,13 @@ Legal moves, with the reason each keeps the rows:
 - below a Join, a conjunct reading one side's columns alone goes into that side,
   but never into the side whose unmatched rows the join pads with NULLs (for a
   left join only into the left side, right join only into the right, full join
-  into neither); a conjunct reading both sides stays above;
+  into neither); a conjunct reading both sides stays above. Interval and lookup
+  joins alike: a pair's match depends on its two rows alone, so a side's rows may
+  be dropped before the join as after it;
+- below an AsOfJoin, a conjunct reading spine columns alone goes into the spine
+  (each spine row is one output row, its aggregates computed from the events
+  alone, whatever other spine rows there are); never one reading an aggregate,
+  and nothing into the events (that would change every aggregate);
 - below an Aggregate or a TimeWindowAggregate, a conjunct reading grouping keys
   alone (it keeps or drops whole groups, the same before and after);
 - below a WindowAggregate, a conjunct reading partition keys alone (it keeps or
@@ -48,6 +54,22 @@ join stays above the join (below it would turn dropped rows into NULL-padded
 ones), and a conjunct reading no column is not moved (below a global aggregate,
 ``FALSE`` would leave one row of empty aggregates instead of none).
 
+A point-in-time join: ``k = 1`` reads the spine alone and goes into it; ``n > 2``
+reads an aggregate and stays::
+
+    Filter (k = 1) AND (n > 2)
+      AsOfJoin on k = ek time=ts event_time=ets frames=[(t-1h, t] aggs=[n := count(*)]]
+        Source Spine bounded
+        Source Events event_time=ets bounded
+
+becomes::
+
+    Filter n > 2
+      AsOfJoin on k = ek time=ts event_time=ets frames=[(t-1h, t] aggs=[n := count(*)]]
+        Filter k = 1
+          Source Spine bounded
+        Source Events event_time=ets bounded
+
 A node with several consumers is not pushed through: the filter is one
 consumer's, and pushing it below would make a second, filtered copy of the node.
 """
@@ -58,6 +80,7 @@ from relplan.ir.expr import Column, Expr, and_all, conjuncts
 from relplan.ir.graph import transform, use_counts
 from relplan.ir.nodes import (
     Aggregate,
+    AsOfJoin,
     Filter,
     Join,
     Node,
@@ -90,7 +113,7 @@ def _place(node: Node, preds: list[Expr], uses: dict[Node, int]) -> Node | None:
     # A loop, not recursion, down chains of single-input nodes: plans of a thousand
     # stacked windows are deeper than Python's recursion limit.
     while preds and uses.get(node, 0) == 1:
-        if isinstance(node, (Union, Join)):
+        if isinstance(node, (Union, Join, AsOfJoin)):
             out = _branch(node, preds, uses)
             if out is not None:
                 preds = []
@@ -140,6 +163,13 @@ def _split(node: Node, preds: list[Expr]) -> tuple[list[Expr], list[Expr]] | Non
 def _branch(node: Node, preds: list[Expr], uses: dict[Node, int]) -> Node | None:
     if isinstance(node, Union):
         return Union(tuple(_place_or_filter(m, preds, uses) for m in node.members))
+    if isinstance(node, AsOfJoin):
+        spine_cols = set(node.spine.schema.names)
+        down = [p for p in preds if p.columns() and p.columns() <= spine_cols]
+        if not down:
+            return None
+        kept = [p for p in preds if not (p.columns() and p.columns() <= spine_cols)]
+        return _filter(node.with_inputs((_place_or_filter(node.spine, down, uses), node.events)), kept)
     assert isinstance(node, Join)
     left_cols, right_cols = set(node.left.schema.names), set(node.right.schema.names)
     into_left = node.how in ("inner", "left")  # never into a side the join pads with NULLs
