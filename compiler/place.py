@@ -13,7 +13,7 @@ from relplan.backends.hybrid import hybrid_refusal, hybrid_stream
 from relplan.compiler.plan import Plan
 from relplan.ir.errors import OptimizerError, UnsupportedError
 from relplan.ir.graph import walk
-from relplan.ir.nodes import AsOfJoin, Sink
+from relplan.ir.nodes import Sink, Source
 from relplan.ir.printer import sources
 from relplan.rules import OptimizerConfig
 from relplan.rules.placement import Knobs, Placement, place_feature
@@ -25,9 +25,12 @@ def place(plan: Plan, knobs: Knobs, config: OptimizerConfig) -> Placement:
     if not isinstance(knobs, Knobs):
         raise OptimizerError(f"knobs= takes an rp.Knobs(...), got {type(knobs).__name__}")
     from relplan.compiler.compile import compile as compile_features
+    from relplan.compiler.pitc import SPINE
 
     units = []
-    by_output = not plan.features or any(isinstance(n, AsOfJoin) for n in walk(plan.outputs))
+    # Training data is one plan whose point-in-time joins read the spine: placed whole.
+    # (An AsOfJoin of a feature's own merge_asof is part of that feature, placed with it.)
+    by_output = not plan.features or any(isinstance(n, Source) and n.name == SPINE for n in walk(plan.outputs))
     if not by_output:
         # Each feature's compiled plan (cached): the optimizer would only drop its
         # final projection of column references, which costs nothing in the model,

@@ -488,7 +488,8 @@ class _Facts:
         lateness = []
         for s in sources(sink):
             st = None if stats is None else stats.of(s.name)
-            r = None if st is None else st.rate_of(s.event_time)
+            # A table without event time (a lookup table) is read whole, not streamed: no rate.
+            r = 0.0 if s.event_time is None else None if st is None else st.rate_of(s.event_time)
             rate = None if rate is None or r is None else rate + r
             rows = None if rows is None or st is None else rows + st.rows
             if st is not None and st.lateness:
