@@ -183,6 +183,11 @@ def _shape(sink: Sink) -> _Shape | str:
 
 def hybrid_refusal(sink: Sink) -> str | None:
     """None if ``sink`` can be placed hybrid, else why not (in the user's names)."""
+    from relplan.backends.duckdb_udf import python_udfs
+
+    udfs = python_udfs(sink)
+    if udfs:  # its stream half runs on Flink, which cannot call Python UDFs
+        return f"it calls the Python UDF {udfs[0].name}, which only DuckDB and the reference engine run"
     shape = _shape(sink)
     return shape if isinstance(shape, str) else None
 

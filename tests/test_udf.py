@@ -397,3 +397,15 @@ def test_a_missing_module_or_function_at_read_time_is_a_format_error_naming_it()
         rp.Plan.from_json(text.replace("test_udf:normalize", "test_udf:gone"))
     doc = json.loads(text)
     assert doc["relplan"] == 1  # an additive change: the format version stays
+
+
+def test_placement_keeps_a_udf_feature_off_flink() -> None:
+    """Streaming and hybrid would run the UDF on Flink: both are refused by name, and
+    the feature is placed in batch on DuckDB."""
+    f = udf_sum(window=rp.sliding("1h"))
+    stats = rp.Statistics({"Events": rp.SourceStats(rows=10_000, rate=10.0)})
+    (placed,) = rp.optimize(rp.compile([f]), statistics=stats, knobs=rp.Knobs()).placement.features  # type: ignore[union-attr]
+    refused = {a.name: a.refused for a in placed.alternatives}
+    assert placed.chosen.name == "batch"
+    for name in ("streaming", "streaming_consistent", "hybrid"):
+        assert refused[name] is not None and ("is_short" in refused[name] or "normalize" in refused[name]), (name, refused[name])
