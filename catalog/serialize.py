@@ -5,7 +5,7 @@
     text = Transactions.to_json()              # rp.Source.from_json(text): a Source class
 
 Every document is a JSON object ``{"relplan": <format version>, "kind": <kind>, ...}``
-with ``kind`` one of ``plan``, ``feature``, ``source`` or ``nodes``. ``to_json()``
+with ``kind`` one of ``plan``, ``feature``, ``derived``, ``source`` or ``nodes``. ``to_json()``
 writes it indented by two spaces (a list of scalars on one line) with sorted keys
 and the text's own characters (not ``\\u`` escapes), so that a document diffs well
 in git; ``canonical_json``
@@ -63,7 +63,9 @@ written, and every field listed here is required on reading):
 - ``feature`` document: name, transformation, defined_at?, called_at?,
   description?, owner?, tags, body: ``{source (as a source document, without
   relplan/kind), keys: [[name, expression], ...], spec: {kind, size?, slide?},
-  mask?, aggs: [[suffix?, aggregate], ...], location?}``.
+  mask?, aggs: [[suffix?, aggregate], ...], location?, and only where the feature
+  aggregates a merge's rows: rows: {nodes, root}}`` (the merged relation, nodes as
+  in a ``nodes`` document, ``root`` the id of its top node).
 - ``plan`` document: nodes, outputs (ids of Sinks), features (feature documents
   without relplan/kind), optimized, trace (``[{pass, rule, removed: [ids],
   added: [ids]}, ...]``; the nodes a rule removed and added are in ``nodes``
@@ -73,6 +75,15 @@ written, and every field listed here is required on reading):
   field by field). A plan read back equals the plan written (outputs, features),
   and has the same trace and placement, so ``explain(verbose=True)`` and
   ``deployment()`` of it are the same as of the original.
+
+- ``derived`` document (``rp.derived(name, expression)``): name, expr (an
+  expression over its inputs' output columns and its request fields), inputs
+  (the features it reads, as feature documents without relplan/kind, in first-use
+  order), request (``[[request name, field, type], ...]``, in first-use order),
+  defined_at?, description?, owner?, tags. Its inputs are written whole, not
+  named: a derived document (and a catalog version of it) means the same values
+  whatever happens to a feature of that name later, and reads back without a
+  catalog.
 
 A Source class read back is rebuilt as a new ``rp.Source`` subclass with the
 same name, columns, event time, lateness, keys and boundedness. Classes are kept
@@ -113,11 +124,12 @@ if TYPE_CHECKING:
     from relplan.rules.placement import Placement
 
 FORMAT_VERSION = 1
-KINDS = ("plan", "feature", "source", "nodes")
+KINDS = ("plan", "feature", "derived", "source", "nodes")
 
 __all__ = [
     "FORMAT_VERSION", "FormatError", "canonical_json", "check_document", "dumps", "loads",
     "plan_to_dict", "plan_from_dict", "feature_to_dict", "feature_from_dict", "source_to_dict", "source_from_dict",
+    "derived_to_dict", "derived_from_dict",
     "nodes_to_dict", "nodes_from_dict", "node_to_dict", "node_from_dict", "expr_to_dict", "expr_from_dict",
     "aggcall_to_dict", "aggcall_from_dict", "schema_to_dict", "schema_from_dict",
 ]
@@ -1041,8 +1053,25 @@ def _feature_fields(f: Feature) -> dict[str, Any]:
             "mask": _opt_expr(b.mask),
             "aggs": [[suffix, aggcall_to_dict(a)] for suffix, a in b.aggs],
             "location": b.location,
+            # The merged relation (joins over the source), written only when the feature has one.
+            **({} if b.rows is None else {"rows": _subplan_to(b.rows)}),
         },
     }
+
+
+def _subplan_to(root: N.Node) -> dict[str, Any]:
+    table = _NodeTable()
+    rid = table.add(root)
+    return {"nodes": table.entries, "root": rid}
+
+
+def _subplan_from(d: Any, where: str) -> N.Node:
+    d = _obj(d, where)
+    built = _nodes_from(_get(d, "nodes", where), f"{where} nodes")
+    rid = _get(d, "root", where)
+    if not _is_int(rid) or not 0 <= rid < len(built):
+        raise FormatError(f"{where}: root refers to node {_short(rid)}, which is not in its 'nodes' (a dangling node id)")
+    return built[rid]
 
 
 def feature_to_dict(f: Feature) -> dict[str, Any]:
@@ -1098,7 +1127,8 @@ def _feature_from(d: Any, where: str) -> Feature:
     body_at = f"{where} body"
     b = _obj(_get(d, "body", where), body_at)
     source = _source_class_from(_get(b, "source", body_at), f"{body_at} source")
-    schema = source.node().columns
+    rows = _subplan_from(b["rows"], f"{body_at} rows") if "rows" in b else None
+    schema = source.node().columns if rows is None else rows.schema
     keys = []
     for j, (k, e) in enumerate(_pairs(b, "keys", body_at)):
         if not isinstance(k, str):
@@ -1120,7 +1150,7 @@ def _feature_from(d: Any, where: str) -> Feature:
         _built(f"{body_at} {what}", lambda e=e: check_bound(e, schema, context=f"(source {source.source_name})"))
     if mask is not None and mask.dtype != T.Bool:
         raise FormatError(f"{body_at}: the mask {mask.sql()} is {mask.dtype}, not Bool")
-    body = FeatureBody(source, tuple(keys), spec, mask, tuple(aggs), location)
+    body = FeatureBody(source, tuple(keys), spec, mask, tuple(aggs), location, rows)
     return Feature(name, transformation, body, defined_at, called_at, description, owner, tags)
 
 
@@ -1292,6 +1322,79 @@ def placement_from_dict(d: Any, where: str = "placement") -> Placement:
     return Placement(knobs, tuple(features), config, _bool(d, "by_output", where))
 
 
+# ---- derived features -----------------------------------------------------------------------
+
+
+def derived_to_dict(d: Any) -> dict[str, Any]:
+    """A ``derived`` document of an ``rp.derived(...)`` feature: its expression, its inputs
+    (written whole), its request fields, name and metadata."""
+    from relplan.compiler.derived import DerivedFeature
+
+    if not isinstance(d, DerivedFeature):
+        raise FormatError(f"cannot write {d!r} as a derived feature: expected an rp.derived(...) feature")
+    # Inputs are inline feature documents rather than references by name: a name
+    # resolves to whatever version is current when read, so a derived version would
+    # silently follow its inputs' later changes; written whole, the document pins the
+    # values it computes (as a catalog version must), reads back with no catalog, and
+    # the catalog still finds its inputs by name for lineage and downstream changes.
+    inputs = []
+    for f in d.inputs:
+        fields = _feature_fields(f)
+        _SOURCE_CLASSES.setdefault(canonical_json(fields["body"]["source"]), f.body.source)
+        inputs.append(fields)
+    return _envelope("derived", {
+        "name": d.name,
+        "expr": expr_to_dict(d.expr),
+        "inputs": inputs,
+        "request": [[r.request, r.name, type_to_dict(r.dtype)] for r in d.request],
+        "defined_at": d.defined_at,
+        "description": d.description,
+        "owner": d.owner,
+        "tags": list(d.tags),
+    })
+
+
+def derived_from_dict(d: Any) -> Any:
+    """The ``DerivedFeature`` of a ``derived`` document: it compiles to the same plan."""
+    check_document(d, "derived")
+    return _derived_from(d, "derived document")
+
+
+def _derived_from(d: Any, where: str) -> Any:
+    from relplan.compiler.derived import DerivedFeature, RequestField
+
+    d = _obj(d, where)
+    name = _str(d, "name", where)
+    if not _NAME.match(name):
+        raise FormatError(f"{where}: derived feature name {name!r} must be an identifier (letters, digits, _)")
+    where = f"{where} (derived feature {name!r})"
+    inputs = tuple(_feature_from(f, f"{where} inputs[{j}]") for j, f in enumerate(_list(d, "inputs", where)))
+    request = []
+    for j, r in enumerate(_list(d, "request", where)):
+        if not (isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and isinstance(r[1], str)):
+            raise FormatError(f"{where}: request[{j}] must be [request name, field, type], got {_short(r)}")
+        request.append(RequestField(r[0], r[1], type_from_dict(r[2], f"{where} request[{j}]")))
+    if not inputs and not request:
+        raise FormatError(f"{where}: a derived feature reads at least one feature or request field")
+    # The values it may read, each once: its inputs' output columns and its request fields.
+    readable: dict[str, T.DataType] = {}
+    values = [(f"feature {f.name}", c, call.dtype) for f in inputs for c, (_, call) in zip(f.columns, f.body.aggs)]
+    values += [(f"request field {r.request}.{r.name}", r.name, r.dtype) for r in request]
+    for what, col, dtype in values:
+        if col in readable:
+            raise FormatError(f"{where}: two values it reads are named {col!r} (one is {what})")
+        readable[col] = dtype
+    if name in readable:
+        raise FormatError(f"{where}: it has the name of a value it reads")
+    expr = expr_from_dict(_get(d, "expr", where), f"{where} expr")
+    schema = Schema.of(readable.items())
+    _built(f"{where} expr", lambda: check_bound(expr, schema, context="(its inputs' columns and request fields)"))
+    defined_at = _str(d, "defined_at", where, null=True)
+    description, owner = _str(d, "description", where, null=True), _str(d, "owner", where, null=True)
+    tags = _strs(d, "tags", where)
+    return DerivedFeature(name, expr, inputs, tuple(request), defined_at, description, owner, tags)
+
+
 # ---- plans ---------------------------------------------------------------------------------
 
 
@@ -1355,15 +1458,17 @@ def plan_from_dict(d: Any) -> Plan:
     )
 
 
-# Fields an entry holds only when they are not their default, so that documents
+# Fields an entry holds only when they are not their default (by class name: the
+# feature body's class lives in compiler/, above this module), so that documents
 # written before the fields existed read back, and are written again, byte for byte.
-WRITTEN_WHEN_SET: dict[type, tuple[str, ...]] = {
-    N.Join: ("left_time", "right_time", "before", "after", "lookup"),
+WRITTEN_WHEN_SET: dict[str, tuple[str, ...]] = {
+    "Join": ("left_time", "right_time", "before", "after", "lookup"),
+    "FeatureBody": ("rows",),
 }
 
 
 def _field_names(cls: type, *, when_set: bool = False) -> tuple[str, ...]:
     """The dataclass fields of ``cls`` every entry holds (tests check the format covers
     each); ``when_set``: also those written only when set (``WRITTEN_WHEN_SET``)."""
-    optional = () if when_set else WRITTEN_WHEN_SET.get(cls, ())
+    optional = () if when_set else WRITTEN_WHEN_SET.get(cls.__name__, ())
     return tuple(f.name for f in dataclasses.fields(cls) if f.name not in optional)

@@ -396,3 +396,31 @@ def test_pictures_and_text_show_the_bounds_the_lookup_and_the_estimates() -> Non
     assert "within rt in [lt - 10m, lt + 0s]" in dot and "lookup" in dot
     assert "rows ≈ 120M" in dot and "stream state ≈" in dot
     rp.optimize(plan).to_dot(statistics=STATS)  # and optimized
+
+
+class Payments(rp.Source):
+    user_id: rp.Int64
+    amt: rp.Float64
+    ts: rp.Timestamp = rp.event_time()
+
+
+class Logins(rp.Source):
+    login_user: rp.Int64
+    device: rp.String
+    lts: rp.Timestamp = rp.event_time()
+
+
+@rp.transformation
+def logins_before_payment(p: Payments, wspec: rp.WindowSpec):
+    joined = p.merge(Logins, left_on="user_id", right_on="login_user", within="10m")
+    return joined.groupby("user_id")["device"].window(wspec).count()
+
+
+def test_a_feature_over_a_merge_round_trips_with_its_rows() -> None:
+    feature = logins_before_payment(window=rp.sliding("1h"))
+    assert feature.body.rows is not None
+    doc = S.feature_to_dict(feature)
+    assert set(doc["body"]) == set(S._field_names(type(feature.body), when_set=True))
+    back = S.feature_from_dict(json.loads(S.dumps(doc)))
+    assert back.body.rows == feature.body.rows
+    assert rp.compile(back).explain() == rp.compile(feature).explain()
