@@ -275,6 +275,9 @@ class SparkBackend:
         return self._session if self._session is not None else local_session()
 
     def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table | str]) -> dict[str, pa.Table]:
+        from relplan.backends.duckdb_udf import refuse_python_udfs
+
+        refuse_python_udfs(sinks, self.name)  # before staging the inputs, which runs a job
         spark = self.session
         saved = {k: spark.conf.get(k, None) for k in RUN_CONF}
         for k, v in RUN_CONF.items():

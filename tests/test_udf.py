@@ -213,11 +213,6 @@ def test_spark_execute_is_refused(spark: Any) -> None:
         rp.execute(plan, engine="spark", session=spark, tables={"Events": table((1, "a", 1.0))})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SparkBackend.run stages its inputs (a Parquet read: a job) before it lowers the plan; "
-    "needs backends.duckdb_udf.refuse_python_udfs(sinks, 'spark') as the first line of its run()",
-)
 def test_spark_execute_is_refused_before_any_job(spark: Any) -> None:
     plan = rp.compile([FEATURES[2]])
     tracker = spark.sparkContext.statusTracker()
