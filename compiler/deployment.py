@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from relplan.backends.hybrid import split_hybrid, steps_select_sql
+from relplan.backends.lookup_check import check_lookup_keys
 from relplan.ir.errors import DataError, EngineError, UnsupportedError
 from relplan.ir.graph import transform
 from relplan.ir.nodes import Node, Sink, Source
@@ -201,6 +202,8 @@ class Deployment:
                     raise DataError(f"no table given for source {name!r}: pass tables={{{name!r}: <pyarrow table>}}")
                 inputs[name] = conform_table(src, tables[name])
                 con.register(name, _naive(inputs[name]))
+            # A lookup table with a duplicated key is refused before any job runs (as rp.execute does).
+            check_lookup_keys([j.plan for j in self.jobs if j.plan is not None], inputs)
             for node in nx.topological_sort(self.graph):
                 if not node.startswith("job:"):
                     continue
