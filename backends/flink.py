@@ -56,6 +56,7 @@ from sqlglot import exp
 
 from relplan.backends import flink_dialect as fd
 from relplan.backends import flink_extremes as fx
+from relplan.backends import flink_joins as fj
 from relplan.backends.arrow_io import in_ir_types
 from relplan.backends.jvm import java_root_message
 from relplan.backends.sql import SqlLowering, as_name, bounded_put, col, gc_paused, ident, lit, paren
@@ -318,9 +319,77 @@ class FlinkLowering(SqlLowering):
         # the reference columns): its text depends on every column of its input.
         if isinstance(n, WindowAggregate) and self.referenced([a for _, a in n.calls]):
             return tuple(i.schema for i in n.inputs)
+        if self.streaming and isinstance(n, Join) and n.lookup and not n.interval:
+            # Its CTEs read the table's whole subplan again, the source's table name, and
+            # order by the left side's event time.
+            return (n.left.schema, fj.time_of(n.left), n.right, tuple(sorted(self.table_names.items())))
         return super().input_dependence(n)
 
+    def asof_join_ctes(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
+        if not self.streaming:
+            return super().asof_join_ctes(n, spine, events, k)
+        placeholders = (Source(spine, n.spine.schema), Source(events, n.events.schema))
+        return self.subplan_ctes(fj.asof_union_subplan(n, *placeholders), dict(zip(placeholders, (spine, events))), k)
+
+    def interval_condition(self, left_time: str, right_time: str, before: int, after: int) -> exp.Expression:
+        if not self.streaming:
+            return super().interval_condition(left_time, right_time, before, after)
+        # Flink's interval join: bounds on the event-time attributes themselves (whole
+        # milliseconds, checked by flink_joins.check_join), not on numbers computed from them.
+        lt, rt = col(left_time, "l"), col(right_time, "r")
+
+        def shifted(us: int) -> exp.Expression:
+            if us == 0:
+                return lt.copy()
+            return exp.Add(this=lt.copy(), expression=fd.interval(us)) if us > 0 else exp.Sub(this=lt.copy(), expression=fd.interval(-us))
+
+        return exp.And(
+            this=exp.GTE(this=rt, expression=shifted(-before)), expression=exp.LTE(this=rt.copy(), expression=shifted(after))
+        )
+
+    def join(self, n: Join, left: str, right: str) -> exp.Select:
+        q = super().join(n, left, right)
+        if self.streaming and n.interval:
+            # The output keeps the left side's event-time attribute; the right side's times
+            # become plain TIMESTAMPs (a sink refuses two event-time attributes).
+            q.set("expressions", [
+                *[col(f.name, "l") for f in n.left.schema],
+                *[exp.alias_(self.cast(col(f.name, "r"), T.Timestamp), ident(f.name), copy=False) if f.dtype == T.Timestamp
+                  else col(f.name, "r") for f in n.right.schema],
+            ])
+        return q
+        assert n.left_time is not None and n.right_time is not None
+        lt, rt = col(n.left_time, "l"), col(n.right_time, "r")
+        if self.streaming:
+            # Flink's interval join: bounds on the event-time attributes themselves.
+            def shifted(us: int) -> exp.Expression:
+                return exp.Add(this=lt.copy(), expression=fd.interval(us)) if us >= 0 else exp.Sub(this=lt.copy(), expression=fd.interval(-us))
+
+            low, high = shifted(-n.before), shifted(n.after)
+        else:  # microseconds: batch times have them, intervals do not
+            us = self.epoch_us(lt)
+            low = exp.Sub(this=us, expression=lit(n.before))
+            high = exp.Add(this=us.copy(), expression=lit(n.after))
+            rt = self.epoch_us(rt)
+        bounds = exp.And(this=exp.GTE(this=rt, expression=low), expression=exp.LTE(this=rt.copy(), expression=high))
+        on = q.args["joins"][0].args["on"]
+        q.args["joins"][0].set("on", exp.And(this=on, expression=bounds))
+        if self.streaming:
+            # The output keeps the left side's event-time attribute; the right side's times
+            # become plain TIMESTAMPs (a sink refuses two event-time attributes).
+            q.set("expressions", [
+                *[col(f.name, "l") for f in n.left.schema],
+                *[exp.alias_(self.cast(col(f.name, "r"), T.Timestamp), ident(f.name), copy=False) if f.dtype == T.Timestamp
+                  else col(f.name, "r") for f in n.right.schema],
+            ])
+        return q
+
     def node(self, n: Node, ins: list[str], k: int) -> list[tuple[str, exp.Expression]]:
+        if self.streaming and isinstance(n, Join) and n.lookup and not n.interval:
+            # The table is read again, from its source with the computed VALID_FROM
+            # (backends/flink_joins.py); the left side is its CTE.
+            left = Source(ins[0], n.left.schema)
+            return self.subplan_ctes(fj.lookup_subplan(n, left), {left: ins[0]}, k)
         if isinstance(n, Aggregate):
             pre = self.with_references(n.keys, n.input.schema, None, n.aggs, ins[0], k)
             if pre:
@@ -342,23 +411,11 @@ class FlinkLowering(SqlLowering):
                 f"{n.kind} ({n.details()}) is not supported in Flink streaming mode: a GROUP BY without "
                 "a time window is an updating result; use a tumbling/hopping window or batch mode"
             )
-        if isinstance(n, Join) and n.how != "inner":
-            # Flink emits outer rows append-only only from an interval join (time bounds on
-            # both sides: a row without a match is final once the watermark passes its
-            # bound). relplan's Join is an equi-join without time bounds, so Flink would
-            # run it as a regular join, which retracts an outer row when its match arrives.
-            raise UnsupportedError(
-                f"{n.how} join ({n.details()}) is not supported in Flink streaming mode: the join has no "
-                "time bounds, so Flink runs it as a regular outer join, an updating result (an unmatched "
-                "row is retracted when its match arrives later), which an append-only sink cannot take; "
-                "only an interval join is append-only for outer joins, and it needs time bounds the join "
-                "does not have. Use an inner join, or batch mode"
-            )
+        # Joins: append-only formulations and their limits in backends/flink_joins.py.
+        if isinstance(n, Join):
+            fj.check_join(n)
         if isinstance(n, AsOfJoin):
-            raise UnsupportedError(
-                f"{n.kind} ({n.details()}) is not supported in Flink streaming mode: training data is "
-                "computed over bounded tables; use mode='batch'"
-            )
+            fj.check_asof(n)
 
     def window_order(self, order: exp.Expression) -> exp.Expression:
         # Streaming: the event-time attribute itself (a numeric ORDER BY is refused).
@@ -468,7 +525,12 @@ class FlinkLowering(SqlLowering):
 
     def _source_ddl(self, src: Source, table: str, options: dict[str, str], temporary: bool) -> str:
         columns = []
+        computed = None
         for f in src.columns:
+            if self.streaming and f.name == fj.VALID_FROM and src.event_time == fj.VALID_FROM:
+                # A lookup table's rows, valid from before every event (backends/flink_joins.py).
+                computed = {f.name: exp.Cast(this=exp.Literal.string(fj.VALID_FROM_TEXT), to=timestamp_type(3))}
+                continue
             t = self.dtype(f.dtype)
             if self.streaming and f.name == src.event_time:
                 t = timestamp_type(3)  # an event-time attribute is TIMESTAMP(3)
@@ -486,7 +548,16 @@ class FlinkLowering(SqlLowering):
             # where the watermark is assigned after the scan (filesystem); a source that
             # generates it itself (Kafka) would otherwise emit none at that interval.
             options = {"scan.watermark.emit.strategy": "on-event", **options}
-        return self._ddl(fd.create_table(table, columns, watermark=watermark, options=options), temporary)
+        return self._ddl(fd.create_table(table, columns, watermark=watermark, options=options, computed=computed), temporary)
+
+    def ddl_sources(self, sinks: tuple[Sink, ...]) -> list[Source]:
+        """The plan's sources as their tables are declared: in streaming, a lookup join's
+        table with its computed event time (backends/flink_joins.py)."""
+        sources = _sources(sinks)
+        if not self.streaming:
+            return sources
+        lookups = fj.lookup_sources(list(walk(sinks)))
+        return [fj.with_valid_from(s) if s.name in lookups else s for s in sources]
 
     def sink_ddl(self, sink: Sink, table: str, options: dict[str, str], *, temporary: bool = False) -> str:
         # By schema, not by sink: recompiling after one feature changed keeps the others' outputs' schemas.
@@ -513,7 +584,7 @@ class FlinkLowering(SqlLowering):
 
     def _script(self, sinks: tuple[Sink, ...], connectors: dict[str, dict[str, str]], pretty: bool) -> str:
         statements = [fd.set_option(k, v) for k, v in _script_options(self.mode).items()]
-        for src in _sources(sinks):
+        for src in self.ddl_sources(sinks):
             statements.append(self.source_ddl(src, self.table_names.get(src.name, src.name), connectors[src.name]))
         tables = output_tables(sinks)
         for s in sinks:
@@ -743,7 +814,7 @@ class FlinkBackend:
         try:
             views = {src.name: f"relplan_{run_id}_s{i}" for i, src in enumerate(_sources(sinks))}
             lowering = FlinkLowering(views, mode=self.mode)
-            for src in _sources(sinks):
+            for src in lowering.ddl_sources(sinks):
                 if step is not None:
                     step(f"writing {src.name}")
                 if debug:
@@ -810,7 +881,7 @@ class FlinkBackend:
     def _checked(self, src: Source, table: pa.Table) -> pa.Table:
         """Streaming: event times must be whole milliseconds (Flink's event-time precision)
         and after 1970 (Flink's OVER windows take a time at or before the epoch for late)."""
-        if self.mode == "streaming" and src.event_time is not None and table.num_rows:
+        if self.mode == "streaming" and src.event_time not in (None, fj.VALID_FROM) and table.num_rows:
             us = table.column(src.event_time).cast(pa.int64())
             early = pc.sum(pc.less_equal(us, 0)).as_py()
             if early:

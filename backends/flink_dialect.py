@@ -282,6 +282,7 @@ def create_table(
     *,
     watermark: tuple[str, int] | None = None,
     options: dict[str, str],
+    computed: dict[str, exp.Expression] | None = None,
 ) -> exp.Expression:
     """``CREATE TABLE `name` (`a` BIGINT, ..., WATERMARK FOR `ts` AS `ts` - <delay>)
     WITH ('connector' = '...', ...)``.
@@ -289,6 +290,8 @@ def create_table(
     ``watermark``: (event-time column, delay in microseconds, whole milliseconds). A
     zero delay is the bare column (``WATERMARK FOR `ts` AS `ts```). Flink refuses a
     watermark on a TIMESTAMP(6) column: declare it TIMESTAMP(3) (or TIMESTAMP_LTZ(3)).
+    ``computed``: computed columns after the physical ones, by name (```v` AS <expr>``);
+    the watermark may be on one.
     """
     # Each distinct type is rendered once: rendering types (sqlglot's Hive generator
     # re-parses type names) was most of the time of a thousand-column table's DDL.
@@ -298,6 +301,9 @@ def create_table(
     items: list[exp.Expression] = [
         exp.ColumnDef(this=exp.to_identifier(col), kind=rendered[dtype].copy()) for col, dtype in columns
     ]
+    for col, value in (computed or {}).items():
+        constraint = exp.ColumnConstraint(kind=exp.ComputedColumnConstraint(this=value))
+        items.append(exp.ColumnDef(this=exp.to_identifier(col), constraints=[constraint]))
     if watermark is not None:
         col, delay_us = watermark
         strategy: exp.Expression = exp.column(col)
