@@ -18,6 +18,10 @@ SET`` when there are several outputs: one job). Two execution modes:
   aggregates drop it (it gets no output row and is counted nowhere). An event out of
   order by at most the lateness is counted exactly as in batch mode.
 
+Enrichment joins in streaming (point-in-time over frames ending at t, lookup joins on a
+bounded table, interval joins) run as append-only formulations that give batch mode's
+rows: backends/flink_joins.py; the rest stays an UnsupportedError.
+
 Aggregates Flink SQL lacks are built from ones it runs in every context (GROUP BY,
 window TVFs, OVER frames, both modes): count_distinct over a frame from ARRAY_AGG and
 ARRAY_DISTINCT; first/last from MIN/MAX of order-preserving (time, value) strings
