@@ -798,6 +798,9 @@ class FlinkBackend:
         return self._env if self._env is not None else local_table_env(self.mode)
 
     def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        from relplan.backends.duckdb_udf import refuse_python_udfs
+
+        refuse_python_udfs(sinks, self.name)  # before the environment starts
         env = self.env
         # The options every script sets (UTC above all: TO_TIMESTAMP_LTZ reads the
         # session zone), for this run only: the environment's own configuration gets

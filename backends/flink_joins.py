@@ -92,17 +92,18 @@ def time_of(n: Node) -> str | None:
 def check_asof(n: AsOfJoin) -> None:
     """Refuse what the streaming as-of formulation cannot compute exactly, naming the node."""
     head = f"{n.kind} ({n.details()}) is not supported in Flink streaming mode"
+    if not time_attribute(n.spine, n.spine_time):
+        # Training data's spine is a table of inference times, not a stream.
+        raise UnsupportedError(
+            f"{head}: the spine time {n.spine_time!r} is not an event time Flink tracks (a source's event-time "
+            "column, passed on unchanged); training data is computed over bounded tables: use mode='batch'"
+        )
     for f, _ in n.windows:
         if not (f.upper == 0 and f.upper_inclusive):
             raise UnsupportedError(
                 f"{head}: frame {f.describe()} does not end at the spine row's time, and a streaming OVER "
                 "window ends at the current row; use frames ending at t (e.g. the lifetime (-inf, t]), or batch mode"
             )
-    if not time_attribute(n.spine, n.spine_time):
-        raise UnsupportedError(
-            f"{head}: the spine time {n.spine_time!r} is not an event time Flink tracks (a source's event-time "
-            "column, passed on unchanged); use mode='batch'"
-        )
     if not time_attribute(n.events, n.event_time):
         raise UnsupportedError(
             f"{head}: the events' time {n.event_time!r} is not an event time Flink tracks (a source's event-time "

@@ -30,7 +30,11 @@ accumulator per key for an unbounded one; a window
 TVF an accumulator per key and open window; a GROUP BY one per key; a regular
 join both inputs; a lookup join its right side (the table); an interval join each
 side's events while the other side's could still match them (left: rate x after,
-right: rate x before; at most both rates x (before + after)).
+right: rate x before; at most both rates x (before + after)); an AsOfJoin (an
+as-of enrichment run by Flink: the dimension's versions in among the events) the
+dimension's newest values, one row per key, for a frame reaching back to the start,
+or the dimension's rows within a bounded frame (rate x frame length). Training
+data's AsOfJoins run in batch, where state is not held.
 """
 
 from __future__ import annotations
@@ -143,8 +147,15 @@ def _estimate(n: Node, ins: list[NodeEstimate], stats: Statistics | None) -> Nod
     if isinstance(n, Join):
         return _join(n, ins[0], ins[1], width)
     if isinstance(n, AsOfJoin):
-        spine = ins[0]
-        return NodeEstimate(spine.rows, spine.rate, width, None, dict(spine.distinct))
+        spine, events = ins
+        held: float | None = 0.0
+        for frame, _ in n.windows:
+            if frame.lower is None:
+                kept = key_groups(events, tuple(e for _, e in n.on))
+            else:
+                kept = None if events.rate is None else events.rate * frame.lower / 1e6
+            held = None if held is None or kept is None else held + kept
+        return NodeEstimate(spine.rows, spine.rate, width, held, dict(spine.distinct))
     if isinstance(n, Union):
         rows = None if any(i.rows is None for i in ins) else sum(i.rows for i in ins)  # type: ignore[misc]
         rate = None if any(i.rate is None for i in ins) else sum(i.rate for i in ins)  # type: ignore[misc]
