@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from relplan.ir.errors import OptimizerError, WindowError
 from relplan.ir.graph import walk
-from relplan.ir.nodes import Sink, TimeWindowAggregate, WindowAggregate
+from relplan.ir.nodes import AsOfJoin, Join, Sink, TimeWindowAggregate, WindowAggregate
 from relplan.ir.printer import sources
 from relplan.ir.windows import format_duration, parse_duration
 from relplan.rules import cost_model
@@ -594,10 +594,27 @@ def _stream_alternative(
     per_day = facts.events_per_day()
     compute = None if per_day is None or extra_compute is None else per_day * cost_model.stream_ns_per_event(sink) / 1e9 / 3600 + extra_compute
     state = cost_model.stream_state_bytes(sink, stats, lateness)
+    held_back, join_notes = _join_delays(sink)
     return Alternative(
         name, engine, (("allowed_lateness", lateness),), compute, state, _cost(compute, state, knobs),
-        lateness / 1e6 + EMIT_DELAY_S, missed, notes=notes,
+        (lateness + held_back) / 1e6 + EMIT_DELAY_S, missed, notes=notes + join_notes,
     )
+
+
+def _join_delays(sink: Sink) -> tuple[int, tuple[str, ...]]:
+    """How long a streaming job's joins hold its values back (microseconds), and why:
+    Flink holds an interval join's watermark back by its wider bound (a row waits for
+    the other side's rows that may still match); an as-of join moves with the slower
+    of its two inputs' watermarks, so a dimension that stops updating stalls it."""
+    held, notes = 0, []
+    for n in walk(sink):
+        if isinstance(n, Join) and n.interval:
+            wait = max(n.before, n.after)
+            held += wait
+            notes.append(f"an interval join holds values back by {format_duration(wait) if wait else '0'} (its wider bound)")
+        elif isinstance(n, AsOfJoin):
+            notes.append("an as-of join waits for the dimension's watermark too: a dimension that stops updating stalls it")
+    return held, tuple(dict.fromkeys(notes))
 
 
 def _hybrid(
