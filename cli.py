@@ -362,7 +362,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             for e in entries:
                 node = cat.get_source(f"{e.name}@v{e.version}").node()
                 cols = [f"{c.name}:{c.dtype.name}" for c in node.columns]
-                readers = [f.name for f in cat.list(source=e.name)]
+                readers = cat.source_readers(e.name)
                 rows.append([e.name, f"v{e.version}", e.status, node.event_time or "", len(readers), ", ".join(cols)])
                 rows_json.append({**_entry_dict(e), "event_time": node.event_time, "columns": cols, "features": readers})
             if args.json:
@@ -412,7 +412,6 @@ def _split_ref(ref: str) -> tuple[str, int | None]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    import relplan as rp
     from relplan.catalog import CatalogError
 
     with open_catalog(args) as cat:
@@ -432,14 +431,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         versions = cat.versions(name)
         history = cat.history(name)
         jobs = {job: fs[name] for job, fs in cat.deployments().items() if name in fs}
-        explain = rp.compile([feature]).explain()
+        explain = _explain_one(feature)
         shown = next(v for v in versions if v.version == int(ref.rsplit("@v", 1)[1]))
+    derived = _derived_fields(feature)
     if args.json:
         print_json({
             "ref": ref, "current_version": head.version, "status": head.status, "protected": head.protected,
             "entry": {**_entry_dict(shown), "protected": head.protected,
                       "jobs": sorted(job for job, v in jobs.items() if v == shown.version)},
-            "window": repr(feature.spec), "columns": list(feature.columns), "defined_at": feature.defined_at,
+            "window": None if derived else repr(feature.spec), "columns": list(feature.columns),
+            "defined_at": feature.defined_at, **({"derived": dict(derived)} if derived else {}),
             "versions": [_entry_dict(v) for v in versions], "history": [dataclasses.asdict(h) for h in history],
             "deployments": jobs, "explain": explain,
         })
@@ -448,8 +449,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     out(f"feature {ref}" + (" (current)" if current and head.status == "active" else
                             f" ({head.status})" if current else f" (superseded; current: v{head.version}, {head.status})"))
     fields = [
-        ("source", shown.source), ("keys", ", ".join(shown.keys)), ("window", repr(feature.spec)),
-        ("columns", ", ".join(feature.columns)), ("description", shown.description), ("owner", shown.owner),
+        ("source", shown.source), *derived, ("keys", ", ".join(shown.keys)),
+        ("window", None if derived else repr(feature.spec)), ("columns", ", ".join(feature.columns)), ("description", shown.description), ("owner", shown.owner),
         ("tags", ", ".join(shown.tags)), ("defined at", feature.defined_at), ("fingerprint", shown.fingerprint),
         ("created", shown.created_at),
         ("protected", "yes" if head.protected else "no"),
@@ -469,13 +470,43 @@ def cmd_show(args: argparse.Namespace) -> int:
     return OK
 
 
+def _derived_fields(feature: Any) -> list[tuple[str, str]]:
+    """What ``show`` prints of a derived feature (rp.derived): its expression, inputs and request fields."""
+    from relplan.compiler.derived import DerivedFeature
+
+    if not isinstance(feature, DerivedFeature):
+        return []
+    return [
+        ("derived", feature.expr.sql()),
+        ("inputs", ", ".join(f.name for f in feature.inputs) or "(none)"),
+        ("request", ", ".join(f"{r.request}.{r.name} ({r.dtype})" for r in feature.request) or "(none)"),
+    ]
+
+
+def _explain_one(feature: Any) -> str:
+    """The plan of one feature; a derived feature whose inputs no batch plan's row holds
+    together (or whose request fields are no source's columns) says where it is computed."""
+    import relplan as rp
+    from relplan.compiler.derived import DerivedFeature
+    from relplan.ir.errors import RelplanError
+
+    try:
+        return rp.compile([feature]).explain()
+    except RelplanError as e:
+        if not isinstance(feature, DerivedFeature):
+            raise
+        return f"(no batch plan: {e.message.splitlines()[0]})"
+
+
 def _show_source(cat: Catalog, args: argparse.Namespace) -> int:
     name, version = _split_ref(args.name)
     cls = cat.get_source(args.name)
     node = cls.node()
     versions = cat.versions(name, kind="source")
     history = cat.history(name, kind="source")
-    readers = cat.list(source=name)
+    readers = cat.list(name="*")
+    reading = set(cat.source_readers(name))
+    readers = [e for e in readers if e.name in reading]
     if args.json:
         print_json({"source": name, "ref": f"{name}@v{version or versions[-1].version}",
                     "columns": [[c.name, c.dtype.name] for c in node.columns], "event_time": node.event_time,

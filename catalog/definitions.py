@@ -1,7 +1,10 @@
 """What a catalog plan or apply takes: features and sources, from objects or a module.
 
-``collect`` accepts a Feature, a Source class, a module (its global features,
-lists of features and Source classes), or an iterable of these. ``load_module``
+``collect`` accepts a Feature, a derived feature (``rp.derived``), a Source class,
+a module (its global features, derived features, lists of them and Source
+classes), or an iterable of these. A derived feature brings its inputs (they are
+part of what it computes); a feature over merged rows brings the sources it joins
+(as their declared classes when the definitions hold them). ``load_module``
 imports a module by dotted name or by file path (what the CLI is given).
 """
 
@@ -16,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from relplan.compiler.derived import DerivedFeature
 from relplan.compiler.source import Source
 from relplan.compiler.transformation import Feature, Transformation
 from relplan.ir.errors import FeatureError, RelplanError
@@ -29,26 +33,53 @@ class DefinitionError(RelplanError):
 class Definitions:
     """Features by name and the sources they (or the caller) declare, by source name."""
 
-    features: dict[str, Feature] = field(default_factory=dict)
+    features: dict[str, Feature | DerivedFeature] = field(default_factory=dict)
     sources: dict[str, type[Source]] = field(default_factory=dict)
+    # Sources known only as a merge's nodes (no class given): a declared class replaces one.
+    _rebuilt: set[str] = field(default_factory=set, repr=False)
 
-    def add_source(self, cls: type[Source]) -> None:
+    def add_source(self, cls: type[Source], *, rebuilt: bool = False) -> None:
         name = cls.source_name
         have = self.sources.get(name)
         if have is not None and have is not cls and have.node() != cls.node():
             raise DefinitionError(
                 f"two different sources are named {name!r}: {have.node().details()} and {cls.node().details()}"
             )
-        self.sources.setdefault(name, cls)
+        if have is None or (name in self._rebuilt and not rebuilt):
+            self.sources[name] = cls
+            if rebuilt:
+                self._rebuilt.add(name)
+            else:
+                self._rebuilt.discard(name)
 
-    def add_feature(self, f: Feature) -> None:
+    def add_feature(self, f: Feature | DerivedFeature) -> None:
         have = self.features.get(f.name)
         if have is not None and have is not f and have != f:
             raise DefinitionError(
                 f"two features are named {f.name!r}: one defined at {have.defined_at}, the other at {f.defined_at}"
             )
         self.features[f.name] = f
+        if isinstance(f, DerivedFeature):
+            for g in f.inputs:
+                self.add_feature(g)
+            return
         self.add_source(f.source)
+        if f.body.rows is not None:
+            from relplan.catalog.serialize import source_from_dict
+            from relplan.ir import nodes
+            from relplan.ir.graph import walk
+
+            for n in walk([f.body.rows]):
+                if isinstance(n, nodes.Source) and n.name != f.source.source_name:
+                    self.add_source(source_from_dict(_source_document(n)), rebuilt=True)
+
+
+def _source_document(n: Any) -> dict[str, Any]:
+    from relplan.catalog.serialize import FORMAT_VERSION, schema_to_dict
+
+    return {"relplan": FORMAT_VERSION, "kind": "source", "class_name": n.name, "name": n.name,
+            "columns": schema_to_dict(n.columns), "event_time": n.event_time, "lateness": n.lateness,
+            "bounded": n.bounded, "keys": list(n.keys)}
 
 
 def collect(definitions: Any) -> Definitions:
@@ -64,13 +95,13 @@ def _add(out: Definitions, item: Any, depth: int) -> None:
             out.add_feature(f)
         for s in item.sources.values():
             out.add_source(s)
-    elif isinstance(item, Feature):
+    elif isinstance(item, (Feature, DerivedFeature)):
         out.add_feature(item)
     elif isinstance(item, type) and issubclass(item, Source) and item is not Source:
         out.add_source(item)
     elif isinstance(item, types.ModuleType):
         for value in vars(item).values():
-            if isinstance(value, (Feature, list, tuple)) or (
+            if isinstance(value, (Feature, DerivedFeature, list, tuple)) or (
                 isinstance(value, type) and issubclass(value, Source) and value is not Source
                 and getattr(value, "__module__", None) == item.__name__
             ):
@@ -84,7 +115,9 @@ def _add(out: Definitions, item: Any, depth: int) -> None:
     elif isinstance(item, (list, tuple, set, frozenset)) or (isinstance(item, Iterable) and not isinstance(item, (str, bytes, dict))):
         for x in item:
             # Inside a module, only lists made of features count (a list of numbers is not a definition).
-            if depth > 0 and not isinstance(x, (Feature, list, tuple)) and not (isinstance(x, type) and issubclass(x, Source)):
+            if depth > 0 and not isinstance(x, (Feature, DerivedFeature, list, tuple)) and not (
+                isinstance(x, type) and issubclass(x, Source)
+            ):
                 return
             _add(out, x, depth + 1)
     elif depth == 0:

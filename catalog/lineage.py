@@ -8,9 +8,19 @@
 
 Each feature is compiled on its own (``compile([f])``) and its output columns'
 lineage is read off the plan by ``relplan.ir.lineage`` (no second description of
-what a feature reads: the IR is the one source). The graph has three layers:
+what a feature reads: the IR is the one source). A feature over merged rows reads
+columns of every source its merge joined. The graph has these layers:
 
     ("column", source, column) --roles--> ("feature", name) --> ("job", name)
+    ("feature", input) --value--> ("feature", derived)       # rp.derived: its inputs
+    ("request", request, field) --value--> ("feature", derived)
+
+A derived feature (``rp.derived``) is not compiled: its values are its expression
+over its inputs' values and the request's fields, so its edges come from its input
+features (``columns``: the input's output columns it reads) and from request-field
+nodes, their own layer (they are no source's columns: the spine's in training data,
+the request's when served). Its source columns (``reads``) are its inputs', and a
+change to an input reaches it and its jobs (``downstream``, ``jobs_affected``).
 
 An edge from a source column to a feature carries ``roles``: ``"value"`` when the
 column's values reach the feature's values, ``"rows"`` when it decides which rows
@@ -38,7 +48,7 @@ if TYPE_CHECKING:
     from relplan.compiler.transformation import Feature
 
 Node = tuple[str, ...]
-LAYERS = ("column", "feature", "job")
+LAYERS = ("column", "request", "feature", "job")
 _JOB_ROLES = frozenset({VALUE})
 
 
@@ -46,18 +56,30 @@ def lineage_graph(features: Iterable[Feature], jobs: Mapping[str, Iterable[str]]
     """The lineage of ``features`` (source columns -> features) and of ``jobs``
     (job name -> the names of the features it computes or serves)."""
     from relplan.compiler.compile import compile as compile_features
+    from relplan.compiler.derived import DerivedFeature
     from relplan.compiler.transformation import Feature
 
     g = nx.DiGraph()
-    feats: dict[str, Feature] = {}
-    for f in features:
-        if not isinstance(f, Feature):
+    feats: dict[str, Feature | DerivedFeature] = {}
+
+    def add(f: Any) -> None:
+        if not isinstance(f, (Feature, DerivedFeature)):
             raise FeatureError(f"lineage_graph() takes features, got {type(f).__name__}: {f!r}")
         if f.name in feats and feats[f.name] != f:
             raise FeatureError(f"two different features are named {f.name!r}", where=f.defined_at)
         feats[f.name] = f
+        if isinstance(f, DerivedFeature):
+            for g_ in f.inputs:  # its inputs are part of it: in the graph even if not given
+                if g_.name not in feats:
+                    add(g_)
+
+    for f in features:
+        add(f)
     for name in sorted(feats):
         f = feats[name]
+        if isinstance(f, DerivedFeature):
+            _add_derived(g, f)
+            continue
         lineage = output_lineage(compile_features([f]))
         by_column = {col: deps for (_, col), deps in lineage.items()}
         fnode = ("feature", name)
@@ -85,10 +107,28 @@ def lineage_graph(features: Iterable[Feature], jobs: Mapping[str, Iterable[str]]
 
 
 def _add_source_columns(g: nx.DiGraph, f: Feature) -> None:
-    """Every column of the feature's source, read or not (``readers`` of an unread column is [])."""
-    src = f.source.node()
-    for col in src.schema.names:
-        g.add_node(("column", src.name, col), layer="column", source=src.name, column=col)
+    """Every column of the feature's sources (its own, and those a merge joined), read or
+    not (``readers`` of an unread column is [])."""
+    from relplan.ir.graph import walk
+    from relplan.ir.nodes import Source
+
+    for src in [f.source.node()] if f.body.rows is None else [n for n in walk([f.body.rows]) if isinstance(n, Source)]:
+        for col in src.schema.names:
+            g.add_node(("column", src.name, col), layer="column", source=src.name, column=col)
+
+
+def _add_derived(g: nx.DiGraph, d: Any) -> None:
+    """A derived feature: edges from its inputs (the columns of theirs it reads) and its request fields."""
+    fnode = ("feature", d.name)
+    g.add_node(fnode, layer="feature", name=d.name, columns=d.columns, derived=True)
+    used = d.expr.columns()
+    for f in d.inputs:
+        cols = tuple(c for c in f.columns if c in used) or f.columns
+        g.add_edge(("feature", f.name), fnode, roles=frozenset({VALUE}), columns=cols)
+    for r in d.request:
+        rnode = ("request", r.request, r.name)
+        g.add_node(rnode, layer="request", request=r.request, field=r.name, dtype=r.dtype.name)
+        g.add_edge(rnode, fnode, roles=frozenset({VALUE}), columns=(r.name,))
 
 
 def _close(name: str, candidates: Iterable[str]) -> str:
@@ -158,6 +198,10 @@ class LineageGraph:
         node = tuple(node)
         if node and node[0] == "column" and len(node) == 3:
             return self._column(node[1], node[2])
+        if node and node[0] == "request" and len(node) == 3:
+            if node not in self.graph:
+                raise RelplanError(f"no request field {node[1]}.{node[2]} in the lineage graph")
+            return node
         if node and node[0] == "feature" and len(node) == 2:
             return self._feature(node[1])
         if node and node[0] == "job" and len(node) == 2:
@@ -168,21 +212,57 @@ class LineageGraph:
 
     # ---- queries --------------------------------------------------------------------------
     def reads(self, feature: str) -> list[tuple[str, str, frozenset[str]]]:
-        """What ``feature`` reads: (source, column, roles), sorted."""
+        """What ``feature`` reads: (source, column, roles), sorted; a derived feature's are
+        its inputs' (it reads their values, so their roles carry over)."""
         node = self._feature(feature)
-        return sorted((u[1], u[2], roles) for u, _, roles in self.graph.in_edges(node, data="roles"))
+        found: dict[tuple[str, str], set[str]] = {}
+        for u in [node, *self._inputs(node)]:
+            for c, _, roles in self.graph.in_edges(u, data="roles"):
+                if c[0] == "column":
+                    found.setdefault((c[1], c[2]), set()).update(roles)
+        return sorted((s, c, frozenset(r)) for (s, c), r in found.items())
 
-    def readers(self, source: str, column: str, *, role: str | None = None) -> list[str]:
-        """The features reading column ``column`` of ``source`` (with ``role`` among their roles, if given)."""
+    def _inputs(self, node: Node) -> list[Node]:
+        """The features ``node`` reads, transitively (derived features' inputs)."""
+        return sorted(n for n in nx.ancestors(self.graph, node) if n[0] == "feature")
+
+    def inputs(self, feature: str) -> list[str]:
+        """The features a derived feature reads ([] for any other feature)."""
+        node = self._feature(feature)
+        return sorted(u[1] for u, _ in self.graph.in_edges(node) if u[0] == "feature")
+
+    def request_fields(self, feature: str) -> list[tuple[str, str]]:
+        """The request fields (request, field) a derived feature reads."""
+        node = self._feature(feature)
+        return sorted((u[1], u[2]) for u, _ in self.graph.in_edges(node) if u[0] == "request")
+
+    def derived_from(self, feature: str) -> list[str]:
+        """The derived features reading ``feature``, transitively: a change to it reaches them."""
+        node = self._feature(feature)
+        return sorted(n[1] for n in nx.descendants(self.graph, node) if n[0] == "feature")
+
+    def readers(self, source: str, column: str, *, role: str | None = None, derived: bool = True) -> list[str]:
+        """The features reading column ``column`` of ``source`` (with ``role`` among their roles, if
+        given), and (``derived``) the derived features reading those, whose values depend on it too."""
         if role is not None and role not in ROLES:
             raise RelplanError(f"unknown lineage role {role!r}; use one of {', '.join(ROLES)}")
         node = self._column(source, column)
-        return sorted(v[1] for _, v, roles in self.graph.out_edges(node, data="roles") if role is None or role in roles)
+        direct = {v for _, v, roles in self.graph.out_edges(node, data="roles") if role is None or role in roles}
+        found = set(direct)
+        if derived:
+            for v in direct:
+                found |= {n for n in nx.descendants(self.graph, v) if n[0] == "feature"}
+        return sorted(v[1] for v in found)
 
     def jobs_affected(self, feature: str) -> list[str]:
         """The deployed jobs that would change if ``feature`` changed."""
         node = self._feature(feature)
         return sorted(n[1] for n in nx.descendants(self.graph, node) if n[0] == "job")
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        """Every request field (request, field) a derived feature of the graph reads."""
+        return [(n[1], n[2]) for n in self._layer("request")]
 
     def features_of_source(self, source: str) -> list[str]:
         """The features reading any column of ``source``."""
@@ -214,6 +294,11 @@ class LineageGraph:
         lines = [f"features ({len(g.features)}):"]
         for name in g.features:
             lines.append(f"  {name}")
+            inputs, fields = g.inputs(name), g.request_fields(name)
+            if inputs:
+                lines.append(f"    inputs {', '.join(inputs)}")
+            if fields:
+                lines.append(f"    request {', '.join(f'{r}.{c}' for r, c in fields)}")
             reads = g.reads(name)
             width = max((len(f"{s}.{c}") for s, c, _ in reads), default=0)
             for i, (s, c, roles) in enumerate(reads):
@@ -247,6 +332,8 @@ class LineageGraph:
             item: dict[str, Any] = {"id": list(n), "layer": n[0]}
             if n[0] == "column":
                 item.update(source=n[1], column=n[2])
+            elif n[0] == "request":
+                item.update(request=n[1], field=n[2])
             else:
                 item["name"] = n[1]
             if n[0] == "feature":
@@ -285,6 +372,10 @@ class LineageGraph:
             out += [f"      {ids['column', src, c]} [label={_q(c)}];" for c in g.columns(src)]
             out.append("    }")
         out.append("  }")
+        if g.requests:
+            out += ["  subgraph cluster_requests {", f"    label={_q('request fields')};"]
+            out += [f"    {ids[n]} [label={_q(f'{n[1]}.{n[2]}')}, shape=note];" for n in g._layer("request")]
+            out.append("  }")
         for layer, title, shape in (("feature", "features", "ellipse"), ("job", "jobs", "component")):
             out += [f"  subgraph cluster_{layer}s {{", f"    label={_q(title)};"]
             out += [f"    {ids[n]} [label={_q(n[1])}, shape={shape}];" for n in g._layer(layer)]
@@ -310,7 +401,7 @@ def _ids(nodes: Iterable[Node]) -> dict[Node, str]:
     """DOT ids, quoted: ``column:Source.col``, ``feature:name``, ``job:name``; or, if
     names holding ``.`` make two of them alike, each node's tuple as JSON."""
     nodes = list(nodes)
-    ids = {n: f"{n[0]}:{n[1]}.{n[2]}" if n[0] == "column" else f"{n[0]}:{n[1]}" for n in nodes}
+    ids = {n: f"{n[0]}:{n[1]}.{n[2]}" if n[0] in ("column", "request") else f"{n[0]}:{n[1]}" for n in nodes}
     if len(set(ids.values())) < len(ids):
         ids = {n: json.dumps(list(n), ensure_ascii=False) for n in nodes}
     return {n: _q(i) for n, i in ids.items()}

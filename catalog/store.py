@@ -33,9 +33,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from relplan.catalog.fingerprint import digest, semantics
-from relplan.catalog.changes import Change, FeatureState, SourceState, classify_feature, classify_source
+from relplan.catalog.changes import Change, FeatureState, SourceState, classify_feature, classify_source, downstream
 from relplan.catalog.definitions import Definitions, collect
-from relplan.catalog.serialize import canonical_json, feature_from_dict, feature_to_dict, source_from_dict, source_to_dict
+from relplan.catalog.serialize import (
+    canonical_json,
+    derived_from_dict,
+    derived_to_dict,
+    feature_from_dict,
+    feature_to_dict,
+    source_from_dict,
+    source_to_dict,
+)
+from relplan.compiler.derived import DerivedFeature
 from relplan.compiler.source import Source
 from relplan.compiler.transformation import Feature
 from relplan.ir.errors import RelplanError
@@ -165,6 +174,8 @@ class CatalogPlan:
                 lines.append(f"      {r}")
             if c.affected_features and c.kind == "source":
                 lines.append(f"      breaks features: {', '.join(c.affected_features)}")
+            elif c.affected_features:
+                lines.append(f"      reaches derived features downstream: {', '.join(c.affected_features)}")
             if c.affected_jobs:
                 lines.append(f"      deployed jobs affected: {', '.join(c.affected_jobs)}")
             if c.blocked and c.category == "removed":
@@ -201,7 +212,7 @@ class Catalog:
         self.path = os.fspath(path)
         self._timeout = timeout
         self._lock = threading.RLock()
-        self._features: dict[str, Feature] = {}  # definition text -> the feature it reads as
+        self._features: dict[str, Feature | DerivedFeature] = {}  # definition text -> the feature it reads as
         self._sources: dict[str, type[Source]] = {}
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -305,16 +316,17 @@ class Catalog:
         )
         return {name: SourceState(name, json.loads(shape), version, status) for name, version, status, shape in rows}
 
-    def get(self, ref: str) -> Feature:
+    def get(self, ref: str) -> Feature | DerivedFeature:
         """The feature ``name`` (its current version) or ``name@v2``."""
         return self.resolve([ref])[0]
 
-    def resolve(self, refs: Iterable[str | Feature]) -> list[Feature]:
-        """Features by name (``"tx_count_1h"``, ``"tx_count_1h@v2"``); Feature objects pass through."""
+    def resolve(self, refs: Iterable[str | Feature | DerivedFeature]) -> list[Feature | DerivedFeature]:
+        """Features by name (``"tx_count_1h"``, ``"tx_count_1h@v2"``); feature objects pass through.
+        A derived feature's version reads back with the input versions it was applied with."""
         items = list(refs)
         parsed: list[tuple[str, int | None] | None] = []
         for r in items:
-            if isinstance(r, Feature):
+            if isinstance(r, (Feature, DerivedFeature)):
                 parsed.append(None)
                 continue
             if not isinstance(r, str):
@@ -349,7 +361,7 @@ class Catalog:
         rows = self._query(f"SELECT name, version, definition FROM versions WHERE kind = 'feature' AND ({clauses})",
                            [x for k in want for x in k])
         found = {(n, v): d for n, v, d in rows}
-        out: list[Feature] = []
+        out: list[Feature | DerivedFeature] = []
         for item, p in zip(items, parsed):
             if p is None:
                 out.append(item)  # type: ignore[arg-type]
@@ -362,11 +374,12 @@ class Catalog:
             out.append(self._feature(text, f"{name}@v{key[1]}"))
         return out
 
-    def _feature(self, text: str, ref: str) -> Feature:
+    def _feature(self, text: str, ref: str) -> Feature | DerivedFeature:
         got = self._features.get(text)
         if got is None:
             try:
-                got = feature_from_dict(json.loads(text))
+                doc = json.loads(text)
+                got = derived_from_dict(doc) if isinstance(doc, dict) and doc.get("kind") == "derived" else feature_from_dict(doc)
             except (ValueError, RelplanError) as e:
                 raise CatalogError(f"{self.path}: the stored definition of {ref} is damaged ({e})") from None
             self._features[text] = got
@@ -481,8 +494,13 @@ class Catalog:
             out.setdefault(job, {})[feature] = version
         return out
 
-    def features(self, *, include_deprecated: bool = True) -> list[Feature]:
-        """Every current feature (not removed), as Feature objects."""
+    def source_readers(self, source: str) -> list[str]:
+        """The current features reading columns of ``source``: those of it, and those whose
+        merge joins it (``list(source=...)`` has only a feature's own source)."""
+        return sorted(s.name for s in self._feature_states().values() if source in s.sources and s.status != "removed")
+
+    def features(self, *, include_deprecated: bool = True) -> list[Feature | DerivedFeature]:
+        """Every current feature (not removed): Feature objects, and DerivedFeature objects for derived ones."""
         names = [e.name for e in self.list(include_deprecated=include_deprecated)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -518,30 +536,40 @@ class Catalog:
             raise CatalogError(f"new_version names features not in the definitions: {unknown}")
         changes: list[Change] = []
         for name, cls in sorted(defs.sources.items()):
-            readers = [s for s in old_f.values() if s.source == name and s.status != "removed"]
+            readers = [s for s in old_f.values() if name in s.sources and s.status != "removed"]
             category, reasons, broken = classify_source(old_s.get(name), _shape(cls), readers)
+            broken = _with_downstream(broken, old_f)
             changes.append(self._guard(Change(
                 "source", name, category, reasons, _version(old_s.get(name)), broken,
                 _jobs_of(broken, old_f), tuple(sorted(b for b in broken if old_f[b].protected)),
             ), publish, force))
+        # A change reaches the derived features reading it, in the catalog and in the definitions.
+        readers_of = [*old_f.values(), *new_f.values()]
         for name, new in sorted(new_f.items()):
             old = old_f.get(name)
             category, reasons = classify_feature(old, new)
             protected = (name,) if old is not None and old.protected and old.status != "removed" else ()
+            jobs = old.jobs if old and category != "unchanged" else ()
+            below: tuple[str, ...] = ()
+            if category in ("breaking", "non-breaking"):
+                below = downstream([name], readers_of)
+                jobs = tuple(sorted({*jobs, *_jobs_of([b for b in below if b in old_f], old_f)}))
+                if category == "breaking":
+                    protected += tuple(b for b in below if b in old_f and old_f[b].protected and old_f[b].status != "removed")
             changes.append(self._guard(Change(
-                "feature", name, category, reasons, _version(old), (), old.jobs if old and category != "unchanged" else (),
-                protected,
+                "feature", name, category, reasons, _version(old), below, jobs, protected,
             ), publish, force))
         if complete:
             for name, old in sorted(old_f.items()):
                 if name not in new_f and old.status != "removed":
+                    below = tuple(b for b in downstream([name], old_f.values()) if b not in new_f)
                     changes.append(self._guard(Change(
-                        "feature", name, "removed", ("not in the definitions",), old.version, (), old.jobs,
+                        "feature", name, "removed", ("not in the definitions",), old.version, below, old.jobs,
                         (name,) if old.protected else (),
                     ), publish, force))
             for name, old_src in sorted(old_s.items()):
                 if name not in defs.sources and old_src.status != "removed":
-                    users = tuple(sorted(f.name for f in old_f.values() if f.source == name and f.status != "removed"
+                    users = tuple(sorted(f.name for f in old_f.values() if name in f.sources and f.status != "removed"
                                          and f.name in new_f))
                     changes.append(Change("source", name, "removed", ("not in the definitions",), old_src.version, users))
         return CatalogPlan(self.path, generation, tuple(changes), published=tuple(sorted(publish)), forced=force)
@@ -606,8 +634,13 @@ class Catalog:
             row = (None, None, None, None, None)
         else:
             f = defs.features[c.name]
-            definition, parts = feature_to_dict(f), semantics(f)
-            row = (f.source.source_name, json.dumps(list(f.keys)), f.description, f.owner, json.dumps(list(f.tags)))
+            if isinstance(f, DerivedFeature):
+                definition, parts = derived_to_dict(f), semantics(f)
+                source_name = None  # it reads features (see its lineage), not one source
+            else:
+                definition, parts = feature_to_dict(f), semantics(f)
+                source_name = f.source.source_name
+            row = (source_name, json.dumps(list(f.keys)), f.description, f.owner, json.dumps(list(f.tags)))
         text = canonical_json(definition)
         if c.category == "metadata-only":
             cur.execute("UPDATE versions SET definition = ?, description = ?, owner = ?, tags = ? "
@@ -720,8 +753,9 @@ class Catalog:
         if old.shape["event_time"] is not None and old.shape["event_time"] not in logical:
             shape["event_time"] = None
         states = self._feature_states()
-        readers = [s for s in states.values() if s.source == name and s.status != "removed"]
+        readers = [s for s in states.values() if name in s.sources and s.status != "removed"]
         category, reasons, broken = classify_source(old, shape, readers)
+        broken = _with_downstream(broken, states)
         return Change("source", name, category, reasons, old.version, broken, _jobs_of(broken, states),
                       tuple(b for b in broken if states[b].protected))
 
@@ -730,7 +764,12 @@ def _applied(p: CatalogPlan) -> CatalogPlan:
     return CatalogPlan(p.path, p.generation, p.changes, True, p.published, p.forced)
 
 
-def _state(f: Feature) -> FeatureState:
+def _with_downstream(broken: tuple[str, ...], states: dict[str, FeatureState]) -> tuple[str, ...]:
+    """The features ``broken`` and the derived features reading them (they break with them)."""
+    return tuple(sorted({*broken, *downstream(broken, states.values())})) if broken else broken
+
+
+def _state(f: Feature | DerivedFeature) -> FeatureState:
     s = semantics(f)
     return FeatureState(f.name, digest(s), s, {"description": f.description, "owner": f.owner, "tags": f.tags})
 

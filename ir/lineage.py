@@ -66,6 +66,7 @@ recursion), and a column passed through unchanged shares its input's lineage.
     column_sources(node), row_sources(node)  # one node; RULES: the table of rules by node class
     plan_lineage(plan) -> nx.DiGraph          # the whole plan, source columns -> output columns
     output_lineage(plan)                      # the same as dicts; keep= composes a subset of the steps
+    columns_read(relation, ["amt"])           # top-down: per node, the columns those outputs read
     sources_of(graph, "Transactions", "f", role="value")   # what output column f reads by value
 """
 
@@ -385,3 +386,34 @@ def sources_of(graph: nx.DiGraph, output: str, column: str, *, role: str | None 
     return frozenset(
         (u[1], u[2]) for u, _, roles in graph.in_edges(node, data="roles") if role is None or role in roles
     )
+
+
+def columns_read(root: Node, columns: Iterable[str], *, rows: bool = False) -> dict[Node, frozenset[str]]:
+    """Per node of the relation ``root``, the columns of it that output ``columns`` of
+    ``root`` read (by value or to decide rows), composed top-down by the same rules
+    as ``output_lineage``; ``rows``: its rows too (what ``count(*)`` reads).
+
+    A node whose rows are read but none of whose columns are has an empty set; a node
+    nothing reads is absent. At a Source the set is the source columns read: a
+    feature over merged rows reads exactly these from every source it joins
+    (``catalog/fingerprint.py`` hashes the relation as far as they go)."""
+    wanted: dict[Node, set[str | None]] = {root: set(columns) | ({None} if rows else set())}
+    order = list(walk([root]))  # inputs before users: users first when reversed
+    for n in reversed(order):
+        need = wanted.get(n)
+        if need is None or isinstance(n, Source):
+            continue
+        s = sources(n)
+        refs: list[ColumnRef] = []
+        for c in need:
+            if c is None:
+                refs += row_sources(n)
+            elif c in s.columns:
+                refs += s.columns[c]
+            elif s.through is not None:
+                refs.append(ColumnRef(s.through, c, VALUE))
+            else:
+                raise SchemaError(f"{n.kind} ({n.details()}) has no column {c!r} to trace")
+        for r in refs:
+            wanted.setdefault(n.inputs[r.input], set()).add(r.column)
+    return {n: frozenset(c for c in need if c is not None) for n, need in wanted.items()}
