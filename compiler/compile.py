@@ -24,10 +24,13 @@ from relplan.ir.aggregates import AggCall
 from relplan.ir.expr import Column, Expr
 
 
-def compile(features: Feature | str | Iterable[Feature | str], *, catalog: Any = None) -> Plan:  # noqa: A001 - the public name
+def compile(  # noqa: A001 - the public name
+    features: Feature | DerivedFeature | str | Iterable[Feature | DerivedFeature | str], *, catalog: Any = None
+) -> Plan:
     """Compile features into one plan (several outputs if their row sets differ).
 
-    ``catalog``: an ``rp.Catalog`` that resolves features given by name ("tx_count_1h", "tx_count_1h@v2")."""
+    ``catalog``: an ``rp.Catalog`` that resolves features given by name ("tx_count_1h", "tx_count_1h@v2").
+    A derived feature (``rp.derived``) is computed over the rows that hold all its inputs."""
     with gc_paused():  # thousands of nodes and no cycles: the collector's passes would be wasted
         return _compile(features, catalog)
 
@@ -78,7 +81,8 @@ def _with_derived(sink: nodes.Sink, derived: list[DerivedFeature]) -> nodes.Sink
     """The output's rows with the derived features' columns computed over them."""
     schema = sink.input.schema
     for d in derived:
-        check_request_columns(d, schema, f"the rows of output {sink.name}")
+        # In a batch plan the request being scored is the event itself: its fields are the event's columns.
+        check_request_columns(d, schema, f"a batch plan, whose rows are the events of output {sink.name},")
         if d.name in schema:
             raise FeatureError(f"derived feature {d.name!r} has the name of a column of output {sink.name}", where=d.defined_at)
     exprs = tuple((f.name, Column(f.name, f.dtype)) for f in schema) + tuple((d.name, d.expr) for d in derived)

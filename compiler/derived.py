@@ -154,7 +154,8 @@ def derived(
     if not inputs and not request:
         raise FeatureError(f"rp.derived({name!r}, ...) reads no feature and no request field", where=where)
     names: dict[str, Any] = {}
-    for ref in (*inputs, *request):
+    refs: tuple[Feature | RequestField, ...] = (*inputs, *request)
+    for ref in refs:
         for col in ref.columns if isinstance(ref, Feature) else (ref.name,):
             other = names.setdefault(col, ref)
             if other is not ref:
@@ -196,7 +197,7 @@ def check_request_columns(d: DerivedFeature, schema: Schema, where: str) -> None
         if r.name not in schema:
             raise FeatureError(
                 f"derived feature {d.name} reads request field {r.request}.{r.name}, but {where} has no column "
-                f"{r.name!r} (its columns: {list(schema.names)})",
+                f"{r.name!r} (its columns: {list(schema.names)}); name the field as the column that carries it",
                 where=d.defined_at,
             )
         got = schema.dtype(r.name)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     # What a column may be combined with or compared to: another column of the same
     # source, or a Python value (numpy scalars and pandas Timestamps are read too).
     Scalar: TypeAlias = int | float | str | bool | dt.date | dt.datetime | np.generic | None
-    Operand: TypeAlias = "Series | Scalar"
+    Operand: TypeAlias = "Series | ValueOps | Scalar"
     # What assign() takes per column: a value, or a function of the frame so far.
     Assigned: TypeAlias = "Operand | Callable[[DataFrame], Operand]"
     # A duration: "10m", a timedelta, or microseconds.

@@ -89,6 +89,9 @@ def test_the_user_modules_run_as_they_are_typed() -> None:
     assert counts["pushed"] == 2 and counts["served"] == 1 and counts["outputs"] >= 1
     assert {f.name for f in features.features()} >= {"failed_count_1h", "big_spend_7d", "amount_usd_1d"}
 
+    joins = _load("user_joins")
+    assert joins.run() == {"Payments_MerchantVersions": 3, "Payments_Countries": 3, "Payments": 3}
+
     plain = _load("user_plain")
     # without `from __future__ import annotations` the annotations are the DataType values
     assert all(isinstance(t, rp.DataType) for t in plain.column_types)

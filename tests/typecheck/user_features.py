@@ -174,8 +174,8 @@ def run() -> dict[str, int]:
         changes: CatalogPlan = catalog.plan(per_event)
         assert changes.has_changes
         catalog.apply(per_event)
-        again: rp.Feature = catalog.get(first.name)
-        assert again == first
+        again = catalog.get(first.name)  # a catalog holds features and derived features
+        assert isinstance(again, rp.Feature) and again == first
 
     return {
         "per_event": len(per_event), "result": result.num_rows, "outputs": len(results),
