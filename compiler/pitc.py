@@ -41,6 +41,7 @@ from relplan.backends.arrow_io import as_arrow, conform_table
 from relplan.backends.asof import PREFIX, ROW
 from relplan.compiler import progress as _progress
 from relplan.compiler.compile import _check_features, _key_columns
+from relplan.compiler.derived import DerivedFeature, check_request_columns, split_features
 from relplan.compiler.dsl import FeatureBody
 from relplan.compiler.location import user_location
 from relplan.compiler.plan import Plan
@@ -85,7 +86,7 @@ def latest(
 
 def pitc_plan(
     spine: Any,
-    features: Feature | Iterable[Feature],
+    features: Feature | DerivedFeature | Iterable[Feature | DerivedFeature],
     *,
     time: str | None = None,
     keys: Mapping[str, str] | None = None,
@@ -100,9 +101,12 @@ def pitc_plan(
     holds the spine's row number ``__pitc_row``, keys and time).
 
     ``spine``: a table (pyarrow, pandas) or just its schema. ``tables`` or
-    ``statistics`` let the optimizer choose lowerings by cost."""
+    ``statistics`` let the optimizer choose lowerings by cost. Derived features
+    (``rp.derived``) are a Project over the joins' output, reading the spine's
+    columns for their request fields."""
     spine = spine if isinstance(spine, pa.Schema) else as_arrow(spine, "spine")
-    return _plan(spine, _check_features(features, catalog), time, keys, inclusive, tables, statistics, config)[0]
+    feats, derived = split_features(_check_features(features, catalog))
+    return _plan(spine, feats, time, keys, inclusive, tables, statistics, config, derived=derived)[0]
 
 
 def pitc_spine(spine: Any, plan: Plan) -> pa.Table:
@@ -119,7 +123,7 @@ def pitc_spine(spine: Any, plan: Plan) -> pa.Table:
 
 def pitc_join_features(
     spine: Any,
-    features: Feature | Iterable[Feature],
+    features: Feature | DerivedFeature | Iterable[Feature | DerivedFeature],
     tables: Mapping[str, Any] | None = None,
     engine: str = "duckdb",
     *,
@@ -133,6 +137,11 @@ def pitc_join_features(
     **options: Any,
 ) -> pa.Table:
     """The spine, row for row, plus each feature's value as of the row's time.
+
+    ``features``: features, and derived features (``rp.derived``): the features a
+    derived one reads are computed as of the row's time (each by its own keys; those
+    not asked for are not returned), then its expression over them and over the
+    spine's columns named like its request fields (``rp.Request``).
 
     ``time``: the spine's inference-time column (default: its only timestamp column).
     ``keys``: feature key -> spine column, where the names differ. ``inclusive``:
@@ -150,14 +159,15 @@ def pitc_join_features(
     with _progress.Steps("training data", 5 if check_ties else 4, _log, progress=progress) as steps:
         steps.step("planning")
         table = as_arrow(spine, "spine")
-        feats = _check_features(features, catalog)
+        items = _check_features(features, catalog)
+        feats, derived = split_features(items)
         if tables is not None and not isinstance(tables, Mapping):
             raise DataError(f"tables= takes a dict of source name to table, e.g. {{'Transactions': arrow_table}}, got {type(tables).__name__}")
         # Arrow once: the tie check below and the run read the same tables (a name stays a name).
         given = {name: v if isinstance(v, str) else as_arrow(v, name) for name, v in (tables or {}).items()}
         plan, spine_source = _plan(
             table, feats, time, keys, inclusive, None if tables is None else given, statistics, config,
-            check_ties=check_ties, steps=steps,
+            check_ties=check_ties, steps=steps, derived=derived,
         )
         backend = get_backend(engine, **options)
         if engine == "flink" and backend.mode != "batch":
@@ -177,7 +187,7 @@ def pitc_join_features(
             backend.on_step = steps.note  # the engine's own steps: inputs, the query, fetching
         computed = backend.run(plan.outputs, _inputs(plan, given, backend))[OUTPUT]
         steps.step("assembling")
-        out = _assemble(table, computed, feats)
+        out = _assemble(table, computed, _output_columns(items))
     if steps.logged:
         _log.info(
             "training data on %s: %d spine rows, %d feature column(s), in %.1f ms (%s)", engine, table.num_rows,
@@ -186,14 +196,24 @@ def pitc_join_features(
     return out
 
 
+def _output_columns(items: list[Any]) -> list[str]:
+    """The columns training data adds, in the order asked: each feature's, each derived one."""
+    return [c for f in items if isinstance(f, (Feature, DerivedFeature)) for c in f.columns]
+
+
 def _spine_rows(table: pa.Table, source: nodes.Source) -> pa.Table:
     """The columns of the spine the engine needs, and each row's number."""
     cols = {f.name: table.column(f.name) for f in source.columns if f.name != ROW}
+    target = source.columns.to_arrow()
+    for name, col in cols.items():
+        want = target.field(name).type
+        if col.type != want and pa.types.is_integer(col.type) and pa.types.is_floating(want):
+            cols[name] = col.cast(want)  # a request field declared Float64, given as integers
     cols[ROW] = pa.array(np.arange(table.num_rows, dtype=np.int64))
     return conform_table(source, pa.table(cols))
 
 
-def _assemble(spine: pa.Table, computed: pa.Table, feats: list[Feature]) -> pa.Table:
+def _assemble(spine: pa.Table, computed: pa.Table, columns: list[str]) -> pa.Table:
     """The spine as given plus the feature columns, put back in spine order by row number."""
     n = spine.num_rows
     rows = computed.column(ROW).to_numpy()
@@ -212,9 +232,8 @@ def _assemble(spine: pa.Table, computed: pa.Table, feats: list[Feature]) -> pa.T
     order = np.empty(n, dtype=np.int64)
     order[rows] = np.arange(n, dtype=np.int64)
     out = spine
-    for f in feats:
-        for c in f.columns:
-            out = out.append_column(c, computed.column(c).take(order))
+    for c in columns:
+        out = out.append_column(c, computed.column(c).take(order))
     return out
 
 
@@ -229,10 +248,13 @@ def _plan(
     config: OptimizerConfig | None,
     check_ties: bool = False,
     steps: Any = None,
+    derived: list[DerivedFeature] | None = None,
 ) -> tuple[Plan, nodes.Source]:
     """The optimized plan and the spine's source. ``check_ties``: look in ``tables`` for
     sources whose latest values have no ties to settle (``_no_ties``); only for a run on
-    those very tables, never for SQL that may run on other data."""
+    those very tables, never for SQL that may run on other data. ``derived``: computed
+    by a Project over the joins' output (``feats`` holds their inputs)."""
+    derived = derived or []
     from relplan.compiler.optimize import optimize
     from relplan.compiler.statistics import measure_statistics
 
@@ -256,7 +278,13 @@ def _plan(
         for c in f.columns:
             if c in spine_names:
                 raise FeatureError(f"feature {c!r} has the name of a spine column; pass name=... to rename it", where=f.defined_at)
-        groups.setdefault((f.source.node(), f.body.keys), []).append(f)
+        # One point-in-time join per row set and keys: the source's events, or the rows a
+        # merge made of them (each event enriched as of its own time); the event time is
+        # the source's either way.
+        groups.setdefault((f.body.input_node(), f.body.keys), []).append(f)
+    for d in derived:
+        if d.name in spine_names:
+            raise FeatureError(f"derived feature {d.name!r} has the name of a spine column; pick another name", where=d.defined_at)
     spine_keys = sorted({key_map.get(k, k) for f in feats for k in f.keys})
     for f in feats:
         for k in f.keys:
@@ -270,12 +298,14 @@ def _plan(
     fields = [Field(ROW, T.Int64)]
     fields += [Field(k, from_arrow(arrow_schema.field(k).type, column=k)) for k in spine_keys if k != time]
     fields.append(Field(time, T.Timestamp))
+    fields += _request_fields(arrow_schema, derived, {f.name for f in fields})
     spine_source = nodes.Source(SPINE, Schema(tuple(fields)))
     node: nodes.Node = spine_source
-    for (src, _), members in groups.items():
+    for (rows, _), members in groups.items():
+        src = members[0].source.node()
         assert src.event_time is not None
         try:
-            events, keys_of = _key_columns(src, [(members[0].name, members[0].body)])
+            events, keys_of = _key_columns(rows, [(members[0].name, members[0].body)])
             ev_keys = keys_of[members[0].name]
             on = tuple((key_map.get(k, k), ek) for k, ek in zip(members[0].keys, ev_keys))
             newest: dict[Frame, list[AggCall]] = {}
@@ -291,12 +321,24 @@ def _plan(
                     node = nodes.AsOfJoin(node, events, on, time, src.event_time, windows, row_id=ROW)
         except RelplanError as e:
             raise e.at(members[-1].defined_at) from None
+    if derived:
+        node = _with_derived(node, derived)
     plan = Plan((nodes.Sink(node, OUTPUT),), tuple(feats))
     if statistics is None and tables is not None and _needs_statistics(plan):
-        # Only what the lowering choice reads: rows, distinct keys, time spans.
+        # Only what the lowering choice reads: rows, distinct keys, time spans; of the
+        # source tables only (a merge's rows are no table: its sources are measured).
+        from relplan.ir.graph import walk
+
         wanted: dict[str, list[str]] = {}
-        for src, body_keys in groups:
-            wanted.setdefault(src.name, [src.event_time]).extend(k for k, _ in body_keys)  # type: ignore[list-item]
+        for rows, body_keys in groups:
+            if isinstance(rows, nodes.Source):
+                wanted.setdefault(rows.name, [rows.event_time]).extend(k for k, _ in body_keys)  # type: ignore[list-item]
+                continue
+            for s in walk([rows]):
+                if isinstance(s, nodes.Source):
+                    own = [k for k, _ in body_keys if k in s.columns]
+                    wanted.setdefault(s.name, [s.event_time] if s.event_time else []).extend(own)
+        wanted = {n: list(dict.fromkeys(cs)) for n, cs in wanted.items()}
         measured = {name: tables[name] for name in wanted if name in tables}
         if isinstance(spine, pa.Table):
             measured[SPINE] = _spine_rows(spine, spine_source)
@@ -324,6 +366,8 @@ def _no_ties(
     third of the ASOF JOIN's own time) is skipped. Where the pass cannot tell, the
     statistics stay as they were and the ties are settled in SQL."""
     for (src, body_keys), members in groups.items():
+        if not isinstance(src, nodes.Source):
+            continue  # a merge's rows: no table to look in; the ties are settled in SQL
         table = tables.get(src.name)
         # Keys read as they are: a derived key, or one cast to the spine key's type (an
         # Int64 as a Float64 may merge two keys), is not what the table holds.
@@ -381,6 +425,57 @@ def _unique_in_time_order(table: pa.Table, columns: tuple[str, ...]) -> bool:
     # ever costing the settling.
     subset = table.select(list(columns)).take(pa.array(rows))
     return subset.group_by(list(columns)).aggregate([]).num_rows == subset.num_rows
+
+
+def _request_fields(arrow_schema: pa.Schema, derived: list[DerivedFeature], taken: set[str]) -> list[Field]:
+    """The spine's columns the derived features read as request fields, as declared
+    (each checked against the spine with ``check_request_columns``)."""
+    if not derived:
+        return []
+    known = []
+    for f in arrow_schema:
+        try:
+            known.append(Field(f.name, from_arrow(f.type, column=f.name)))
+        except RelplanError:
+            continue  # a column of a type relplan does not read (labels, anything): never a field
+    spine = Schema(tuple(known))
+    out: dict[str, Field] = {}
+    for d in derived:
+        check_request_columns(d, spine, "the spine")
+        for r in d.request:
+            if r.name in taken:
+                if spine.dtype(r.name) != r.dtype:
+                    raise FeatureError(
+                        f"derived feature {d.name} reads request field {r.request}.{r.name} as {r.dtype}, but the "
+                        f"spine's column {r.name!r} is also a key or the time, of type {spine.dtype(r.name)}",
+                        where=d.defined_at,
+                    )
+                continue
+            other = out.setdefault(r.name, Field(r.name, r.dtype))
+            if other.dtype != r.dtype:
+                raise FeatureError(
+                    f"request field {r.name!r} is read as {other.dtype} and as {r.dtype} by derived features; "
+                    "declare it with one type",
+                    where=d.defined_at,
+                )
+    return list(out.values())
+
+
+def _with_derived(node: nodes.Node, derived: list[DerivedFeature]) -> nodes.Node:
+    """The point-in-time join's rows plus each derived feature's column: one Project of
+    its expression over the input features' values and the spine's request fields."""
+    schema = node.schema
+    for d in derived:
+        if d.name in schema:
+            raise FeatureError(
+                f"derived feature {d.name!r} has the name of a spine column or feature; pick another name",
+                where=d.defined_at,
+            )
+    exprs = tuple((f.name, Column(f.name, f.dtype)) for f in schema) + tuple((d.name, d.expr) for d in derived)
+    try:
+        return nodes.Project(node, exprs)
+    except RelplanError as e:
+        raise e.at(derived[-1].defined_at) from None
 
 
 def _needs_statistics(plan: Plan) -> bool:
