@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+from relplan.compiler.derived import DerivedFeature
 from relplan.compiler.pitc import pitc_join_features
 from relplan.compiler.transformation import Feature
 from relplan.ir.errors import FeatureError
@@ -79,13 +80,15 @@ def check_online_consistency(
     store: OnlineStore,
     tables: Mapping[str, Any],
     *,
-    features: Iterable[Feature] = (),
+    features: Iterable[Feature | DerivedFeature] = (),
     engine: str = "duckdb",
     tolerance: float = 1e-9,
 ) -> ConsistencyReport:
     """Replay ``store``'s request log (``rp.online_store(..., log_requests=True)``) through
     ``rp.pitc_join_features`` over ``tables`` and compare, per feature. ``features``:
-    definitions of columns served by name that this store object has not seen."""
+    definitions of columns served by name that this store object has not seen.
+    Derived features are replayed too: their request fields, logged with each
+    request, are the spine's columns."""
     if not isinstance(store, OnlineStore):
         raise FeatureError(f"check_online_consistency() takes an online store, got {type(store).__name__}")
     if not store.log_requests:
@@ -93,7 +96,7 @@ def check_online_consistency(
     given = {c: f for f in features for c in f.columns}
     report = ConsistencyReport()
     for columns, _, logged in store.request_log():
-        feats: dict[str, Feature] = {}
+        feats: dict[str, Feature | DerivedFeature] = {}
         for c in columns:
             f = given.get(c) or store.feature_of(c)
             if f is None:

@@ -32,6 +32,8 @@ from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import FeatureError, UnsupportedError
 from relplan.ir.expr import Case, Column, Expr, Literal, Unary, and_all
+from relplan.ir.graph import walk
+from relplan.ir.printer import explain
 from relplan.ir.windows import US, format_duration
 
 FORMAT = 1  # the layout's version, kept in the store's metadata
@@ -126,10 +128,22 @@ def _key_spec(f: Feature) -> tuple[tuple[str, Expr], ...]:
 def definition(f: Feature, call: AggCall) -> str:
     """A column's meaning as text: equal for the same definition, whatever the Python around it."""
     src = f.source.node()
-    return json.dumps([
+    parts: list[Any] = [
         src.name, [[c.name, c.dtype.name] for c in src.columns], src.event_time,
         [[k, e.sql()] for k, e in _key_spec(f)], repr(f.spec), call.sql(),
-    ])
+    ]
+    if f.body.rows is not None:  # rows a merge made: the merge (its sources and joins) is part of the meaning
+        parts.append(explain([f.body.rows], schema=True))
+    return json.dumps(parts)
+
+
+def is_merged(prep: nodes.Node) -> bool:
+    """Whether a group's event plan reads rows a merge made (several sources, a join)."""
+    return any(isinstance(n, (nodes.Join, nodes.AsOfJoin)) for n in walk([prep]))
+
+
+def merged_sources(prep: nodes.Node) -> list[str]:
+    return list(dict.fromkeys(n.name for n in walk([prep]) if isinstance(n, nodes.Source)))
 
 
 def definitions(f: Feature) -> dict[str, str]:
@@ -148,13 +162,14 @@ def _value_expr(call: AggCall) -> Expr:
 def group_features(features: list[Feature]) -> list[tuple[Group, nodes.Node]]:
     """The groups of ``features`` with, per group, the IR of its events: one row per source
     event with a non-NULL key, the keys, the event time and each slot's masked argument."""
-    by: dict[tuple[str, tuple[tuple[str, str], ...]], list[Feature]] = {}
+    by: dict[tuple[Any, ...], list[Feature]] = {}
     for f in features:
         servable(f)
-        sig = (f.source.source_name, tuple((k, e.sql()) for k, e in _key_spec(f)))
+        # Rows a merge made are a group of their own: materialized through the merge.
+        sig = (f.source.source_name, tuple((k, e.sql()) for k, e in _key_spec(f)), f.body.rows)
         by.setdefault(sig, []).append(f)
     out = []
-    for (source_name, _), feats in by.items():
+    for (source_name, _, _), feats in by.items():
         src = feats[0].source.node()
         assert src.event_time is not None
         keys = _key_spec(feats[0])
@@ -174,7 +189,8 @@ def group_features(features: list[Feature]) -> list[tuple[Group, nodes.Node]]:
                     None if call.arg is None else call.arg.dtype, name, definition(f, call),
                 ))
         not_null = and_all([Unary("IS NOT NULL", e) for _, e in keys])
-        node: nodes.Node = src if not_null is None else nodes.Filter(src, not_null)
+        rows = feats[0].body.input_node()
+        node: nodes.Node = rows if not_null is None else nodes.Filter(rows, not_null)
         ts = src.event_time
         node = nodes.Project(node, (*keys, (ts, Column(ts, T.Timestamp)), *exprs))
         key_types = tuple((k, e.dtype) for k, e in keys)

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from relplan.backends.arrow_io import as_arrow, conform_table
 from relplan.compiler import progress as _progress
+from relplan.compiler.derived import DerivedFeature, split_features
 from relplan.compiler.source import Source
 from relplan.compiler.transformation import Feature
 from relplan.ir import nodes
@@ -40,8 +41,10 @@ from relplan.ir.graph import walk
 from relplan.ir.schema import Schema
 from relplan.ir.windows import TimeWindow
 from relplan.serving import partials
+from relplan.serving.derived import DerivedEvaluator
 from relplan.serving.layout import (
-    LIFETIME_TILE, Group, GroupState, Slot, definitions, group_features, group_from_json, group_to_json, servable,
+    LIFETIME_TILE, Group, GroupState, Slot, definitions, group_features, group_from_json, group_to_json, is_merged,
+    merged_sources, servable,
 )
 from relplan.serving.storage import Storage, StoreError
 
@@ -198,14 +201,21 @@ class PreparedRequest:
     """Features resolved once against the store's metadata: a request does no metadata work."""
 
     def __init__(
-        self, store: OnlineStore, columns: list[_Served], items: tuple[Any, ...], features: tuple[Feature, ...],
-        layout: dict[str, bytes],
+        self, store: OnlineStore, columns: list[_Served], items: tuple[Any, ...], features: tuple[Any, ...],
+        layout: dict[str, bytes], outputs: tuple[str, ...] | None = None, derived: tuple[DerivedFeature, ...] = (),
     ) -> None:
         self.store = store
-        self.columns = columns
+        self.columns = columns  # what is read from the store (a derived feature's inputs too)
         self.items = items  # what was asked for (features or names): re-prepared from it
-        self.features = features  # the Feature objects among them (the consistency check replays them)
+        # The Feature and DerivedFeature objects among them (the consistency check replays them).
+        self.features = features
         self.layout = layout  # per group, its layout when prepared: each request checks it
+        # The result's feature columns, in the order asked (inputs read only for a derived one left out).
+        self.outputs = outputs if outputs is not None else tuple(c.column for c in columns)
+        self.derived = derived
+        self.evaluator = (
+            DerivedEvaluator(derived, [(c.column, c.slot.dtype) for c in columns]) if derived else None
+        )
         self.groups: dict[str, GroupState] = {}
         for c in columns:
             self.groups.setdefault(c.state.group.id, c.state)
@@ -231,7 +241,8 @@ class PreparedRequest:
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
-        return tuple(c.column for c in self.columns)
+        """The result's feature columns (derived ones included), in the order asked."""
+        return self.outputs
 
     def _plan(self, gid: str, t: int) -> tuple[list[str], list[tuple[_Parts, list[int]]]]:
         """The fields to read for group ``gid`` at time t, and per window its parts and columns."""
@@ -306,17 +317,19 @@ class OnlineStore:
             s.group.id: s for s in states if (source is None or s.group.source == source) and _is_live(s.group, meta)
         }
 
-    def _remember(self, features: Iterable[Feature]) -> list[tuple[Group, nodes.Node]]:
-        features = list(features)
+    def _remember(self, features: Iterable[Feature | DerivedFeature]) -> list[tuple[Group, nodes.Node]]:
+        features, derived = split_features(list(features))
         groups = group_features(features)
         for g, prep in groups:
-            self._preps[g.id] = (g, prep, _source_of(prep))
+            self._preps[g.id] = (g, prep, _source_of(prep, g.source))
         for f in features:
             for c in f.columns:
                 self._feature_of[c] = f
+        for d in derived:
+            self._feature_of[d.name] = d
         return groups
 
-    def feature_of(self, column: str) -> Feature | None:
+    def feature_of(self, column: str) -> Feature | DerivedFeature | None:
         """The Feature object behind a served column, where this store object has seen it."""
         return self._feature_of.get(column)
 
@@ -324,7 +337,7 @@ class OnlineStore:
         """Names resolved through the store's catalog, if it has one (else left to the caller's checks)."""
         if self._catalog is None:
             return features
-        items = [features] if isinstance(features, (Feature, str)) else features
+        items = [features] if isinstance(features, (Feature, DerivedFeature, str)) else features
         if isinstance(items, (list, tuple)) and any(isinstance(f, str) for f in items):
             return self._catalog.resolve(items)
         return features
@@ -333,7 +346,7 @@ class OnlineStore:
 
     def materialize(
         self,
-        features: Feature | Iterable[Feature],
+        features: Feature | DerivedFeature | Iterable[Feature | DerivedFeature],
         tables: Mapping[str, Any],
         *,
         until: Any = None,
@@ -348,6 +361,9 @@ class OnlineStore:
         aggregation runs on ``engine`` (``engine_options`` go to its backend: Spark's
         ``session=``, Flink's ``table_env=``); requests are exact from ``until`` minus the
         source's allowed lateness on. ``until`` defaults to just after the newest event.
+        A derived feature (``rp.derived``) materializes its input features. A feature
+        over rows a merge made is materialized through the merge (``tables`` then
+        holds every source it joins); push() cannot update it.
         ``progress``: a bar while it runs (default: on a terminal, for work of a second
         or more; see ``rp.set_progress``). Returns what was written (groups, records, seconds)."""
         from relplan.backends import get_backend
@@ -369,17 +385,21 @@ class OnlineStore:
                 backend.on_step = steps.note  # the engine's own steps: inputs, each query, fetching
             for i, (g, prep) in enumerate(groups):
                 steps.step(f"group {i + 1}/{len(groups)}: running on {engine}")
-                src = _source_of(prep)
-                if src.name not in tables:
-                    raise DataError(f"no table given for source {src.name!r}: pass tables={{{src.name!r}: <pyarrow table>}}")
-                table = conform_table(src, tables[src.name])
+                src = self._preps[g.id][2]
+                inputs = {}
+                for s_ in walk([prep]):
+                    if isinstance(s_, nodes.Source) and s_.name not in inputs:
+                        if s_.name not in tables:
+                            raise DataError(f"no table given for source {s_.name!r}: pass tables={{{s_.name!r}: <pyarrow table>}}")
+                        inputs[s_.name] = conform_table(s_, tables[s_.name])
+                table = inputs[src.name]
                 u = _until(table, src, until)
                 serve_from = u - src.lateness
                 raw_from = {h: _floor(serve_from - g.longest(h), h) for h in g.tiles()}
                 base = _floor(serve_from, LIFETIME_TILE) if g.lifetime_slots() else None
                 sinks = _materialize_sinks(g, prep, src, u, raw_from, base)
                 t0 = time.perf_counter()
-                results = backend.run(tuple(sinks), {src.name: table})
+                results = backend.run(tuple(sinks), inputs)
                 engine_seconds += time.perf_counter() - t0
                 steps.step(f"group {i + 1}/{len(groups)}: encoding")
                 before = len(records)
@@ -426,7 +446,7 @@ class OnlineStore:
         events: Any,
         batch_id: str | None = None,
         *,
-        features: Feature | Iterable[Feature] | None = None,
+        features: Feature | DerivedFeature | Iterable[Feature | DerivedFeature] | None = None,
     ) -> int:
         """Apply new events of ``source`` to every materialized feature over it, atomically.
 
@@ -443,6 +463,19 @@ class OnlineStore:
         if name is None:
             raise DataError(f"push() takes a source class (e.g. Transactions) or its name, got {source!r}")
         states = list(self.group_states(name).values())
+        merged = [
+            s.group for s in self.group_states().values()
+            if s.group.id in self._preps and is_merged(self._preps[s.group.id][1])
+            and name in merged_sources(self._preps[s.group.id][1])
+        ]
+        if merged:
+            cols = [sl.column for g in merged for sl in g.slots]
+            joined = sorted({n for g in merged for n in merged_sources(self._preps[g.id][1])})
+            raise StoreError(
+                f"push() of {name!r} events cannot update {cols}: they aggregate rows merged from {joined}, and an "
+                "event's merged value depends on the other sources' rows as of its time, which the online store does "
+                "not keep; materialize them again (store.materialize(...)) with the new events instead"
+            )
         if not states:
             raise FeatureError(f"no materialized feature reads source {name!r}: materialize features over it first")
         missing = [s.group.id for s in states if s.group.id not in self._preps]
@@ -504,10 +537,14 @@ class OnlineStore:
 
     # -- serve ----------------------------------------------------------------------------------
 
-    def prepare(self, features: Feature | str | Iterable[Feature | str]) -> PreparedRequest:
-        """Resolve ``features`` (objects, or names of materialized features or columns) once."""
+    def prepare(self, features: Feature | DerivedFeature | str | Iterable[Feature | DerivedFeature | str]) -> PreparedRequest:
+        """Resolve ``features`` (objects, or names of materialized features or columns) once.
+
+        A derived feature (``rp.derived``) is served by reading its input features and
+        evaluating its expression on their values and the request fields, which a
+        request's entity rows carry as columns named like the fields."""
         self._check_open()
-        items = [features] if isinstance(features, (Feature, str)) else list(features)
+        items = [features] if isinstance(features, (Feature, DerivedFeature, str)) else list(features)
         if not items:
             raise FeatureError("get_online_features() needs at least one feature")
         if self._catalog is not None:
@@ -518,16 +555,36 @@ class OnlineStore:
             return got
         meta = self._meta()
         wanted: list[tuple[str, str | None]] = []  # column, its definition when a Feature was given
-        objects: list[Feature] = []
+        objects: list[Any] = []
+        outputs: list[str] = []
+        derived: list[DerivedFeature] = []
         for f in items:
             if isinstance(f, str):
                 wanted.append((f, None))
+                outputs.append(f)
             elif isinstance(f, Feature):
                 servable(f)
                 objects.append(f)
                 wanted.extend(definitions(f).items())
+                outputs.extend(f.columns)
+            elif isinstance(f, DerivedFeature):
+                objects.append(f)
+                derived.append(f)
+                outputs.append(f.name)
             else:
                 raise FeatureError(f"features= takes features or their names, got {type(f).__name__}: {f!r}")
+        if len(set(outputs)) != len(outputs):
+            dup = sorted({c for c in outputs if outputs.count(c) > 1})
+            raise FeatureError(f"features {dup} are requested twice")
+        # A derived feature's inputs are read too, once each (also when asked for themselves).
+        reading = {c for c, _ in wanted}
+        for d in derived:
+            for f in d.inputs:
+                servable(f)
+                for c, definition in definitions(f).items():
+                    if c not in reading:
+                        reading.add(c)
+                        wanted.append((c, definition))
         if objects:
             self._remember(objects)
         columns: list[_Served] = []
@@ -561,7 +618,7 @@ class OnlineStore:
             dup = sorted({c.column for c in columns if [d.column for d in columns].count(c.column) > 1})
             raise FeatureError(f"features {dup} are requested twice")
         layout = {gid: meta[f"g:{gid}"].encode() for gid in dict.fromkeys(c.state.group.id for c in columns)}
-        prepared = PreparedRequest(self, columns, key, tuple(objects), layout)
+        prepared = PreparedRequest(self, columns, key, tuple(objects), layout, tuple(outputs), tuple(derived))
         self._prepared[key] = prepared
         return prepared
 
@@ -663,7 +720,6 @@ class OnlineStore:
                             acc[j] = col.combine(acc[j], partials.of_events(col.slot.func, [(ev_times[k], vals[k]) for k in inside]))
                     for j, c in enumerate(ix):
                         out[c][i] = partials.value(columns[c].slot.func, acc[j])
-        names = req.feature_columns
         # One array per result type (a few), sliced into the columns of that type.
         arrays: list[Any] = [None] * len(columns)
         for target, ix in req.by_type:
@@ -672,12 +728,21 @@ class OnlineStore:
                 pa.array(flat, pa.int32()).cast(target) if pa.types.is_date(target) else pa.array(flat, target))
             for j, i in enumerate(ix):
                 arrays[i] = arr.slice(j * n, n)
-        result = pa.Table.from_arrays([*rows.columns, *arrays], names=[*rows.column_names, *names])
+        values = {c.column: a for c, a in zip(columns, arrays)}
+        request: dict[str, Any] = {}
+        if req.evaluator is not None:
+            # The expressions over the served values and the request's: the IR's semantics,
+            # by the reference executor (serving/derived.py).
+            request = req.evaluator.request_columns(rows)
+            values.update(req.evaluator.evaluate(values, request, n))
+        names = req.feature_columns
+        result = pa.Table.from_arrays([*rows.columns, *(values[c] for c in names)], names=[*rows.column_names, *names])
         if self.log_requests:
             logged = pa.table({
                 **{k: rows.column(k) for k, _ in req.keys},
                 "request_time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                **{c.column: result.column(c.column) for c in req.columns},
+                **{k: v for k, v in request.items() if k not in dict(req.keys) and k != "request_time"},
+                **{c: values[c] for c in names},
             })
             self._log.append((req.feature_columns, req.features, logged))
         return result
@@ -712,18 +777,21 @@ class _Reported(dict):  # type: ignore[type-arg]
         self._steps.note(f"{n}/{n}")
 
 
-def _source_of(prep: nodes.Node) -> nodes.Source:
-    return next(n for n in walk(prep) if isinstance(n, nodes.Source))
+def _source_of(prep: nodes.Node, name: str) -> nodes.Source:
+    """The group's source (of its event time and lateness): among a merge's sources, the left one."""
+    return next(n for n in walk(prep) if isinstance(n, nodes.Source) and n.name == name)
 
 
 def _features(features: Any, what: str) -> list[Feature]:
-    items = [features] if isinstance(features, Feature) else list(features) if isinstance(features, Iterable) and not isinstance(features, str) else None
+    """The features given, a derived feature's inputs in its place."""
+    one = isinstance(features, (Feature, DerivedFeature))
+    items = [features] if one else list(features) if isinstance(features, Iterable) and not isinstance(features, str) else None
     if not items:
         raise FeatureError(f"{what} takes a feature or a list of features, got {features!r}")
     for f in items:
-        if not isinstance(f, Feature):
+        if not isinstance(f, (Feature, DerivedFeature)):
             raise FeatureError(f"{what} takes features, got {type(f).__name__}: {f!r}")
-    return items
+    return split_features(items)[0]
 
 
 def _until(table: pa.Table, src: nodes.Source, until: Any) -> int:

@@ -48,7 +48,8 @@ from relplan.compiler.transformation import Feature
 from relplan.ir import nodes
 from relplan.ir.errors import DataError, FeatureError
 from relplan.ir.graph import walk
-from relplan.serving.layout import Group, GroupState, group_features, group_from_json
+from relplan.serving.layout import Group, GroupState, group_features, group_from_json, is_merged, merged_sources
+from relplan.serving.storage import StoreError
 
 if TYPE_CHECKING:
     from relplan.compiler.plan import Plan
@@ -246,6 +247,12 @@ def streaming_jobs(
     feats = _feature_list(features)
     by_source: dict[str, list[tuple[Group, nodes.Node]]] = {}
     for g, prep in group_features(feats):
+        if is_merged(prep):
+            raise StoreError(
+                f"{[sl.column for sl in g.slots]} aggregate rows merged from {sorted(merged_sources(prep))}: a streaming job "
+                "of one source's events cannot enrich them as of their time; materialize them "
+                "(store.materialize(...)) on a schedule instead"
+            )
         by_source.setdefault(g.source, []).append((g, prep))
     jobs = []
     for source, groups in by_source.items():
