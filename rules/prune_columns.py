@@ -8,7 +8,9 @@ what they read. Then, bottom-up:
 - an Aggregate or TimeWindowAggregate drops the aggregates nobody reads (it keeps
   at least one: the node itself must stay, since it decides the rows);
 - a WindowAggregate drops them too, and when none of its outputs is read it is
-  removed, which is legal since it outputs one row per input row, unchanged;
+  removed, which is legal since it outputs one row per input row, unchanged; an
+  AsOfJoin likewise (exactly its spine's rows: a merge_asof whose columns nobody
+  reads is not run);
 - below a node that carries its input's columns through or reads only some of
   them (Aggregate, TimeWindowAggregate, WindowAggregate, Join, Union), a Project
   narrows the input to the columns that node needs. So a Source is read through
@@ -127,7 +129,7 @@ def _kept_aggs(aggs: tuple[AggCall, ...], mine: set[str]) -> tuple[AggCall, ...]
     return tuple(a for a in aggs if a.name in mine) or aggs[:1]
 
 
-def _kept_windows(w: WindowAggregate, mine: set[str]) -> tuple[tuple[Frame, tuple[AggCall, ...]], ...]:
+def _kept_windows(w: WindowAggregate | AsOfJoin, mine: set[str]) -> tuple[tuple[Frame, tuple[AggCall, ...]], ...]:
     out = []
     for frame, aggs in w.windows:
         kept = tuple(a for a in aggs if a.name in mine)
@@ -162,8 +164,13 @@ def _input_needs(n: Node, mine: set[str]) -> list[set[str]]:
     if isinstance(n, Union):
         return [set(mine) for _ in n.members]
     if isinstance(n, AsOfJoin):
-        spine = (mine & set(n.spine.schema.names)) | {s for s, _ in n.on} | {n.spine_time}
-        return [spine | ({n.row_id} if n.row_id else set()), {e for _, e in n.on} | {n.event_time} | _agg_cols(n.aggs)]
+        passed = mine & set(n.spine.schema.names)
+        windows = _kept_windows(n, mine)
+        if not windows:
+            return [passed, set()]  # removed: its consumers read its spine directly
+        spine = passed | {s for s, _ in n.on} | {n.spine_time}
+        kept = _agg_cols(a for _, aggs in windows for a in aggs)
+        return [spine | ({n.row_id} if n.row_id else set()), {e for _, e in n.on} | {n.event_time} | kept]
     return [set(i.schema.names) for i in n.inputs]  # any other node: all of its inputs
 
 
@@ -200,6 +207,14 @@ def _narrow(node: Node, inputs: tuple[Node, ...], mine: set[str], reads: list[se
         if left is node.left and right is node.right:
             return None
         return node.with_inputs((left, right))
+    if isinstance(node, AsOfJoin):
+        windows = _kept_windows(node, mine)
+        if not windows:
+            return inputs[0]  # removed: exactly its spine's rows, plus columns nobody reads
+        spine, events = _fit(inputs[0], reads[0]), _fit(inputs[1], reads[1])
+        if spine is node.spine and events is node.events and windows == node.windows:
+            return None
+        return node.replace_fields(spine=spine, events=events, windows=windows)
     if isinstance(node, Union):
         members = tuple(_fit(m, r) for m, r in zip(inputs, reads))
         if all(a is b for a, b in zip(members, node.members)):
