@@ -30,7 +30,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
-from relplan.compiler.dsl import DataFrameAPI, Series, _literal
+from relplan.compiler.dsl import DataFrameAPI, Series, _literal, as_series
 from relplan.compiler.location import user_facing
 from relplan.ir import types as T
 from relplan.ir.errors import FeatureError, SchemaError, TypeMismatchError
@@ -121,8 +121,10 @@ class UDF(Generic[R]):
         values = self._bind(args, kwargs)
         source: str | None = None
         exprs: list[Expr] = []
+        refs: tuple[Any, ...] = ()  # the features and request fields it reads, for rp.derived
         params = self._parameters(len(values))
         for i, (v, p) in enumerate(zip(values, params)):
+            v = as_series(v)  # a feature passed as an argument: its value
             what = f"argument {i + 1}" + (f" ({p.name})" if p is not None else "")
             if isinstance(v, DataFrameAPI):
                 raise TypeMismatchError(f"python_udf {self.name}: {what} is a whole DataFrame; pass a column, e.g. tx.amt")
@@ -133,6 +135,7 @@ class UDF(Generic[R]):
                         f"{source}; a UDF's columns must come from one frame"
                     )
                 source = v.source
+                refs = tuple(dict.fromkeys(refs + v.refs))
                 e = v.expr
                 self._check_annotation(p, e.dtype, what)
                 exprs.append(e)
@@ -153,7 +156,7 @@ class UDF(Generic[R]):
                 f"python_udf {self.name} is called without a column: it builds a column expression "
                 f"(e.g. {self.name}(tx.merchant)); to run the function on plain values call {self.name}.fn(...)"
             )
-        return Series(PythonUDF(self.name, self.fn, tuple(exprs), self.returns), source)
+        return Series(PythonUDF(self.name, self.fn, tuple(exprs), self.returns), source, refs=refs)
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         """The arguments in the function's parameter order, defaults filled in."""

@@ -159,7 +159,7 @@ def test_where_coalesce_and_a_python_udf_are_served_as_training_data_computes_th
     at = T0 + 7 * DAY
     capped = rp.derived("capped", rp.where(Scoring.amount > AVG_30D, AVG_30D, Scoring.amount))
     filled = rp.derived("filled", rp.coalesce(Scoring.amount / AVG_30D, -1.0))
-    bucketed = rp.derived("bucketed", bucket(AVG_30D.column("card_avg_30d")) + AVG_30D * 0.0)
+    bucketed = rp.derived("bucketed", bucket(AVG_30D.column("card_avg_30d")))
     feats = [capped, filled, bucketed]
     rows = pa.table({
         "card": [1, 2, 3, None, 4], "amount": [100.0, -5.0, None, 1.0, 2.0], "t": [at] * 5,
