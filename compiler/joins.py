@@ -63,6 +63,8 @@ def build_merge(
     _check_right(right, "merge")
     suffix = _right_suffix(suffixes)
     pairs = _key_pairs(left, right, on, left_on, right_on, "merge", "on")
+    if left._source.node().event_time is not None:
+        _event_time(left, "merge")  # the joined rows' event time is the left's: it must still be there
     right_time = right._source.node().event_time
     bounds: tuple[int, int] | None = None
     if within is None:
