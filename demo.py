@@ -4,6 +4,8 @@
 
 Prints the plan (explain), the DuckDB SQL, a sample of the results and timings;
 then training data: features as of each of 100k scored transactions (a spine).
+The transactions are also enriched with a small merchants dimension as of each one's
+time (merge_asof), and one feature is derived from two others (rp.derived).
 """
 
 from __future__ import annotations
@@ -64,6 +66,38 @@ def hourly_failures(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
     return tx[tx.status != "ok"].groupby("account_id").window(wspec).count()
 
 
+class Merchants(rp.Source):
+    """The merchants dimension: a merchant's risk score and category, one row per version."""
+
+    merchant: rp.String = rp.key()
+    risk: rp.Float64
+    category: rp.String
+    updated_at: rp.Timestamp = rp.event_time()
+
+
+@rp.transformation
+def risky_merchant_spend(tx: Transactions, wspec: rp.WindowSpec) -> rp.FeatureBody:
+    # Each transaction with its merchant's row as of the transaction's time: a later
+    # risk score (the merchant flagged afterwards) never reaches an earlier transaction.
+    enriched = tx.merge_asof(Merchants, by="merchant")
+    return enriched[enriched.risk > 0.5].groupby("account_id")["amt"].window(wspec).sum()
+
+
+def enrichment_features(features: list[rp.Feature]) -> list[rp.Feature | rp.DerivedFeature]:
+    """A feature over the transactions joined with the merchants dimension as of each
+    one's time, and one derived from two of ``features`` (demo_features(): a Project
+    over their rows, no extra pass over the events)."""
+    by_name = {f.name: f for f in features}
+    avg_1h = by_name["average_transaction_amount_by_merchant_1h"]
+    max_7d = by_name["max_transaction_amount_7d"]
+    return [
+        # Per account and day: one row per window, not another row per transaction (the
+        # demo's run time stays about what it was).
+        risky_merchant_spend(window=rp.tumbling("1d")),
+        rp.derived("merchant_avg_to_max_7d", avg_1h.value / max_7d.value),
+    ]
+
+
 def demo_features() -> list[rp.Feature]:
     """The per-event features the docs, the bench and the tests share."""
     return [
@@ -108,6 +142,31 @@ def make_transactions(rows: int = 1_000_000, seed: int = 7, days: int = 30) -> p
             "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
         }
     )
+
+
+def make_merchants(seed: int = 7, days: int = 30, versions: int = 4) -> pa.Table:
+    """The merchants of make_transactions, each with a first version before the log starts
+    and about ``versions`` more at random times in it: a risk score that drifts (a few
+    merchants become risky) and a category that rarely changes."""
+    rng = np.random.default_rng(seed + 2)
+    n = 2_000
+    names = np.array([f"merchant_{i:04d}" for i in range(n)], dtype=object)
+    start = np.datetime64("2024-03-01T00:00:00", "us").astype(np.int64)
+    first = start - rng.integers(1, 365, n) * 86_400_000_000
+    later = rng.poisson(versions, n)
+    who = np.concatenate([np.arange(n), np.repeat(np.arange(n), later)])
+    at = np.concatenate([first, start + rng.integers(0, days * 86_400_000_000, int(later.sum()))])
+    base = rng.beta(2.0, 5.0, n)  # most merchants are low risk, one in ten above 0.5
+    risk = np.clip(base[who] + rng.normal(0.0, 0.1, len(who)), 0.0, 1.0)
+    categories = np.array(["grocery", "travel", "fuel", "online", "restaurants", "electronics"], dtype=object)
+    category = categories[(who * 7 + (rng.random(len(who)) < 0.05)) % len(categories)]
+    order = np.argsort(at, kind="stable")
+    return pa.table({
+        "merchant": pa.array(names[who][order], pa.string()),
+        "risk": pa.array(np.round(risk[order], 3), pa.float64()),
+        "category": pa.array(category[order], pa.string()),
+        "updated_at": pa.array(at[order], pa.timestamp("us", tz="UTC")),
+    })
 
 
 def make_spine(transactions: pa.Table, seed: int = 7, rows: int = 100_000) -> pa.Table:
@@ -199,7 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
 
-    features = demo_features() + [hourly_failures(window=rp.tumbling("1h"))]
+    base = demo_features()
+    features: list[rp.Feature | rp.DerivedFeature] = [
+        *base, hourly_failures(window=rp.tumbling("1h")), *enrichment_features(base)
+    ]
     t0 = time.perf_counter()
     compiled = rp.compile(features)
     t_compile = time.perf_counter() - t0
@@ -223,10 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     # The data after the plans: what relplan makes of the features shows at once.
     t0 = time.perf_counter()
     table = make_transactions(args.rows, args.seed)
+    merchants = make_merchants(args.seed)
     t_gen = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    results = rp.execute_all(plan, engine="duckdb", tables={"Transactions": table})
+    results = rp.execute_all(plan, engine="duckdb", tables={"Transactions": table, "Merchants": merchants})
     t_exec = time.perf_counter() - t0
 
     for name, result in results.items():
@@ -253,7 +316,10 @@ def main(argv: list[str] | None = None) -> None:
 
     print("== placement: where each feature would run, fresh within 15 minutes, missing at most 0.1% " + "=" * 1)
     t0 = time.perf_counter()
-    stats = rp.measure_statistics({"Transactions": with_arrival_times(table, args.seed)}, arrival={"Transactions": "arrived_at"}, event_time={"Transactions": "ts"})
+    stats = rp.measure_statistics(
+        {"Transactions": with_arrival_times(table, args.seed), "Merchants": merchants},
+        arrival={"Transactions": "arrived_at"}, event_time={"Transactions": "ts", "Merchants": "updated_at"},
+    )
     t_stats = time.perf_counter() - t0
     t0 = time.perf_counter()
     placed = rp.optimize(compiled, statistics=stats, knobs=rp.Knobs(max_staleness="15m", max_missed=0.001))
@@ -272,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
 
     n_feat = sum(len(f.columns) for f in features)
     print("== timings " + "=" * 62)
-    print(f"generate {args.rows:,} transactions: {t_gen:8.3f} s")
+    print(f"generate {args.rows:,} transactions, {merchants.num_rows:,} merchant versions: {t_gen:8.3f} s")
     print(f"compile {len(features)} features:           {t_compile * 1000:8.2f} ms")
     print(f"optimize:                          {t_optimize * 1000:8.2f} ms")
     print(f"execute on DuckDB ({n_feat} columns):  {t_exec:8.3f} s  ({t_exec * 1000 / n_feat:.0f} ms per feature column)")

@@ -31,4 +31,7 @@ def test_the_demo_needs_only_the_core() -> None:
     # Its first result is the plan, before any data is made; it ends serving one card.
     assert out.startswith("== explain() of the compiled plan")
     assert "served == training data: True" in out
+    # Transactions enriched with the merchants dimension as of each one's time, and a derived feature.
+    assert "== Transactions_Merchants_tumble_1d_by_account_id: " in out and "risky_merchant_spend_tumble_1d" in out
+    assert "merchant_avg_to_max_7d := average_transaction_amount_by_merchant_1h / max_transaction_amount_7d" in out
     assert "== timings" in out
