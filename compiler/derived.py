@@ -181,12 +181,20 @@ def split_features(items: Sequence[Any]) -> tuple[list[Feature], list[DerivedFea
     given) and the derived features, each in order."""
     feats = [f for f in items if isinstance(f, Feature)]
     derived_ = [f for f in items if isinstance(f, DerivedFeature)]
-    given = set(feats)
+    # By name and definition: the same transformation called twice with the same window
+    # is one feature, though the two calls were made on different lines.
+    known = {f.name: f for f in feats}
     for d in derived_:
         for f in d.inputs:
-            if f not in given:
-                given.add(f)
+            other = known.setdefault(f.name, f)
+            if other is f:
                 feats.append(f)
+            elif other.body != f.body:
+                raise FeatureError(
+                    f"derived feature {d.name} reads a feature named {f.name} ({f.defined_at}) that differs from "
+                    f"the feature of that name given with it ({other.defined_at}); give one of them another name",
+                    where=d.defined_at,
+                )
     return feats, derived_
 
 

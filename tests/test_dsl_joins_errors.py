@@ -115,3 +115,24 @@ def test_a_derived_feature_over_two_row_sets_is_computed_where_a_row_holds_both(
     mixed = rp.derived("mixed", total(window=rp.sliding("1h")) / versions(window=rp.sliding("1d")))
     with pytest.raises(rp.FeatureError, match=r"no row of a batch plan holds them all.*rp.pitc_join_features"):
         rp.compile([mixed])
+
+
+def test_the_same_feature_made_twice_is_one_input_and_a_different_one_is_refused() -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    @rp.transformation
+    def total(tx: ETx, wspec: rp.WindowSpec) -> Any:
+        return tx.groupby("cc_num")["amt"].window(wspec).sum()
+
+    given = total(window=rp.sliding("1h"))
+    again = total(window=rp.sliding("1h"))  # another call, another line: the same definition
+    doubled = rp.derived("doubled", again * 2)
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    tx = pa.table({"cc_num": [1, 1], "merchant_id": [1, 1], "amt": [1.0, 2.0], "ts": [t0, t0 + dt.timedelta(minutes=1)]})
+    out = rp.execute(rp.compile([given, doubled]), tables={"ETx": tx})
+    assert out.column("doubled").to_pylist() == [2.0, 6.0] and out.column_names.count(given.name) == 1
+    other = total(window=rp.sliding("2h"), name=given.name)  # the same name, another window
+    with pytest.raises(rp.FeatureError, match=r"reads a feature named total_1h .* differs from the feature of that name"):
+        rp.compile([given, rp.derived("d2", other * 2)])
