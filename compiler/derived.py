@@ -186,8 +186,9 @@ def split_features(items: Sequence[Any]) -> tuple[list[Feature], list[DerivedFea
     known = {f.name: f for f in feats}
     for d in derived_:
         for f in d.inputs:
-            other = known.setdefault(f.name, f)
-            if other is f:
+            other = known.get(f.name)
+            if other is None:
+                known[f.name] = f
                 feats.append(f)
             elif other.body != f.body:
                 raise FeatureError(
