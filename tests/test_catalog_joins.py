@@ -13,11 +13,12 @@ import pytest
 
 import relplan as rp
 from relplan import cli
-from relplan.catalog import Catalog, GuardrailError, collect, load_module
+from relplan.catalog import Catalog, GuardrailError, collect
 from relplan.catalog import serialize as S
 from relplan.catalog.fingerprint import digest, fingerprint, reads, semantics, source_reads
 from relplan.catalog.lineage import lineage_graph
 from relplan.compiler.derived import DerivedFeature
+from test_catalog import module as write_module
 
 # One module, as a data scientist writes it; each edit below is a small text change of it.
 MODULE = '''
@@ -89,9 +90,7 @@ JOIN_FEATURES = ("risky_amt_1h", "region_count_1h", "login_count_1h")
 
 
 def module(tmp_path: Path, text: str = MODULE, name: str = "joins") -> object:
-    path = tmp_path / f"{name}.py"
-    path.write_text(text)
-    return load_module(str(path))
+    return write_module(tmp_path, text, name)
 
 
 def edited(tmp_path: Path, old: str, new: str, name: str = "edited") -> object:
