@@ -41,10 +41,24 @@ class Plan:
                 return s
         raise RelplanError(f"plan has no output {name!r}; its outputs are {list(self.output_names)}")
 
-    def explain(self, *, verbose: bool = False, schema: bool = False) -> str:
+    def explain(self, *, verbose: bool = False, schema: bool = False, statistics: Statistics | None = None) -> str:
         """Deterministic plan text; ``verbose`` adds the features and the optimizer trace.
-        A placed plan (``rp.optimize(plan, knobs=...)``) ends with its placement."""
-        text = explain_nodes(self.outputs, schema=schema or verbose)
+        A placed plan (``rp.optimize(plan, knobs=...)``) ends with its placement.
+        ``statistics=rp.Statistics(...)``: each node's estimated rows, its share of a batch
+        run and the state a streaming job holds for it, in brackets, and the whole plan's."""
+        annotate: dict[Node, str] | None = None
+        total = ""
+        if statistics is not None:
+            from relplan.rules.statistics import Statistics as _Statistics
+
+            if not isinstance(statistics, _Statistics):
+                raise RelplanError(f"explain(statistics=...) takes an rp.Statistics, got {type(statistics).__name__}")
+            engine = self.placement.knobs.batch_engine if self.placement is not None else "duckdb"
+            notes, total = _estimate_notes(self.outputs, statistics, engine)
+            annotate = {n: ", ".join(lines) for n, lines in notes.items()}
+        text = explain_nodes(self.outputs, schema=schema or verbose, annotate=annotate)
+        if total:
+            text += "\n" + total
         if self.placement is not None:
             text += "\n" + self.placement.explain()
         if not verbose:

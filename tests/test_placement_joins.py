@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import relplan as rp
 
 
@@ -105,3 +107,16 @@ def test_the_asof_join_state_is_the_dimensions_newest_value_per_key() -> None:
     est = estimate(plan.outputs, STATS)
     (asof,) = [n for n in walk(plan.outputs) if isinstance(n, AsOfJoin)]
     assert est[asof].state_rows == 1_000  # one row per merchant
+
+
+def test_explain_with_statistics_shows_each_joins_estimates() -> None:
+    text = rp.optimize(rp.compile(FEATURES)).explain(statistics=STATS)
+    lines = {line.strip().split(" ")[0] + (" lookup" if " lookup" in line else " within" if " within " in line else ""): line
+             for line in text.splitlines() if line.strip().startswith(("AsOfJoin", "Join"))}
+    assert set(lines) == {"AsOfJoin", "Join lookup", "Join within"}
+    for line in lines.values():
+        assert "[rows ≈ " in line and "duckdb ≈ " in line and "stream state ≈ " in line, line
+    assert "stream state ≈ 80KB" in lines["AsOfJoin"]  # one row per merchant (1,000 of 80 bytes)
+    assert text.splitlines()[-1].startswith("estimated: a duckdb run ≈ ")
+    with pytest.raises(rp.RelplanError, match="takes an rp.Statistics"):
+        rp.compile(FEATURES).explain(statistics={"PTx": 1})  # type: ignore[arg-type]
