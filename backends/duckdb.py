@@ -12,13 +12,14 @@ import pyarrow as pa
 from sqlglot import exp
 
 from relplan.backends.arrow_io import in_ir_types
-from relplan.backends.asof import TIME, VALUE, key_name, key_types, newest_event_only, no_point
+from relplan.backends.asof import TIME, VALUE, key_name, key_types, newest_event_only, newest_rows, no_point, with_proven_properties
 from relplan.backends.duckdb_udf import registered as udfs_registered
 from relplan.backends.sql import SqlLowering, all_of, as_name, col, ident, lit, paren
 from relplan.backends.tiles import TiledWindows
 from relplan.ir import types as T
 from relplan.ir.errors import EngineError
 from relplan.ir.graph import walk
+from relplan.ir.expr import Column
 from relplan.ir.nodes import AsOfJoin, Sink, Source, WindowAggregate
 
 # At DEBUG: each query's SQL, and its times (ms) to prepare, to run and fetch, to type.
@@ -35,9 +36,65 @@ class DuckDBLowering(SqlLowering):
         return e
 
     def asof_join_ctes(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
+        if n.lowering == "asof" and newest_rows(n):
+            return self.asof_join_newest_rows(n, spine, events, k)
         if n.lowering == "asof" and newest_event_only(n):
             return self.asof_join(n, spine, events, k)
         return super().asof_join_ctes(n, spine, events, k)
+
+    def asof_join_newest_rows(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
+        """last() at each spine row where the newest event's row holds every answer
+        (``newest_rows``: events unique per key and time, no NULL argument): one ASOF
+        JOIN per filter and edge (most joins: one in all) selecting every column read,
+        nothing to settle, as DuckDB's ASOF JOIN by hand. A spine row with a NULL key
+        or time gets NULLs (the guard); events with a NULL key are left out (the
+        ASOF JOIN would match none either way). A lower frame bound (a TTL) is checked
+        on the time found. One CTE."""
+        types = key_types(n)
+        spine_keys = [
+            self.cast(col(sk, "s"), t) if n.spine.schema.dtype(sk) != t else col(sk, "s") for (sk, _), t in zip(n.on, types)
+        ]
+        event_keys = [
+            as_name(self.cast(col(c), t) if n.events.schema.dtype(c) != t else col(c), key_name(j))
+            for j, ((_, c), t) in enumerate(zip(n.on, types))
+        ]
+        joins: dict[tuple[object, ...], list[str]] = {}  # (filter, edge) -> the columns it reads
+        for frame, a in n.calls:
+            assert isinstance(a.arg, Column)
+            read = joins.setdefault((a.filter, frame.upper_inclusive), [])
+            if a.arg.name not in read:
+                read.append(a.arg.name)
+        q = exp.select(*[col(f.name, "s") for f in n.spine.schema]).from_(exp.Table(this=ident(spine)).as_(ident("s")), copy=False)
+        for i, ((filt, inclusive), read) in enumerate(joins.items()):
+            present = [self.keys_present(tuple(c for _, c in n.on))]
+            if filt is not None:
+                present.append(paren(self.expr(filt)))  # type: ignore[arg-type]
+            candidates = exp.select(
+                *[e.copy() for e in event_keys], as_name(col(n.event_time), TIME),
+                *[as_name(col(c), f"{VALUE}{j}") for j, c in enumerate(read)],
+            ).from_(ident(events), copy=False).where(all_of(present), copy=False)
+            e = f"e{i}"
+            on = [exp.EQ(this=spine_keys[j].copy(), expression=col(key_name(j), e)) for j in range(len(n.on))]
+            later = exp.GTE if inclusive else exp.GT
+            on.append(later(this=col(n.spine_time, "s"), expression=col(TIME, e)))
+            q = q.join(exp.Subquery(this=candidates, alias=exp.TableAlias(this=ident(e))), on=all_of(on), join_type="left", copy=False)
+            q.args["joins"][-1].set("method", "ASOF")
+        guard = self.expr(no_point(n))
+        for c in guard.find_all(exp.Column):
+            c.set("table", ident("s"))  # the spine's key and time
+        keys = list(joins)
+        for frame, a in n.calls:
+            assert isinstance(a.arg, Column)
+            i = keys.index((a.filter, frame.upper_inclusive))
+            e = f"e{i}"
+            result: exp.Expression = col(f"{VALUE}{joins[keys[i]].index(a.arg.name)}", e)
+            if frame.lower is not None:
+                age = exp.Sub(this=self.epoch_us(col(n.spine_time, "s")), expression=self.epoch_us(col(TIME, e)))
+                fresh = (exp.LTE if frame.lower_inclusive else exp.LT)(this=age, expression=lit(frame.lower))
+                result = exp.Case().when(fresh, result, copy=False)
+            result = exp.Case().when(guard.copy(), self.cast(exp.Null(), a.dtype), copy=False).else_(result, copy=False)
+            q = q.select(exp.alias_(result, ident(a.name), copy=False), copy=False)
+        return [(f"t{k}", q)]
 
     def asof_join(self, n: AsOfJoin, spine: str, events: str, k: int) -> list[tuple[str, exp.Expression]]:
         """last() at each spine row by DuckDB's ASOF JOIN. Per distinct value (and
@@ -48,8 +105,10 @@ class DuckDBLowering(SqlLowering):
         matches change. Cheaper than reducing every event to one row per key and time
         first (bench/test_pitc_bench.py), but still a second pass over the events:
         where the events are known unique per key and time (``unique_times``: declared,
-        or seen by pitc_join_features in a log in time order) the ASOF JOIN's match is
-        the answer. A lower frame bound (a TTL) is checked on the time found: if the
+        seen by pitc_join_features in a log in time order, or proven on the run's
+        tables by ``with_proven_properties``) the ASOF JOIN's match is the answer
+        (and where no argument is NULL either, ``asof_join_newest_rows`` joins once
+        for all of them). A lower frame bound (a TTL) is checked on the time found: if the
         newest is too old, all are. CTEs: the ASOF JOINs, one per value the larger
         tied values (none where ``unique_times``), the result."""
         types = key_types(n)
@@ -177,6 +236,11 @@ class DuckDBBackend:
         return self.lowering.to_sql(sinks, pretty=pretty)
 
     def run(self, sinks: tuple[Sink, ...], tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        # What this run's tables show (no NULL to skip, no tie to settle) lets an as-of
+        # join take one ASOF JOIN for all its columns; only here, for these tables:
+        # to_sql() never assumes it. Every run (rp.execute, training data, a local
+        # deployment) comes through here.
+        sinks = with_proven_properties(sinks, tables)
         registered: list[str] = []
         if self._connection is None:
             from relplan.backends.duckdb_connections import call_cursor

@@ -9,14 +9,20 @@ Two comparisons, each within this run (the summary at the end prints the ratios)
    rows (the merge's relation, no feature: the join alone) against DuckDB's
    ``ASOF LEFT JOIN`` written by hand over the same Arrow tables (``ASOF_SQL``, the
    baseline; the goal is relplan within 1.2x). relplan's plan is optimized
-   (``rp.optimize``: choose_asof_lowering picks ``lowering=asof``, DuckDB's ASOF JOIN).
-   Also timed, to say where a difference comes from: relplan told that no two versions
-   of a merchant share a time (declared statistics, ``UNIQUE_VERSIONS``: no ties to
-   settle); by hand one ASOF JOIN per enriched column (``ASOF_PER_COLUMN_SQL``:
-   relplan's shape, each column the newest non-NULL value of its own, without settling
-   ties); and the compiled plan run without ``rp.optimize`` (no lowering chosen: the
-   ``union`` lowering, a sort and window over events + versions; one round, it is
-   slow). Every result is checked against the baseline's, outside the timing.
+   (``rp.optimize``: choose_asof_lowering picks ``lowering=asof``, DuckDB's ASOF JOIN),
+   and the run proves on the given tables that the enriched columns hold no NULL and
+   no two versions of a merchant share a time (``with_proven_properties`` in
+   backends/asof.py: a NULL count and a group-by of 100k rows), so it sends one ASOF
+   JOIN for all the columns. Also timed, to say where a difference comes from:
+   relplan told that no two versions of a merchant share a time (declared
+   statistics, ``UNIQUE_VERSIONS``: the group-by skipped); the general SQL
+   (``plan.to_sql("duckdb")``, which assumes nothing about the data: one ASOF JOIN
+   per column and the ties settled) run by hand; by hand one ASOF JOIN per enriched
+   column (``ASOF_PER_COLUMN_SQL``: the general shape, each column the newest
+   non-NULL value of its own, without settling ties); and the compiled plan run
+   without ``rp.optimize`` (no lowering chosen: the ``union`` lowering, a sort and
+   window over events + versions; one round, it is slow). Every result is checked
+   against the baseline's, outside the timing.
 2. **A derived feature over shared windows**: two features over the same key and
    sliding window (``sum`` and ``count`` of amt, one window pass after
    ``share_windows``) against the same two plus ``rp.derived("avg_amt_1h", ...)``
@@ -28,7 +34,7 @@ Data: numpy with fixed seeds, built once per module (never timed). Events (cc_nu
 merchant_id, amt, ts naive UTC microseconds) over DAYS days in time order; a
 merchant's versions (risk, category, updated_at) at distinct times from 30 days
 before the events to their end, no NULLs, so the hand-written single ASOF JOIN and
-relplan's per-column latest() give the same rows.
+relplan's per-column latest() give the same rows (and relplan can prove it).
 
 ``RELPLAN_BENCH_SCALE`` (default 1.0) multiplies every row count:
 
@@ -47,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import relplan as rp
+from relplan.backends.asof import with_proven_properties
 from relplan.compiler.dsl import DataFrame
 from relplan.compiler.joins import relation
 from relplan.ir import nodes
@@ -207,19 +214,27 @@ def enrich_comparison(tx: pa.Table, merchants: pa.Table) -> str:
 
 
 def test_merge_asof_duckdb(benchmark, enrich):
-    """The baseline, relplan optimized, relplan told the versions are unique, and
-    relplan's shape by hand, in alternation."""
+    """The baseline, relplan optimized, relplan told the versions are unique, relplan's
+    general SQL and its shape by hand, in alternation."""
     tx, merchants, compiled, reference = enrich
     tables = {"Transactions": tx, "Merchants": merchants}
     plan = rp.optimize(compiled)
     assert "lowering=asof" in plan.explain() and "unique_times" not in plan.explain()
     unique = rp.optimize(compiled, statistics=UNIQUE_VERSIONS)
     assert "lowering=asof unique_times" in unique.explain()
-    print("\n" + plan.explain() + "\n" + plan.to_sql("duckdb"))
+    general_sql = plan.to_sql("duckdb")  # assumes nothing about the data
+    assert general_sql.count("ASOF LEFT JOIN") == 3
+    # What a run on these tables proves (no NULL, no tie) and so sends: one ASOF JOIN.
+    proven = rp.Plan(with_proven_properties(plan.outputs, tables), ())
+    assert "lowering=asof unique_times no_nulls" in proven.explain()
+    run_sql = proven.to_sql("duckdb")
+    assert run_sql.count("ASOF LEFT JOIN") == 1
+    print("\n" + proven.explain() + "\n" + run_sql)
     runs = {
         "baseline": lambda: duckdb_query(ASOF_SQL, tx=tx, merchants=merchants),
         "relplan execute (optimized)": lambda: rp.execute(plan, engine="duckdb", tables=tables),
         "relplan, versions declared unique": lambda: rp.execute(unique, engine="duckdb", tables=tables),
+        "relplan's general SQL (nothing proven) by hand": lambda: duckdb_query(general_sql, Transactions=tx, Merchants=merchants),
         "by hand, one ASOF JOIN per column": lambda: duckdb_query(ASOF_PER_COLUMN_SQL, tx=tx, merchants=merchants),
     }
     medians, last = alternate(benchmark, runs, ROUNDS)

@@ -56,7 +56,7 @@ written, and every field listed here is required on reading):
   join, lookup (``true``);
   ``Union`` members; ``AsOfJoin`` spine, events, on, spine_time, event_time,
   windows, row_id?, lowering?, tile?, estimates (``[[lowering, seconds], ...]``),
-  unique_times; ``Sink`` input, name.
+  unique_times, and only where set: no_nulls (``true``); ``Sink`` input, name.
 - ``nodes`` document: nodes, roots (ids) (``nodes_to_dict(roots)``, ``node_to_dict(node)``).
 - ``source`` document (a declared ``rp.Source`` class): class_name, then the
   fields of its Source node (name, columns, event_time?, lateness, bounded, keys).
@@ -833,6 +833,8 @@ class _NodeTable:
                 tile=n.tile, estimates=[[k, _num_out(v, "estimate")] for k, v in n.estimates],
                 unique_times=n.unique_times,
             )
+            if n.no_nulls:  # written only when set: entries from before the field read back unchanged
+                out.update(no_nulls=True)
         elif isinstance(n, N.Sink):
             out.update(input=ref(n.input), name=n.name)
         else:
@@ -918,8 +920,10 @@ def _nodes_from(entries: Any, where: str = "nodes") -> list[N.Node]:
                     raise FormatError(f"{at}: estimates[{j}] must name a lowering with a string, got {_short(k)}")
                 estimates.append((k, _num_value(v, at, f"estimates[{j}][1]")))
             unique = _bool(d, "unique_times", at)
+            no_nulls = _bool(d, "no_nulls", at) if "no_nulls" in d else False
             node = _built(at, lambda: N.AsOfJoin(
-                spine, events, on, spine_time, event_time, windows, row_id, lowering, tile, tuple(estimates), unique
+                spine, events, on, spine_time, event_time, windows, row_id, lowering, tile, tuple(estimates), unique,
+                no_nulls,
             ))
         else:  # Sink
             inp, name = ref("input"), _str(d, "name", at)
@@ -1463,6 +1467,7 @@ def plan_from_dict(d: Any) -> Plan:
 # written before the fields existed read back, and are written again, byte for byte.
 WRITTEN_WHEN_SET: dict[str, tuple[str, ...]] = {
     "Join": ("left_time", "right_time", "before", "after", "lookup"),
+    "AsOfJoin": ("no_nulls",),
     "FeatureBody": ("rows",),
 }
 

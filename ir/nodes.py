@@ -480,6 +480,12 @@ class AsOfJoin(_Framed, Node):
     frame with the raw events of its head and tail tiles, ``union`` sorts spine rows
     in among the events and computes window functions. Engines without a lowering
     use ``union``.
+
+    ``unique_times`` and ``no_nulls`` are physical properties of the events, known
+    (declared in statistics, or proven on the very tables of a run), never meanings:
+    no two events share a key and a time, and no aggregate's argument is NULL on an
+    event in a frame. With both, the newest event of a key is every last()'s answer,
+    so the ``asof`` lowering joins once for all of them.
     """
 
     kind: ClassVar[str] = "AsOfJoin"
@@ -494,6 +500,7 @@ class AsOfJoin(_Framed, Node):
     tile: int | None = None  # microseconds; the tiles lowering's tile size
     estimates: tuple[tuple[str, float], ...] = ()  # the chooser's estimates, seconds (explain shows them)
     unique_times: bool = False  # declared: no two events share a key and a time (no ties to settle)
+    no_nulls: bool = False  # declared or checked: no aggregate's argument is NULL on an event (in a frame)
 
     def __post_init__(self) -> None:
         ss, es = self.spine.schema, self.events.schema
@@ -530,6 +537,8 @@ class AsOfJoin(_Framed, Node):
             head += f" tiles={format_duration(self.tile)}"
         if self.unique_times:
             head += " unique_times"
+        if self.no_nulls:
+            head += " no_nulls"
         if self.estimates:
             head += " estimates=[" + ", ".join(f"{k} {_seconds(v)}" for k, v in self.estimates) + "]"
         return head + " frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"

@@ -7,7 +7,10 @@ of magnitude with the data's shape, and no single one wins everywhere:
   with or without a TTL). DuckDB's ASOF JOIN sorts both sides once: chosen always,
   statistics or not. Where the statistics declare the events unique per key and
   time (``SourceStats(unique=[(key, time)])``), ``unique_times``: there are no ties
-  to settle, and the ASOF JOIN's match is the answer.
+  to settle, and the ASOF JOIN's match is the answer. No rule sets ``no_nulls``
+  (nor ``unique_times`` from data): a run on given Arrow tables proves both on them
+  (``with_proven_properties`` in backends/asof.py, applied by the DuckDB backend),
+  and with both one ASOF JOIN gives every column; a plan's SQL never assumes them.
 - ``range_join``: costs the pairs of a spine row and an event of the same key, which
   the hash join on the key enumerates before testing the frame: N * M / K for N
   spine rows, M events and K distinct keys. Cheap on many keys with short

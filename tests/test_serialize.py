@@ -241,7 +241,7 @@ def every_node_kind() -> tuple[N.Sink, ...]:
     )
     asof2 = N.AsOfJoin(
         src, ev, (("i", "k"),), "ts", "t", ((Frame(None, upper_inclusive=False), (AggCall("last", Column("x", T.Float64), "lx", order=Column("t", T.Timestamp)),)),),
-        lowering="asof",
+        lowering="asof", no_nulls=True,
     )
     # An interval join with every optional field set (a lookup too: the format reads each alone).
     ev2 = N.Source("ev2", Schema.of([("k2", T.Int64), ("t2", T.Timestamp)]), "t2")
