@@ -435,8 +435,11 @@ def tiles_ctes(low: SqlLowering, n: AsOfJoin, spine: str, events: str, k: int) -
 
 # Tables of at most this many rows get the group-by (Arrow's: about 15 ms per 100k
 # rows on 2 cores); larger ones only the pass over times in order, which tells where
-# the times strictly increase or their runs of equal times are few.
+# the times strictly increase or their runs of equal times are few: at most this share
+# of the rows, or this many (a millisecond or two; beyond, the check would cost about
+# what settling the ties in SQL does).
 UNIQUE_CHECK_MAX_ROWS = 1_000_000
+TIED_RUNS_MAX_SHARE = 1 / 8
 TIED_RUNS_MAX_ROWS = 10_000
 
 
@@ -532,7 +535,7 @@ def unique_rows(table: pa.Table, columns: list[str]) -> bool:
     timestamp column). A table in strictly increasing time order shares nothing (one
     vectorized pass); otherwise a group-by tells, on tables of at most
     UNIQUE_CHECK_MAX_ROWS rows or on the runs of equal times of a table in time
-    order (at most TIED_RUNS_MAX_ROWS rows in them). False where it cannot tell
+    order (at most TIED_RUNS_MAX_SHARE of its rows, or TIED_RUNS_MAX_ROWS, in them). False where it cannot tell
     cheaply. NULLs group together: a tie reported where the ASOF JOIN skips the rows,
     only ever costing the settling."""
     time = columns[-1]
@@ -551,7 +554,7 @@ def unique_rows(table: pa.Table, columns: list[str]) -> bool:
             return False  # out of time order, and too large to group
         tied = np.flatnonzero(~later)
         runs = np.union1d(tied, tied + 1)  # every row of a run of equal times
-        if len(runs) > TIED_RUNS_MAX_ROWS:
+        if len(runs) > max(len(us) * TIED_RUNS_MAX_SHARE, TIED_RUNS_MAX_ROWS):
             return False
         rows = rows.take(pa.array(runs))
     return rows.group_by(columns).aggregate([]).num_rows == rows.num_rows

@@ -389,42 +389,18 @@ def _no_ties(
     return statistics
 
 
-# Rows in runs of equal times checked by a group-by at most: this share of the rows
-# (beyond it the check would cost about what settling the ties in SQL does), or this
-# many (a millisecond or two).
-TIED_TIMES_MAX_SHARE = 1 / 8
-TIED_TIMES_MAX_ROWS = 10_000
-
-
 def _unique_in_time_order(table: pa.Table, columns: tuple[str, ...]) -> bool:
     """Whether no two rows share the values of ``columns`` (keys, then the event time),
-    told in one vectorized pass where the rows are in time order, as an event log
-    usually is: strictly increasing times share nothing, and with equal times only
-    the rows of those runs (few, or the answer is False) are grouped. False wherever
-    it cannot tell cheaply (rows out of time order) or the table is not as the source
-    declares (conform_table names that problem)."""
-    time = columns[-1]
-    if any(c not in table.column_names for c in columns) or not pa.types.is_timestamp(table.schema.field(time).type):
-        return False
-    ts = table.column(time)
-    if ts.null_count:
-        return False
-    us = ts.cast(pa.int64()).to_numpy()  # the table's own unit: order and equality are the same
-    later = us[1:] > us[:-1]
-    if later.all():
-        return True
-    if (us[1:] < us[:-1]).any():
-        return False
-    tied = np.flatnonzero(~later)
-    rows = np.union1d(tied, tied + 1)  # every row of a run of equal times
-    if len(rows) > max(len(us) * TIED_TIMES_MAX_SHARE, TIED_TIMES_MAX_ROWS):
+    told cheaply (``backends.asof.unique_rows``: one vectorized pass where the rows are
+    in time order, as an event log usually is). False wherever it cannot tell cheaply,
+    or the table is not as the source declares (conform_table names that problem)."""
+    from relplan.backends.asof import unique_rows
+
+    if any(c not in table.column_names for c in columns):
         return False
     if any(pa.types.is_floating(table.schema.field(c).type) for c in columns[:-1]):
         return False  # -0.0 and 0.0: one key to the engine, two groups to Arrow
-    # NULL keys group together: a tie reported where the ASOF JOIN skips the rows, only
-    # ever costing the settling.
-    subset = table.select(list(columns)).take(pa.array(rows))
-    return subset.group_by(list(columns)).aggregate([]).num_rows == subset.num_rows
+    return unique_rows(table, list(columns))
 
 
 def _request_fields(arrow_schema: pa.Schema, derived: list[DerivedFeature], taken: set[str]) -> list[Field]:

@@ -373,8 +373,8 @@ def test_events_declared_unique_per_key_and_time_skip_settling_ties() -> None:
 
 def test_a_log_in_time_order_without_ties_skips_settling_them() -> None:
     """pitc_join_features on DuckDB looks at the events once: in time order with no two
-    of a card at one time, the ASOF JOIN's match is the answer (unique_times); a tie,
-    or rows out of time order, keep the settling. pitc_plan never looks: its SQL may
+    of a card at one time (or few enough rows to group), the ASOF JOIN's match is the
+    answer (unique_times); a tie keeps the settling. pitc_plan never looks: its SQL may
     run on other data."""
     from relplan.compiler.pitc import _plan
 
@@ -388,7 +388,7 @@ def test_a_log_in_time_order_without_ties_skips_settling_them() -> None:
     assert skips(TX)  # cards 1 and 2 both have an event at 60: no tie
     tied = TX.set_column(0, "cc_num", pa.array([1, 1, 1, 1, 2]))  # card 1 twice at 60
     assert not skips(tied)
-    assert not skips(TX.take([1, 0, 2, 3, 4]))  # out of time order: cannot tell in one pass
+    assert skips(TX.take([1, 0, 2, 3, 4]))  # out of time order, but small enough to group: no tie
     assert "unique_times" not in rp.pitc_plan(spine, feats, tables={"Tx": TX}).explain()
     for tx in (TX, tied):
         got = rp.pitc_join_features(spine, feats, {"Tx": tx})
