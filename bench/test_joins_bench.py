@@ -47,7 +47,6 @@ import os
 import re
 import time
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -59,6 +58,7 @@ from relplan.compiler.joins import relation
 from relplan.ir import nodes
 
 from bench.results import RESULTS
+from bench.test_pitc_bench import duckdb_query
 
 SCALE = float(os.environ.get("RELPLAN_BENCH_SCALE", "1.0"))
 
@@ -144,14 +144,6 @@ def make_merchants(rows: int, keys: int, seed: int = 42) -> pa.Table:
     })
 
 
-def duckdb_query(sql: str, **tables: pa.Table) -> pa.Table:
-    con = duckdb.connect()
-    try:
-        for name, table in tables.items():
-            con.register(name, table)
-        return con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
 
 
 def canonical(table: pa.Table) -> pa.Table:
