@@ -28,7 +28,7 @@ import relplan as rp
 import relplan.rules
 from relplan.compiler.execute import execute_all
 from relplan.ir import nodes
-from relplan.ir.expr import Binary, Expr
+from relplan.ir.expr import conjuncts
 from relplan.ir.graph import walk
 
 from join_strategies import SLIDING, Data, Dim, Ev, JoinCase, Look, Tx, compile_cases, data, join_cases
@@ -50,12 +50,6 @@ def con() -> Iterator[duckdb.DuckDBPyConnection]:
     c.close()
 
 
-def _conjuncts(e: Expr) -> list[str]:
-    if isinstance(e, Binary) and e.op == "AND":
-        return _conjuncts(e.left) + _conjuncts(e.right)
-    return [e.sql()]
-
-
 def padded_side_filters(plan: rp.Plan) -> list[tuple[str, str]]:
     """(join, predicate) for every filter conjunct below the NULL-padded side of a join
     that pads one: a left join's right input, an as-of join's events."""
@@ -69,7 +63,7 @@ def padded_side_filters(plan: rp.Plan) -> list[tuple[str, str]]:
             continue
         for m in walk([side]):
             if isinstance(m, nodes.Filter):
-                out += [(n.kind, c) for c in _conjuncts(m.predicate)]
+                out += [(n.kind, c.sql()) for c in conjuncts(m.predicate)]
     return out
 
 
