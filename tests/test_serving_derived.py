@@ -199,7 +199,10 @@ def test_a_later_dimension_version_never_reaches_earlier_events_online() -> None
         first = store.get_online_features(rows, feats, at=v)
         store.materialize(feats, tables={**TABLES, "DerivTx": before(v), "DerivMerchants": later}, until=v)
         again = store.get_online_features(rows, feats, at=v)
-    assert first.equals(again)
+    # Sums of floats may differ in the last bit between runs (DuckDB adds in parallel), so
+    # the two materializations are compared as training data is: to 1e-9 relative.
+    assert first.column_names == again.column_names
+    same(first, again, ["risk_sum_7d", "risky_count_30d"])
     spine = rows.append_column("t", pa.array([v] * rows.num_rows, TS))
     for dims in (TABLES["DerivMerchants"], later):
         same(first, rp.pitc_join_features(spine, feats, {**TABLES, "DerivMerchants": dims}, time="t"), ["risk_sum_7d", "risky_count_30d"])
