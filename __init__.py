@@ -32,6 +32,7 @@ from relplan.compiler.pitc import latest, pitc_join_features, pitc_plan, pitc_sp
 from relplan.compiler.progress import set_progress
 from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source, event_time, key
+from relplan.compiler.sql import sql
 from relplan.compiler.statistics import measure_statistics
 from relplan.compiler.transformation import Feature, Transformation, transformation
 from relplan.compiler.udf import udf
@@ -44,6 +45,7 @@ from relplan.ir.errors import (
     RelplanError,
     SchemaError,
     TypeMismatchError,
+    SqlError,
     UnsupportedError,
     WindowError,
 )
@@ -98,6 +100,7 @@ __all__ = [
     "Series",
     "Source",
     "SourceStats",
+    "SqlError",
     "Statistics",
     "StoreError",
     "String",
@@ -130,6 +133,7 @@ __all__ = [
     "pitc_spine",
     "progress",
     "set_progress",
+    "sql",
     "sliding",
     "transformation",
     "tumbling",

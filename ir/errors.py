@@ -54,3 +54,9 @@ class EngineError(RelplanError):
 
 class OptimizerError(RelplanError):
     """A rule failed or broke an invariant; the message names the rule."""
+
+
+class SqlError(RelplanError):
+    """SQL text relplan cannot read as one query: a syntax error, several statements,
+    a statement that is not a query (DDL, DML), an unknown dialect, or a query past
+    the size and nesting limits. The message names the line and column."""

@@ -1,0 +1,303 @@
+"""Scalar SQL expressions to IR expressions, in the dialect's meaning.
+
+One converter, ``convert``, dispatches on the sqlglot node and calls back for each
+sub-expression, so that the query builder decides what a column, an aggregate or a
+window function means where it stands (before or after GROUP BY) without a second
+copy of the operator table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from difflib import get_close_matches
+
+from sqlglot import exp
+
+from relplan.compiler.sql import semantics
+from relplan.ir import types as T
+from relplan.ir.errors import RelplanError, SchemaError, TypeMismatchError, UnsupportedError
+from relplan.ir.expr import Binary, Case, Cast, Coalesce, Expr, InList, Literal, Unary
+from relplan.ir.windows import US
+
+Child = Callable[[exp.Expression], Expr]
+
+_COMPARE = {exp.EQ: "=", exp.NEQ: "!=", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
+_ARITH = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*"}
+
+# Types a CAST may name, per relplan type. relplan has one integer type (64 bits) and one
+# floating type (double): a cast to a narrower type would overflow or round where the
+# IR does not, so it is refused rather than approximated.
+_TYPES = {
+    exp.DataType.Type.BIGINT: T.Int64,
+    exp.DataType.Type.DOUBLE: T.Float64,
+    exp.DataType.Type.VARCHAR: T.String,
+    exp.DataType.Type.TEXT: T.String,
+    exp.DataType.Type.BOOLEAN: T.Bool,
+    exp.DataType.Type.TIMESTAMP: T.Timestamp,
+    exp.DataType.Type.TIMESTAMPTZ: T.Timestamp,
+    exp.DataType.Type.DATE: T.Date,
+}
+
+#: Functions whose value changes from one run to the next: a feature must not read them.
+NON_DETERMINISTIC = {
+    "RAND", "RANDOM", "UUID", "GEN_RANDOM_UUID", "NOW", "CURRENT_TIMESTAMP", "CURRENT_DATE",
+    "CURRENT_TIME", "LOCALTIMESTAMP", "LOCALTIME", "UNIX_TIMESTAMP", "PROCTIME", "CURRENT_ROW_TIMESTAMP",
+    "SETSEED", "SHUFFLE", "MONOTONICALLY_INCREASING_ID", "SPARK_PARTITION_ID", "INPUT_FILE_NAME",
+}
+_NON_DETERMINISTIC_NODES = (exp.Rand, exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime, exp.Uuid)
+
+#: The functions the front end reads, named in the error for one it does not.
+KNOWN_FUNCTIONS = ("COALESCE", "IFNULL", "NVL", "CAST", "CASE", "COUNT", "SUM", "AVG", "MIN", "MAX",
+                   "VARIANCE", "VAR_SAMP", "STDDEV", "STDDEV_SAMP")
+
+
+class Located(RelplanError):
+    """An error raised while converting, tagged with the node it is about (the front end
+    re-raises it as its own class, located in the text)."""
+
+    def __init__(self, error: RelplanError, node: exp.Expression) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.node = node
+
+
+def fail(kind: type[RelplanError], message: str, node: exp.Expression) -> Located:
+    return Located(kind(message), node)
+
+
+def convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
+    """The IR expression of a scalar SQL node; ``child`` converts its sub-expressions."""
+    try:
+        return _convert(node, child, dialect)
+    except Located:
+        raise
+    except RelplanError as e:  # an IR constructor refused (types): located at this node
+        raise Located(e, node) from None
+
+
+def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
+    if isinstance(node, exp.Paren):
+        return child(node.this)
+    if isinstance(node, exp.Literal):
+        return _literal(node)
+    if isinstance(node, exp.Boolean):
+        return Literal(bool(node.this))
+    if isinstance(node, exp.Null):
+        return Literal(None)
+    op = _COMPARE.get(type(node))
+    if op is not None:
+        return Binary(op, child(node.this), child(node.expression))
+    if isinstance(node, exp.NullSafeEQ) or isinstance(node, exp.NullSafeNEQ):
+        a, b = child(node.this), child(node.expression)
+        both_null = Binary("AND", Unary("IS NULL", a), Unary("IS NULL", b))
+        one_null = Binary("OR", Unary("IS NULL", a), Unary("IS NULL", b))
+        same = Case(((both_null, Literal(True)), (one_null, Literal(False))), Binary("=", a, b))
+        return same if isinstance(node, exp.NullSafeEQ) else Unary("NOT", same)
+    op = _ARITH.get(type(node))
+    if op is not None:
+        return Binary(op, child(node.this), child(node.expression))
+    if isinstance(node, exp.Div):
+        a, b = child(node.this), child(node.expression)
+        return semantics.divide(a, b, dialect)
+    if isinstance(node, exp.IntDiv):
+        a, b = child(node.this), child(node.expression)
+        _need_int(a, b, "integer division", node)
+        return semantics.truncated_div(a, b)
+    if isinstance(node, exp.Mod):
+        a, b = child(node.this), child(node.expression)
+        _need_int(a, b, "%", node)
+        return semantics.truncated_mod(a, b)
+    if isinstance(node, exp.Neg):
+        return Unary("NEG", child(node.this))
+    if isinstance(node, exp.Not):
+        inner = node.this
+        if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null):
+            return Unary("IS NOT NULL", child(inner.this))
+        return Unary("NOT", child(inner))
+    if isinstance(node, exp.And):
+        return Binary("AND", child(node.this), child(node.expression))
+    if isinstance(node, exp.Or):
+        return Binary("OR", child(node.this), child(node.expression))
+    if isinstance(node, exp.Is):
+        if isinstance(node.expression, exp.Null):
+            return Unary("IS NULL", child(node.this))
+        if isinstance(node.expression, exp.Boolean):
+            v = child(node.this)
+            return Binary("AND", Unary("IS NOT NULL", v), Binary("=", v, Literal(bool(node.expression.this))))
+        raise fail(UnsupportedError, f"IS {node.expression.sql()} is not supported; use IS NULL or =", node)
+    if isinstance(node, exp.Between):
+        v = child(node.this)
+        return Binary("AND", Binary(">=", v, child(node.args["low"])), Binary("<=", v, child(node.args["high"])))
+    if isinstance(node, exp.In):
+        if node.args.get("query") is not None or node.args.get("unnest") is not None:
+            raise fail(UnsupportedError, "IN (subquery) is not supported: relplan reads IN with a list of literals", node)
+        operand = child(node.this)
+        values = []
+        for v in node.expressions:
+            lit = child(v)
+            if not isinstance(lit, Literal):
+                raise fail(UnsupportedError, f"IN lists take literals; {v.sql()} is not one (use OR of comparisons)", v)
+            values.append(lit)
+        return InList(operand, tuple(values))
+    if isinstance(node, exp.Case):
+        operand = child(node.this) if node.this is not None else None
+        whens = []
+        for branch in node.args.get("ifs") or []:
+            cond = child(branch.this)
+            if operand is not None:
+                cond = Binary("=", operand, cond)
+            whens.append((cond, child(branch.args["true"])))
+        default = node.args.get("default")
+        return Case(tuple(whens), child(default) if default is not None else Literal(None))
+    if isinstance(node, exp.If):
+        other = node.args.get("false")
+        return Case(((child(node.this), child(node.args["true"])),), child(other) if other is not None else Literal(None))
+    if isinstance(node, exp.Coalesce):
+        args = [node.this, *(node.expressions or [])]
+        return Coalesce(tuple(child(a) for a in args))
+    if isinstance(node, (exp.Cast, exp.TryCast)):
+        return _cast(node, child, dialect)
+    if isinstance(node, _NON_DETERMINISTIC_NODES):
+        raise _non_deterministic(node.sql(dialect=dialect), node)
+    if isinstance(node, exp.Anonymous) and str(node.this).upper() in NON_DETERMINISTIC:
+        raise _non_deterministic(str(node.this).upper(), node)
+    if isinstance(node, (exp.Subquery, exp.Select, exp.Exists)):
+        raise fail(UnsupportedError, "a subquery in an expression is not supported: join it in FROM instead", node)
+    if isinstance(node, exp.Interval):
+        raise fail(UnsupportedError, f"an interval ({node.sql()}) is read only in window frames and time windows", node)
+    if isinstance(node, exp.Star):
+        raise fail(SchemaError, "* stands only in SELECT * or COUNT(*)", node)
+    if isinstance(node, exp.Func):
+        name = node.sql_name() if not isinstance(node, exp.Anonymous) else str(node.this).upper()
+        hint = get_close_matches(name, KNOWN_FUNCTIONS, n=1)
+        more = f" (did you mean {hint[0]}?)" if hint else ""
+        raise fail(
+            UnsupportedError,
+            f"function {name}() is not supported by relplan's SQL front end{more}; it reads "
+            f"{', '.join(KNOWN_FUNCTIONS)} and the operators (docs/sql.md)",
+            node,
+        )
+    raise fail(UnsupportedError, f"{type(node).__name__} ({_head(node.sql(dialect=dialect))}) is not supported", node)
+
+
+def _need_int(a: Expr, b: Expr, what: str, node: exp.Expression) -> None:
+    for side in (a, b):
+        if side.dtype not in (T.Int64, T.Null):
+            raise fail(TypeMismatchError, f"{what} takes BIGINT operands, but {side.sql()} is {side.dtype}", node)
+
+
+def _non_deterministic(name: str, node: exp.Expression) -> Located:
+    return fail(
+        UnsupportedError,
+        f"{name} is non-deterministic: a feature must give the same value in training and serving, "
+        "so relplan refuses it; pass the value in as a column",
+        node,
+    )
+
+
+def _literal(node: exp.Literal) -> Literal:
+    text = str(node.this)
+    if node.is_string:
+        return Literal(text)
+    try:
+        if re.fullmatch(r"[0-9]+", text):
+            value = int(text)
+            if value > 2**63 - 1:
+                raise fail(TypeMismatchError, f"integer literal {text} does not fit BIGINT", node)
+            return Literal(value)
+        return Literal(float(text))
+    except ValueError:
+        raise fail(TypeMismatchError, f"cannot read the number {text!r}", node) from None
+
+
+def sql_type(dtype: exp.DataType, node: exp.Expression) -> T.DataType:
+    t = _TYPES.get(dtype.this)
+    if t is None:
+        raise fail(
+            UnsupportedError,
+            f"CAST to {dtype.sql()} is not supported: relplan's types are BIGINT, DOUBLE, VARCHAR/STRING, "
+            "BOOLEAN, TIMESTAMP and DATE (a narrower or decimal type would overflow or round differently)",
+            node,
+        )
+    return t
+
+
+def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:
+    target = sql_type(node.to, node)
+    inner = node.this
+    if isinstance(inner, exp.Literal) and inner.is_string and target in (T.Timestamp, T.Date):
+        return time_literal(str(inner.this), target, node)
+    if isinstance(node, exp.TryCast):
+        raise fail(UnsupportedError, "TRY_CAST is not supported: its NULL on bad input differs per engine", node)
+    value = child(inner)
+    if value.dtype == T.Float64 and target == T.Int64 and dialect == "duckdb":
+        raise fail(
+            UnsupportedError,
+            "DuckDB rounds a DOUBLE cast to BIGINT (2.5 -> 3) where relplan's IR truncates; "
+            "relplan refuses it rather than change its values",
+            node,
+        )
+    return Cast(value, target)
+
+
+def time_literal(text: str, target: T.DataType, node: exp.Expression) -> Literal:
+    """A TIMESTAMP or DATE literal; a timestamp without a zone is UTC."""
+    try:
+        if target == T.Date:
+            return Literal(dt.date.fromisoformat(text.strip()))
+        value = dt.datetime.fromisoformat(text.strip().replace(" UTC", "+00:00"))
+    except ValueError:
+        raise fail(TypeMismatchError, f"cannot read {text!r} as a {target}", node) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return Literal(value)
+
+
+_UNITS = {
+    "MICROSECOND": US["us"], "MICROSECONDS": US["us"], "MILLISECOND": US["ms"], "MILLISECONDS": US["ms"],
+    "SECOND": US["s"], "SECONDS": US["s"], "MINUTE": US["m"], "MINUTES": US["m"],
+    "HOUR": US["h"], "HOURS": US["h"], "DAY": US["d"], "DAYS": US["d"], "WEEK": 7 * US["d"], "WEEKS": 7 * US["d"],
+}
+
+
+def interval_us(node: exp.Expression) -> int:
+    """An INTERVAL literal's length in microseconds: ``INTERVAL '1' DAY``, ``INTERVAL 1 DAY``,
+    ``INTERVAL '1 day'``, ``INTERVAL '90' MINUTE``; months and years (of varying length)
+    are refused."""
+    if isinstance(node, exp.Paren):
+        return interval_us(node.this)
+    if not isinstance(node, exp.Interval):
+        raise fail(UnsupportedError, f"expected an INTERVAL here, got {_head(node.sql())}", node)
+    value = node.this
+    unit = node.args.get("unit")
+    text = str(value.this) if isinstance(value, exp.Literal) else (value.sql() if value is not None else "")
+    unit_name = unit.sql().upper() if unit is not None else ""
+    if not unit_name:
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*", text)
+        if not m:
+            raise fail(UnsupportedError, f"cannot read the interval {node.sql()!r}", node)
+        text, unit_name = m.group(1), m.group(2).upper()
+    if unit_name.endswith("S") and unit_name not in _UNITS:
+        unit_name = unit_name[:-1]
+    scale = _UNITS.get(unit_name)
+    if scale is None:
+        raise fail(
+            UnsupportedError,
+            f"interval unit {unit_name} is not supported (months and years vary in length); "
+            "use DAY, HOUR, MINUTE, SECOND, MILLISECOND or MICROSECOND",
+            node,
+        )
+    try:
+        amount = float(text) if "." in text else int(text)
+    except ValueError:
+        raise fail(UnsupportedError, f"cannot read the interval {node.sql()!r}", node) from None
+    us = amount * scale
+    if us != int(us) or us <= 0:
+        raise fail(UnsupportedError, f"interval {node.sql()} must be a positive whole number of microseconds", node)
+    return int(us)
+
+
+def _head(sql: str) -> str:
+    return sql if len(sql) <= 60 else sql[:57] + "..."

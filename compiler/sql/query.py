@@ -1,0 +1,830 @@
+"""A parsed SQL query to an IR relation: FROM, joins, WHERE, GROUP BY, windows, SELECT.
+
+Scoping is SQL's: a column is looked up among the relations of the FROM clause (by
+qualifier when written ``t.col``); CTEs are visible to the queries after them; a
+subquery in FROM is a relation of its own. The relation's IR columns keep the names
+the user sees where they can, and internal helper columns start with ``__sql_``.
+
+Where the IR's conventions differ from SQL's, the builder writes SQL's meaning out:
+
+- GROUP BY and PARTITION BY keep a NULL key as a group (the IR drops it as "no
+  entity"): each key is grouped as (key IS NULL, COALESCE(key, zero)).
+- A window ordered by a time column with NULLs puts them first (Spark, Flink) or last
+  (DuckDB) unless NULLS FIRST/LAST says: the order column is COALESCE(time, the
+  earliest or latest timestamp), and a frame with a bounded start is partitioned by
+  (time IS NULL) too, so NULL-time rows see exactly each other, as SQL's peers do.
+- ``RANGE BETWEEN INTERVAL '1' DAY PRECEDING AND CURRENT ROW`` includes the row one day
+  earlier: the IR frame is ``[t-1d, t]`` (relplan's own ``sliding("1d")`` is ``(t-1d, t]``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+
+from sqlglot import exp
+
+from relplan.compiler.sql import semantics
+from relplan.compiler.sql.expressions import Located, convert, fail, interval_us
+from relplan.ir import types as T
+from relplan.ir.aggregates import AggCall
+from relplan.ir.errors import SchemaError, UnsupportedError
+from relplan.ir.expr import Case, Cast, Coalesce, Column, Expr, Literal, Unary, and_all
+from relplan.ir.nodes import (
+    WINDOW_END,
+    WINDOW_START,
+    Aggregate,
+    Filter,
+    Join,
+    Node,
+    Project,
+    Source,
+    TimeWindowAggregate,
+    Union,
+    WindowAggregate,
+)
+from relplan.ir.windows import Frame, TimeWindow
+
+EARLIEST = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+
+_AGGS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "mean", exp.Min: "min", exp.Max: "max",
+         exp.Variance: "var", exp.Stddev: "std", exp.StddevSamp: "std"}
+_AGG_NAMES = {"VAR_SAMP": "var", "VARIANCE": "var", "STDDEV": "std", "STDDEV_SAMP": "std"}
+_RANKING = (exp.RowNumber, exp.Lag, exp.Lead, exp.FirstValue, exp.LastValue, exp.NthValue)
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column as SQL sees it: ``qualifier.name``; ``ir`` is its IR column name."""
+
+    qualifier: str | None
+    name: str
+    ir: str
+
+
+@dataclass
+class Rel:
+    node: Node
+    cols: list[Col]
+    # Flink window TVFs: the time column and window a relation was made with.
+    window: tuple[str, TimeWindow] | None = None
+    # IR columns known never to be NULL (a source's event time, until an outer join pads it).
+    not_null: frozenset[str] = frozenset()
+
+
+@dataclass
+class Context:
+    dialect: str
+    sources: dict[str, Source]
+    ctes: dict[str, Rel] = field(default_factory=dict)
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    def fresh(self, what: str) -> str:
+        self.counter[0] += 1
+        return f"__sql_{what}{self.counter[0]}"
+
+    def same_name(self, a: str, b: str) -> bool:
+        # Flink's identifiers are case-sensitive; DuckDB's and Spark's are not.
+        return a == b if self.dialect == "flink" else a.lower() == b.lower()
+
+
+def is_aggregate(node: exp.Expression) -> bool:
+    if isinstance(node, exp.AggFunc):
+        return True
+    return isinstance(node, exp.Anonymous) and str(node.this).upper() in _AGG_NAMES
+
+
+def _contains(node: exp.Expression, pred) -> bool:  # type: ignore[no-untyped-def]
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if pred(n):
+            return True
+        if isinstance(n, (exp.Subquery, exp.Select)):
+            continue
+        stack.extend(n.iter_expressions())
+    return False
+
+
+def has_aggregate(node: exp.Expression) -> bool:
+    """An aggregate outside any window function."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, exp.Window):
+            stack.extend(n.args.get("partition_by") or [])
+            continue
+        if is_aggregate(n):
+            return True
+        stack.extend(n.iter_expressions())
+    return False
+
+
+# ---- relations -----------------------------------------------------------------------
+
+
+def build_query(q: exp.Expression, ctx: Context) -> Rel:
+    if isinstance(q, exp.Subquery):
+        return build_query(q.this, ctx)
+    with_ = q.args.get("with_") or q.args.get("with")
+    if with_ is not None:
+        if with_.args.get("recursive"):
+            raise fail(UnsupportedError, "WITH RECURSIVE is not supported", with_)
+        saved = dict(ctx.ctes)
+        try:
+            for cte in with_.expressions:
+                name = cte.alias_or_name
+                ctx.ctes[name] = _rename_qualifier(build_query(cte.this, ctx), name)
+            body = q.copy()
+            body.set("with_", None)
+            body.set("with", None)
+            return build_query(body, ctx)
+        finally:
+            ctx.ctes = saved
+    if isinstance(q, exp.Union):
+        return _union(q, ctx)
+    if isinstance(q, (exp.Intersect, exp.Except)):
+        raise fail(UnsupportedError, f"{q.key.upper()} is not supported; relplan reads UNION ALL", q)
+    if not isinstance(q, exp.Select):
+        raise fail(UnsupportedError, f"{q.key.upper()} is not a query relplan reads", q)
+    return _select(q, ctx)
+
+
+def _rename_qualifier(rel: Rel, name: str) -> Rel:
+    return Rel(rel.node, [Col(name, c.name, c.ir) for c in rel.cols], rel.window, rel.not_null)
+
+
+def _union(q: exp.Union, ctx: Context) -> Rel:
+    if q.args.get("distinct"):
+        raise fail(UnsupportedError, "UNION (distinct) is not supported; write UNION ALL", q)
+    members: list[Rel] = []
+    stack: list[exp.Expression] = [q]
+    while stack:  # a chain of UNION ALLs, left to right
+        m = stack.pop()
+        if isinstance(m, exp.Union) and not m.args.get("distinct") and not m.args.get("with_"):
+            stack.extend([m.expression, m.this])
+        else:
+            members.append(build_query(m, ctx))
+    first = members[0]
+    names = [c.name for c in first.cols]
+    types: list[T.DataType] = [f.dtype for f in first.node.schema]
+    for m in members[1:]:
+        if len(m.cols) != len(names):
+            raise fail(SchemaError, f"UNION ALL members have {len(names)} and {len(m.cols)} columns", q)
+        for i, f in enumerate(m.node.schema):
+            t = T.common_type(types[i], f.dtype)
+            if t is None:
+                raise fail(SchemaError, f"UNION ALL column {names[i]!r} is {types[i]} in one member and {f.dtype} in another", q)
+            types[i] = t
+    outs = [_unique_names(names, q)]
+    nodes = []
+    for m in members:
+        exprs = []
+        for (name, col), f, t in zip(zip(outs[0], m.cols), m.node.schema, types):
+            e: Expr = Column(col.ir, f.dtype)
+            if f.dtype != t:
+                e = Cast(e, t)
+            exprs.append((name, e))
+        nodes.append(Project(m.node, tuple(exprs)))
+    not_null = frozenset.intersection(*(frozenset(n for n, c in zip(outs[0], m.cols) if c.ir in m.not_null) for m in members))
+    return Rel(Union(tuple(nodes)), [Col(None, n, n) for n in outs[0]], not_null=not_null)
+
+
+def _unique_names(names: list[str], node: exp.Expression) -> list[str]:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise fail(SchemaError, f"the query has two output columns named {n!r}; give one an alias (AS ...)", node)
+        seen.add(n)
+    return names
+
+
+def _from(q: exp.Select, ctx: Context) -> Rel:
+    from_ = q.args.get("from_") or q.args.get("from")
+    if from_ is None:
+        raise fail(UnsupportedError, "a query without FROM is not supported: relplan reads from its sources", q)
+    rel = _table(from_.this, ctx)
+    for j in q.args.get("joins") or []:
+        rel = _join(rel, j, ctx)
+    return rel
+
+
+def _table(t: exp.Expression, ctx: Context) -> Rel:
+    if isinstance(t, exp.Subquery):
+        rel = build_query(t.this, ctx)
+        alias = t.alias_or_name or None
+        return _rename_qualifier(rel, alias) if alias else Rel(rel.node, [Col(None, c.name, c.ir) for c in rel.cols], not_null=rel.not_null)
+    if isinstance(t, exp.Table) and isinstance(t.this, exp.Anonymous):
+        return _window_tvf(t, ctx)
+    if not isinstance(t, exp.Table) or not isinstance(t.this, exp.Identifier):
+        raise fail(UnsupportedError, f"FROM {t.sql()} is not supported: name a source, a CTE or a subquery", t)
+    name = t.name
+    alias = t.alias_or_name
+    for cte_name, rel in ctx.ctes.items():
+        if ctx.same_name(cte_name, name):
+            return _rename_qualifier(rel, alias)
+    src = None
+    for src_name, s in ctx.sources.items():
+        if ctx.same_name(src_name, name):
+            src = s
+    if src is None:
+        known = [*ctx.ctes, *ctx.sources]
+        hint = get_close_matches(name, known, n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise fail(SchemaError, f"unknown table {name!r}{more}; the query can read {', '.join(known) or 'no source'}", t)
+    events = frozenset([src.event_time]) if src.event_time else frozenset()
+    return Rel(src, [Col(alias, f.name, f.name) for f in src.schema], not_null=events)
+
+
+def _window_tvf(t: exp.Table, ctx: Context) -> Rel:
+    """Flink's ``TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))`` and ``HOP(..., slide, size)``."""
+    outer = t.this
+    call = outer.expressions[0] if str(outer.this).upper() == "TABLE" and outer.expressions else outer
+    name = str(call.this).upper() if isinstance(call, exp.Anonymous) else ""
+    if name not in ("TUMBLE", "HOP"):
+        raise fail(UnsupportedError, f"table function {name or call.sql()} is not supported; relplan reads TUMBLE and HOP", t)
+    args = list(call.expressions)
+    if len(args) not in ((3,) if name == "TUMBLE" else (4,)) or not hasattr(args[0], "this"):
+        raise fail(UnsupportedError, f"{name}(TABLE t, DESCRIPTOR(time), {'size' if name == 'TUMBLE' else 'slide, size'}) expected", call)
+    inner = _table(args[0].this, ctx)
+    desc = args[1]
+    if not (isinstance(desc, exp.Anonymous) and str(desc.this).upper() == "DESCRIPTOR" and desc.expressions):
+        raise fail(UnsupportedError, f"{name} takes DESCRIPTOR(time column) second", desc)
+    time = _lookup(inner, desc.expressions[0], ctx)
+    if time.dtype != T.Timestamp:
+        raise fail(SchemaError, f"{name}'s time column {desc.expressions[0].sql()} is {time.dtype}, not a timestamp", desc)
+    if name == "TUMBLE":
+        size = interval_us(args[2])
+        window = TimeWindow(size, size)
+    else:
+        slide, size = interval_us(args[2]), interval_us(args[3])
+        try:
+            window = TimeWindow(size, slide)
+        except Exception as e:  # a WindowError: the slide exceeds the size
+            raise fail(UnsupportedError, str(e), call) from None
+    alias = t.alias_or_name or None
+    cols = [Col(alias, c.name, c.ir) for c in inner.cols]
+    cols += [Col(alias, WINDOW_START, WINDOW_START), Col(alias, WINDOW_END, WINDOW_END)]
+    return Rel(inner.node, cols, window=(time.name, window), not_null=inner.not_null)
+
+
+def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
+    side = (j.side or "").lower()
+    kind = (j.kind or "").lower()
+    if j.args.get("method") or kind in ("cross", "semi", "anti", "natural") or j.args.get("natural"):
+        raise fail(UnsupportedError, f"{(j.args.get('method') or kind or 'this').upper()} JOIN is not supported", j)
+    how = {"": "inner", "left": "left", "right": "right", "full": "full"}.get(side)
+    if how is None:
+        raise fail(UnsupportedError, f"{side.upper()} JOIN is not supported", j)
+    right = _table(j.this, ctx)
+    if right.window is not None or left.window is not None:
+        raise fail(UnsupportedError, "a window table function cannot be joined; aggregate it in a subquery first", j)
+    # The IR joins sides with distinct column names: the right side's clashing ones get new names.
+    taken = {c.ir for c in left.cols}
+    renames = []
+    rcols = []
+    for c in right.cols:
+        new = c.ir if c.ir not in taken else ctx.fresh(c.name + "_")
+        renames.append((new, Column(c.ir, right.node.schema.dtype(c.ir))))
+        rcols.append(Col(c.qualifier, c.name, new))
+    rnode = right.node if all(n == e.name for n, e in renames) else Project(right.node, tuple(renames))
+    right_not_null = frozenset(new for (new, e) in renames if e.name in right.not_null)
+    right = Rel(rnode, rcols)
+    on = j.args.get("on")
+    using = j.args.get("using")
+    pairs: list[tuple[str, str]] = []
+    residual: list[Expr] = []
+    pre_left: list[tuple[str, Expr]] = []
+    pre_right: list[tuple[str, Expr]] = []
+    if using:
+        for ident in using:
+            lcol = _lookup(left, exp.column(ident.name), ctx)
+            rcol = _lookup(right, exp.column(ident.name), ctx)
+            pairs.append((lcol.name, rcol.name))
+    elif on is not None:
+        both = Rel(left.node, left.cols + right.cols)
+        for part in _sql_conjuncts(on):
+            pair = _key_pair(part, left, right, ctx)
+            if pair is not None:
+                (lname, lexpr), (rname, rexpr) = pair
+                if lexpr is not None:
+                    pre_left.append((lname, lexpr))
+                if rexpr is not None:
+                    pre_right.append((rname, rexpr))
+                pairs.append((lname, rname))
+            else:
+                residual.append(_scalar(part, both, ctx))
+    else:
+        raise fail(UnsupportedError, "a join needs ON or USING (a cross join is not supported)", j)
+    if not pairs:
+        raise fail(UnsupportedError, "a join needs at least one equality between the two sides in ON", j)
+    if residual and how != "inner":
+        raise fail(
+            UnsupportedError,
+            f"a {how.upper()} JOIN's ON may hold only equalities between the sides; move "
+            f"{' AND '.join(r.sql() for r in residual)} into a subquery's WHERE",
+            on,
+        )
+    lnode = _extend(left.node, pre_left)
+    rnode = _extend(right.node, pre_right)
+    node: Node = Join(lnode, rnode, how, tuple(pairs))
+    cols = left.cols + right.cols
+    if pre_left or pre_right:  # drop the computed key columns again
+        keep = [c.ir for c in cols]
+        node = Project(node, tuple((n, Column(n, node.schema.dtype(n))) for n in keep))
+    pred = and_all(residual)
+    if pred is not None:
+        node = Filter(node, pred)
+    not_null = {"inner": left.not_null | right_not_null, "left": left.not_null, "right": right_not_null}.get(how, frozenset())
+    return Rel(node, cols, not_null=frozenset(not_null))
+
+
+def _extend(node: Node, extra: list[tuple[str, Expr]]) -> Node:
+    if not extra:
+        return node
+    return Project(node, tuple((f.name, Column(f.name, f.dtype)) for f in node.schema) + tuple(extra))
+
+
+def _sql_conjuncts(e: exp.Expression) -> list[exp.Expression]:
+    while isinstance(e, exp.Paren):
+        e = e.this
+    if isinstance(e, exp.And):
+        return _sql_conjuncts(e.this) + _sql_conjuncts(e.expression)
+    return [e]
+
+
+def _key_pair(part: exp.Expression, left: Rel, right: Rel, ctx: Context):  # type: ignore[no-untyped-def]
+    """``(name, computed expr or None)`` for each side of ``l = r``, or None if ``part``
+    is no equality between one side's columns and the other's."""
+    if not isinstance(part, exp.EQ):
+        return None
+    a, b = part.this, part.expression
+    for x, y in ((a, b), (b, a)):
+        lx = _try_scalar(x, left, ctx)
+        ry = _try_scalar(y, right, ctx)
+        if lx is not None and ry is not None and lx.columns() and ry.columns():
+            lside = (lx.name, None) if isinstance(lx, Column) else (ctx.fresh("lk"), lx)
+            rside = (ry.name, None) if isinstance(ry, Column) else (ctx.fresh("rk"), ry)
+            return lside, rside
+    return None
+
+
+def _try_scalar(e: exp.Expression, rel: Rel, ctx: Context) -> Expr | None:
+    try:
+        return _scalar(e, rel, ctx)
+    except Located:
+        return None
+
+
+# ---- columns and plain expressions --------------------------------------------------
+
+
+def _lookup(rel: Rel, col: exp.Expression, ctx: Context) -> Column:
+    if not isinstance(col, exp.Column):
+        raise fail(UnsupportedError, f"expected a column, got {col.sql()}", col)
+    name = col.name
+    qual = col.table or None
+    hits = [c for c in rel.cols if ctx.same_name(c.name, name) and (qual is None or (c.qualifier is not None and ctx.same_name(c.qualifier, qual)))]
+    if len(hits) > 1 and qual is None:
+        exact = [c for c in hits if c.name == name]
+        hits = exact if len(exact) == 1 else hits
+    if not hits:
+        shown = [f"{c.qualifier}.{c.name}" if qual and c.qualifier else c.name for c in rel.cols if not c.ir.startswith("__sql_") or c.name != c.ir]
+        target = f"{qual}.{name}" if qual else name
+        hint = get_close_matches(target, shown, n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise fail(SchemaError, f"unknown column {target!r}{more}; available: {', '.join(shown)}", col)
+    if len(hits) > 1:
+        quals = sorted({str(c.qualifier) for c in hits})
+        raise fail(SchemaError, f"column {name!r} is ambiguous: it is in {', '.join(quals)}; qualify it", col)
+    c = hits[0]
+    if rel.window is not None and c.ir in (WINDOW_START, WINDOW_END):
+        raise fail(UnsupportedError, f"{c.name} is read only as a GROUP BY key of its window table function", col)
+    return Column(c.ir, rel.node.schema.dtype(c.ir))
+
+
+def _scalar(e: exp.Expression, rel: Rel, ctx: Context) -> Expr:
+    """A plain expression over ``rel``'s columns: no aggregate, no window function."""
+
+    def child(n: exp.Expression) -> Expr:
+        if isinstance(n, exp.Column):
+            return _lookup(rel, n, ctx)
+        if is_aggregate(n):
+            raise fail(SchemaError, f"aggregate {n.sql(dialect=ctx.dialect)} is not allowed here (only in SELECT and HAVING)", n)
+        if isinstance(n, exp.Window):
+            raise fail(SchemaError, f"window function {n.sql(dialect=ctx.dialect)} is not allowed here (only in SELECT)", n)
+        return convert(n, child, ctx.dialect)
+
+    return child(e)
+
+
+# ---- SELECT ----------------------------------------------------------------------------
+
+
+def _select(q: exp.Select, ctx: Context) -> Rel:
+    for key, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET"), ("qualify", "QUALIFY"),
+                      ("windows", "a WINDOW clause"), ("distinct", "SELECT DISTINCT"), ("laterals", "LATERAL")):
+        if q.args.get(key):
+            why = " (relplan's outputs are unordered sets of rows: sort the result table)" if key in ("order", "limit", "offset") else ""
+            raise fail(UnsupportedError, f"{what} is not supported{why}", q.args[key] if isinstance(q.args[key], exp.Expression) else q)
+    rel = _from(q, ctx)
+    where = q.args.get("where")
+    if where is not None:
+        if has_aggregate(where.this):
+            raise fail(SchemaError, "an aggregate in WHERE: filter groups with HAVING instead", where)
+        pred = _scalar(where.this, rel, ctx)
+        rel = Rel(Filter(rel.node, pred), rel.cols, rel.window, rel.not_null)
+    items = _expand_star(q, rel, ctx)
+    group = q.args.get("group")
+    having = q.args.get("having")
+    grouped = group is not None or having is not None or any(has_aggregate(e) for _, e in items)
+    builder = Stage(ctx, rel)
+    if grouped:
+        builder.group(group.expressions if group is not None else [], q)
+    outputs = [(name, builder.value(e)) for name, e in items]
+    having_pred = builder.value(having.this) if having is not None else None
+    node = builder.finish(having_pred)
+    names = _unique_names([n for n, _ in outputs], q)
+    exprs = tuple((n, e) for n, e in zip(names, (e for _, e in outputs)))
+    try:
+        out = Project(node, exprs)
+    except Exception as e:
+        raise fail(SchemaError, str(e), q) from None
+    not_null = frozenset(n for n, e in exprs if isinstance(e, Column) and e.name in rel.not_null and not builder.grouped)
+    return Rel(out, [Col(None, n, n) for n in names], not_null=not_null)
+
+
+def _expand_star(q: exp.Select, rel: Rel, ctx: Context) -> list[tuple[str, exp.Expression]]:
+    items: list[tuple[str, exp.Expression]] = []
+    for e in q.expressions:
+        target = e.this if isinstance(e, exp.Alias) else e
+        if isinstance(target, exp.Star) or (isinstance(target, exp.Column) and isinstance(target.this, exp.Star)):
+            qual = target.table if isinstance(target, exp.Column) else None
+            picked = [c for c in rel.cols if not c.ir.startswith("__sql_") or c.name != c.ir]
+            if qual:
+                picked = [c for c in picked if c.qualifier is not None and ctx.same_name(c.qualifier, qual)]
+                if not picked:
+                    raise fail(SchemaError, f"unknown table {qual!r} in {qual}.*", e)
+            if rel.window is not None:
+                picked = [c for c in picked if c.ir not in (WINDOW_START, WINDOW_END)]
+            items += [(c.name, exp.column(c.name, table=c.qualifier, quoted=True)) for c in picked]
+            continue
+        if isinstance(e, exp.Alias):
+            items.append((e.alias, e.this))
+        elif isinstance(e, exp.Column):
+            items.append((e.name, e))
+        else:
+            items.append((e.sql(dialect=ctx.dialect), e))
+    return items
+
+
+@dataclass
+class _WindowCall:
+    keys: tuple[Expr, ...]
+    order: Expr
+    nulls_first: bool
+    frame: Frame
+    func: str
+    arg: Expr | None
+    filter: Expr | None
+    name: str
+
+
+class Stage:
+    """The SELECT list's values over one relation: grouped (aggregates, group keys) or
+    not, with window functions computed over the (grouped) rows."""
+
+    def __init__(self, ctx: Context, rel: Rel) -> None:
+        self.ctx = ctx
+        self.rel = rel
+        self.grouped = False
+        self.groups: list[tuple[Expr, str]] = []  # (key over the input, its column after grouping)
+        self.aggs: list[AggCall] = []
+        self.agg_names: dict[AggCall, str] = {}
+        self.time_window: tuple[str, TimeWindow] | None = None
+        self.windows: list[_WindowCall] = []
+        self.pre_window: list[tuple[str, Expr]] = []
+        self.after: dict[str, T.DataType] = {}  # the grouped relation's columns
+
+    # -- GROUP BY ---------------------------------------------------------------------
+
+    def group(self, keys: list[exp.Expression], q: exp.Select) -> None:
+        self.grouped = True
+        tvf = self.rel.window
+        for k in keys:
+            if isinstance(k, exp.Literal) and not k.is_string:
+                raise fail(UnsupportedError, "GROUP BY a column number is not supported; name the column or expression", k)
+            if tvf is not None and isinstance(k, exp.Column) and k.name in (WINDOW_START, WINDOW_END):
+                continue
+            tw = self._time_bucket(k)
+            if tw is not None:
+                continue
+            e = _scalar(k, self.rel, self.ctx)
+            if any(e == g for g, _ in self.groups):
+                continue
+            name = e.name if isinstance(e, Column) else self.ctx.fresh("g")
+            self.groups.append((e, name))
+        if tvf is not None:
+            named = {k.name for k in keys if isinstance(k, exp.Column)}
+            if not {WINDOW_START, WINDOW_END} <= named:
+                raise fail(UnsupportedError, "a window table function's query must GROUP BY window_start, window_end", q)
+            self.time_window = tvf
+
+    def _time_bucket(self, k: exp.Expression) -> bool | None:
+        """DuckDB's ``time_bucket(INTERVAL, ts)`` as a tumbling window key."""
+        if not (isinstance(k, exp.DateBin) or (isinstance(k, exp.Anonymous) and _fname(k) == "TIME_BUCKET")):
+            return None
+        if self.ctx.dialect != "duckdb":
+            raise fail(UnsupportedError, "time_bucket is DuckDB's; in Flink use TUMBLE/HOP, in Spark window()", k)
+        args = list(k.expressions) if isinstance(k, exp.Anonymous) else [k.this, k.expression]
+        if isinstance(k, exp.DateBin) and any(v is not None for key, v in k.args.items() if key not in ("this", "expression")):
+            raise fail(UnsupportedError, "time_bucket(INTERVAL, time) with no origin or offset is supported", k)
+        if len(args) != 2:
+            raise fail(UnsupportedError, "time_bucket(INTERVAL, time) with no origin or offset is supported", k)
+        size = interval_us(args[0])
+        time = _scalar(args[1], self.rel, self.ctx)
+        if not isinstance(time, Column) or time.dtype != T.Timestamp:
+            raise fail(UnsupportedError, "time_bucket's second argument must be a timestamp column", k)
+        if time.name not in self.rel.not_null:
+            raise fail(UnsupportedError, f"time_bucket of {args[1].sql()}, which may be NULL (SQL makes a NULL bucket; "
+                       "relplan's windows hold only events with a time): bucket a source's event time", k)
+        # DuckDB buckets from 2000-01-03 by default: the same edges as the epoch's only
+        # when the size divides the 10,959 days between them.
+        origin = int((dt.datetime(2000, 1, 3) - dt.datetime(1970, 1, 1)).total_seconds()) * 1_000_000
+        if origin % size:
+            raise fail(UnsupportedError, f"time_bucket of {args[0].sql()} starts its buckets at 2000-01-03, not at the epoch as relplan's tumbling windows do", k)
+        self.time_window = (time.name, TimeWindow(size, size))
+        self.bucket = k
+        return True
+
+    # -- values -------------------------------------------------------------------------
+
+    def value(self, e: exp.Expression) -> Expr:
+        return self._child(e)
+
+    def _child(self, n: exp.Expression) -> Expr:
+        ctx = self.ctx
+        if isinstance(n, exp.Window):
+            return self._window(n)
+        if self.grouped:
+            if is_aggregate(n):
+                return self._aggregate(n)
+            if self.time_window is not None and self._is_window_bound(n):
+                return self._window_bound(n)
+            if not _contains(n, lambda x: is_aggregate(x) or isinstance(x, exp.Window) or isinstance(x, exp.Column) and self._is_window_bound(x)):
+                try:
+                    e = _scalar(n, self.rel, ctx)
+                except Located:
+                    e = None
+                if e is not None:
+                    for g, name in self.groups:
+                        if e == g:
+                            return Column(name, g.dtype)
+                    if not e.columns():
+                        return e
+            if isinstance(n, exp.Column):
+                _lookup(self.rel, n, ctx)  # an unknown column is reported as unknown
+                raise fail(SchemaError, f"column {n.sql(dialect=ctx.dialect)} must appear in GROUP BY or be used in an aggregate function", n)
+            return convert(n, self._child, ctx.dialect)
+        if isinstance(n, exp.Column):
+            return _lookup(self.rel, n, ctx)
+        if is_aggregate(n):
+            raise fail(SchemaError, "an aggregate outside GROUP BY", n)
+        return convert(n, self._child, ctx.dialect)
+
+    def _is_window_bound(self, n: exp.Expression) -> bool:
+        if isinstance(n, exp.Column) and self.rel.window is not None and n.name in (WINDOW_START, WINDOW_END):
+            return True
+        return getattr(self, "bucket", None) is not None and n == self.bucket
+
+    def _window_bound(self, n: exp.Expression) -> Expr:
+        name = n.name if isinstance(n, exp.Column) else WINDOW_START
+        return Column(name, T.Timestamp)
+
+    def _agg_call(self, n: exp.Expression, over: Rel | None) -> tuple[str, Expr | None, Expr | None]:
+        """(func, argument, filter) of an aggregate call, the argument over ``over``'s
+        columns (the input rows), or over the grouped values when ``over`` is None."""
+        filt = None
+        if isinstance(n, exp.Filter):
+            filt, n = n.expression.this, n.this
+        func = _AGGS.get(type(n)) or _AGG_NAMES.get(_fname(n))  # type: ignore[arg-type]
+        if func is None or isinstance(n, _RANKING):
+            raise fail(UnsupportedError, f"aggregate {_fname(n)}() is not supported; relplan reads COUNT, SUM, AVG, MIN, MAX, VAR_SAMP and STDDEV_SAMP", n)
+        arg_node = n.this
+        distinct = isinstance(arg_node, exp.Distinct)
+        if distinct:
+            if func != "count" or len(arg_node.expressions) != 1:
+                raise fail(UnsupportedError, f"DISTINCT is supported in COUNT(DISTINCT x) only, not {n.sql()}", n)
+            func, arg_node = "count_distinct", arg_node.expressions[0]
+        conv = (lambda x: _scalar(x, over, self.ctx)) if over is not None else self._child
+        arg = None if arg_node is None or isinstance(arg_node, exp.Star) else conv(arg_node)
+        if func != "count" and arg is None:
+            raise fail(SchemaError, f"{_fname(n)}(*) is not an aggregate; name a column", n)
+        fexpr = conv(filt) if filt is not None else None
+        return func, arg, fexpr
+
+    def _aggregate(self, n: exp.Expression) -> Expr:
+        func, arg, filt = self._agg_call(n, self.rel)
+        if func == "mean" and self.ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
+            # Flink's AVG of a BIGINT is a BIGINT: the sum divided by the count, truncated.
+            total = self._register("sum", arg, filt, n)
+            count = self._register("count", arg, filt, n)
+            return semantics.truncated_div(total, count)
+        return self._register(func, arg, filt, n)
+
+    def _register(self, func: str, arg: Expr | None, filt: Expr | None, n: exp.Expression) -> Expr:
+        try:
+            call = AggCall(func, arg, "?", filt)
+        except Exception as e:
+            raise fail(SchemaError, str(e), n) from None
+        for existing in self.aggs:
+            if (existing.func, existing.arg, existing.filter) == (func, arg, filt):
+                return Column(existing.name, existing.dtype)
+        name = self.ctx.fresh("a")
+        call = AggCall(func, arg, name, filt)
+        self.aggs.append(call)
+        return Column(name, call.dtype)
+
+    # -- window functions --------------------------------------------------------------
+
+    def _window(self, n: exp.Window) -> Expr:
+        ctx = self.ctx
+        inner = n.this
+        if isinstance(inner, _RANKING) or _fname(inner) in ("RANK", "DENSE_RANK", "NTILE", "PERCENT_RANK", "CUME_DIST", "ROW_NUMBER", "LAG", "LEAD", "FIRST_VALUE", "LAST_VALUE"):
+            raise fail(UnsupportedError, f"window function {_fname(inner)}() is not supported: relplan's windows aggregate (COUNT, SUM, AVG, MIN, MAX, VAR_SAMP, STDDEV_SAMP) over time ranges", n)
+        if isinstance(inner, exp.IgnoreNulls) or isinstance(inner, exp.RespectNulls):
+            raise fail(UnsupportedError, "IGNORE/RESPECT NULLS is not supported", n)
+        if not is_aggregate(inner if not isinstance(inner, exp.Filter) else inner.this):
+            raise fail(UnsupportedError, f"{_fname(inner)}() OVER (...) is not an aggregate relplan reads", n)
+        over = None if self.grouped else self.rel
+        func, arg, filt = self._agg_call(inner, over)
+        if func == "mean" and ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
+            raise fail(UnsupportedError, "AVG of a BIGINT over a window is a truncated BIGINT in Flink; cast the argument to DOUBLE", n)
+        keys = tuple(self._child(p) for p in n.args.get("partition_by") or [])
+        order = n.args.get("order")
+        spec = n.args.get("spec")
+        if order is None or not order.expressions:
+            if spec is not None:
+                raise fail(SchemaError, "a window frame (ROWS/RANGE) needs ORDER BY a time column", n)
+            raise fail(UnsupportedError, "a window without ORDER BY (an aggregate over the whole partition) is not supported; order it by a time column", n)
+        if len(order.expressions) != 1:
+            raise fail(UnsupportedError, "a window ordered by several columns is not supported: order by one time column", order)
+        o = order.expressions[0]
+        if o.args.get("desc"):
+            raise fail(UnsupportedError, "a window ordered DESC is not supported: order by a time column ascending", o)
+        order_e = self._child(o.this)
+        if order_e.dtype != T.Timestamp:
+            raise fail(UnsupportedError, f"a window must be ordered by a timestamp column; {o.this.sql()} is {order_e.dtype}", o)
+        # Ascending, NULLs sort first in Spark and Flink and last in DuckDB, unless the SQL says.
+        nulls_first = bool(o.args.get("nulls_first")) if _explicit_nulls(o) else ctx.dialect != "duckdb"
+        frame = _frame(spec)
+        name = ctx.fresh("w")
+        call = _WindowCall(keys, order_e, bool(nulls_first), frame, func, arg, filt, name)
+        try:
+            dtype = AggCall(func, arg, name, filt).dtype
+        except Exception as e:
+            raise fail(SchemaError, str(e), n) from None
+        self.windows.append(call)
+        return Column(name, dtype)
+
+    # -- the nodes -----------------------------------------------------------------------
+
+    def finish(self, having: Expr | None) -> Node:
+        node = self.rel.node
+        if self.grouped:
+            node = self._grouped_node()
+            if having is not None:
+                node = Filter(node, having)
+        elif having is not None:
+            node = Filter(node, having)
+        if self.windows:
+            node = self._window_nodes(node)
+        return node
+
+    def _grouped_node(self) -> Node:
+        ctx = self.ctx
+        node = self.rel.node
+        base = [(f.name, Column(f.name, f.dtype)) for f in node.schema]
+        pre: list[tuple[str, Expr]] = []
+        keys: list[str] = []
+        restore: list[tuple[str, Expr]] = []
+        for g, name in self.groups:
+            # SQL keeps a NULL key as a group; the IR drops it: group by (IS NULL, COALESCE).
+            v, isnull = ctx.fresh("k"), ctx.fresh("knull")
+            pre += [(v, Coalesce((g, semantics.zero_of(g.dtype)))), (isnull, Unary("IS NULL", g))]
+            keys += [v, isnull]
+            restore.append((name, Case(((Column(isnull, T.Bool), Literal(None, g.dtype if g.dtype != T.Null else T.Int64)),), Column(v, g.dtype))))
+        node = Project(node, tuple(base + pre)) if pre else node
+        if self.time_window is not None:
+            time, window = self.time_window
+            aggs = tuple(self.aggs) or (AggCall("count", None, ctx.fresh("a")),)
+            node = TimeWindowAggregate(node, tuple(keys), time, window, aggs)
+            bounds = [(WINDOW_START, Column(WINDOW_START, T.Timestamp)), (WINDOW_END, Column(WINDOW_END, T.Timestamp))]
+        else:
+            if not self.aggs and not keys:
+                raise fail(UnsupportedError, "HAVING without GROUP BY or an aggregate", exp.Null())
+            node = Aggregate(node, tuple(keys), tuple(self.aggs) if self.aggs else ())
+            bounds = []
+        outs = restore + bounds + [(a.name, Column(a.name, a.dtype)) for a in self.aggs]
+        return Project(node, tuple(outs))
+
+    def _window_nodes(self, node: Node) -> Node:
+        ctx = self.ctx
+        base = [(f.name, Column(f.name, f.dtype)) for f in node.schema]
+        groups: dict[tuple, list[_WindowCall]] = {}
+        pre: list[tuple[str, Expr]] = []
+        computed: dict[tuple[Expr, str], str] = {}
+
+        def column_for(e: Expr, how: str) -> str:
+            key = (e, how)
+            if key not in computed:
+                name = ctx.fresh(how)
+                if how == "pk":
+                    value: Expr = Coalesce((e, semantics.zero_of(e.dtype)))
+                elif how == "pknull" or how == "onull":
+                    value = Unary("IS NULL", e)
+                elif how == "ofirst":
+                    value = Coalesce((e, Literal(EARLIEST)))
+                else:
+                    value = Coalesce((e, Literal(LATEST)))
+                pre.append((name, value))
+                computed[key] = name
+            return computed[key]
+
+        for w in self.windows:
+            keys = []
+            for k in w.keys:
+                keys += [column_for(k, "pk"), column_for(k, "pknull")]
+            if isinstance(w.order, Column) and w.order.name in self.rel.not_null and not self.grouped:
+                order = w.order.name  # never NULL: SQL's order is the IR's
+            else:
+                if w.frame.lower is not None:  # a bounded start: NULL times only see each other
+                    keys.append(column_for(w.order, "onull"))
+                order = column_for(w.order, "ofirst" if w.nulls_first else "olast")
+            groups.setdefault((tuple(keys), order), []).append(w)
+        node = Project(node, tuple(base + pre))
+        for (keys, order), calls in groups.items():
+            by_frame: dict[Frame, list[AggCall]] = {}
+            for w in calls:
+                by_frame.setdefault(w.frame, []).append(AggCall(w.func, w.arg, w.name, w.filter))
+            node = WindowAggregate(node, keys, order, tuple((f, tuple(a)) for f, a in by_frame.items()))
+        return node
+
+
+def _explicit_nulls(o: exp.Ordered) -> bool:
+    # sqlglot fills nulls_first from the dialect's default; the text says NULLS FIRST/LAST
+    # only when it is in the SQL (the generator would print it back).
+    return "NULLS" in o.sql().upper()
+
+
+def _fname(n: exp.Expression) -> str:
+    if isinstance(n, exp.Anonymous):
+        return str(n.this).upper()
+    if isinstance(n, exp.Func):
+        return n.sql_name().upper()
+    return type(n).__name__.upper()
+
+
+def _frame(spec: exp.WindowSpec | None) -> Frame:
+    """The IR frame of a SQL frame over a timestamp order; None (no frame) is SQL's default,
+    RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW."""
+    if spec is None:
+        return Frame(None, upper=0, upper_inclusive=True)
+    kind = str(spec.args.get("kind") or "").upper()
+    if kind != "RANGE":
+        raise fail(
+            UnsupportedError,
+            f"{kind or 'this'} frame is not supported: ROWS counts rows, relplan's frames are time ranges "
+            "(RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT ROW)",
+            spec,
+        )
+    start, start_side = spec.args.get("start"), str(spec.args.get("start_side") or "").upper()
+    end, end_side = spec.args.get("end"), str(spec.args.get("end_side") or "").upper()
+    if end is None:  # RANGE INTERVAL x PRECEDING: up to the current row
+        end, end_side = "CURRENT ROW", ""
+    lower: int | None
+    if isinstance(start, str) and start.upper() == "UNBOUNDED" and start_side == "PRECEDING":
+        lower = None
+    elif isinstance(start, str) and start.upper() == "CURRENT ROW":
+        lower = 0
+    elif start_side == "PRECEDING":
+        lower = interval_us(start)
+    else:
+        raise fail(UnsupportedError, "a frame that starts FOLLOWING the row is not supported (a feature sees the past)", spec)
+    if isinstance(end, str) and end.upper() == "CURRENT ROW":
+        upper = 0
+    elif end_side == "PRECEDING":
+        upper = interval_us(end)
+    else:
+        raise fail(UnsupportedError, "a frame that ends FOLLOWING the row is not supported (a feature sees the past)", spec)
+    if lower == 0 and upper == 0:
+        # RANGE BETWEEN CURRENT ROW AND CURRENT ROW: the row's peers, [t, t].
+        return Frame(1, lower_inclusive=False, upper=0, upper_inclusive=True)
+    if lower is not None and lower < upper:
+        raise fail(UnsupportedError, "the frame ends before it starts", spec)
+    if lower is not None and lower == upper:
+        # [t - x, t - x]: the rows exactly x earlier (written with an exclusive lower edge 1us earlier).
+        return Frame(lower + 1, lower_inclusive=False, upper=upper, upper_inclusive=True)
+    return Frame(lower, lower_inclusive=lower is not None, upper=upper, upper_inclusive=True)
