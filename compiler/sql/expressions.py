@@ -229,9 +229,11 @@ def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:
     inner = node.this
     if isinstance(inner, exp.Literal) and inner.is_string and target in (T.Timestamp, T.Date):
         return time_literal(str(inner.this), target, node)
-    if isinstance(node, exp.TryCast):
-        raise fail(UnsupportedError, "TRY_CAST is not supported: its NULL on bad input differs per engine", node)
     value = child(inner)
+    # Spark's CAST reads as a TryCast (NULL on bad input, without ANSI mode); it is a plain
+    # cast where no input can be bad (not from a string). TRY_CAST itself is marked safe.
+    if isinstance(node, exp.TryCast) and (node.args.get("safe") or (value.dtype == T.String and target != T.String)):
+        raise fail(UnsupportedError, "TRY_CAST is not supported: its NULL on bad input differs per engine", node)
     if value.dtype == T.Float64 and target == T.Int64 and dialect == "duckdb":
         raise fail(
             UnsupportedError,
