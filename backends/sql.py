@@ -641,10 +641,7 @@ class SqlLowering:
             texts = None if isinstance(n, Source) else _CTE_TEXT.get(key)
             if texts is None:
                 self.check_supported(n)
-                texts = tuple(
-                    (name, self.sql_text(exp.CTE(this=q, alias=exp.TableAlias(this=ident(name))), pretty))
-                    for name, q in self.node(n, list(ins), len(parts))
-                )
+                texts = tuple((name, self.cte_text(name, q, pretty)) for name, q in self.node(n, list(ins), len(parts)))
                 if not isinstance(n, Source):
                     bounded_put(_CTE_TEXT, key, texts, _CTE_TEXT_MAX)
             parts += texts
@@ -659,6 +656,48 @@ class SqlLowering:
             bounded_put(_CTE_TEXT, final_key, final, _CTE_TEXT_MAX)
         # sqlglot renders each CTE (``"t0" AS (...)``, indented, string literals intact).
         return f"WITH {', '.join(cte for _, cte in parts)}{chr(10) if pretty else ' '}{final}"
+
+    def cte_text(self, name: str, q: exp.Expression, pretty: bool) -> str:
+        """The text of ``"name" AS (q)``.
+
+        A SELECT whose items are all cached text (``exp.Var``, see item()) is rendered
+        around one stand-in item, whose line is then replaced by the items' text as
+        sqlglot lays out a select list: an item, its comma, a line break, each line
+        indented alike (no item has a comment, none is empty). A thousand items are
+        joined as strings instead of passed through the generator one by one (most
+        of emitting a node again after one feature changed)."""
+        cte = exp.CTE(this=q, alias=exp.TableAlias(this=ident(name)))
+        items = q.expressions if isinstance(q, exp.Select) else []
+        if len(items) < _JOINED_ITEMS_MIN or _generator(self.dialect, pretty).leading_comma:
+            return self.sql_text(cte, pretty)
+        texts = []
+        for e in items:
+            if isinstance(e, exp.Var) and isinstance(e.this, str) and e.this and not e.comments:
+                texts.append(e.this)
+            elif isinstance(e, exp.Star) and not e.args and not e.comments:
+                texts.append("*")
+            else:
+                return self.sql_text(cte, pretty)
+        q.set("expressions", [exp.Var(this=_ITEMS_STAND_IN)])
+        try:
+            skeleton = self.sql_text(cte, pretty)
+        finally:
+            q.set("expressions", items)
+        if not pretty:
+            head, found, tail = skeleton.partition(_ITEMS_STAND_IN)
+            if not found or _ITEMS_STAND_IN in tail:
+                return self.sql_text(cte, pretty)
+            return f"{head}{', '.join(texts)}{tail}"
+        at = skeleton.find(_ITEMS_STAND_IN)
+        line_start = skeleton.rfind("\n", 0, at) + 1
+        pad = skeleton[line_start:at]
+        if at < 0 or pad.strip(" ") or _ITEMS_STAND_IN in skeleton[at + 1:] or skeleton[at + 1:at + 2] not in ("\n", ""):
+            return self.sql_text(cte, pretty)
+        last = len(texts) - 1
+        block = "\n".join((t if i == last else f"{t}, ").rstrip() for i, t in enumerate(texts))
+        if pad:
+            block = pad + block.replace("\n", "\n" + pad)
+        return f"{skeleton[:line_start]}{block}{skeleton[at + 1:]}"
 
     def sql_text(self, e: exp.Expression, pretty: bool) -> str:
         # copy=False: the AST was built for this call alone, and sqlglot's defensive
@@ -699,6 +738,8 @@ def as_name(e: exp.Expression, name: str) -> exp.Expression:
 
 
 _WINDOW_STAND_IN = "\x00"  # no user's SQL text holds a NUL
+_ITEMS_STAND_IN = "\x01"  # nor this
+_JOINED_ITEMS_MIN = 8  # fewer select items are rendered by sqlglot whole
 
 
 def _holds_no_time(f: Frame) -> bool:
