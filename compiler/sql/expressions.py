@@ -9,6 +9,7 @@ copy of the operator table.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from difflib import get_close_matches
@@ -35,7 +36,10 @@ _TYPES = {
     exp.DataType.Type.VARCHAR: T.String,
     exp.DataType.Type.TEXT: T.String,
     exp.DataType.Type.BOOLEAN: T.Bool,
+    # relplan runs every engine in UTC: a timestamp with or without a zone is one instant.
     exp.DataType.Type.TIMESTAMP: T.Timestamp,
+    exp.DataType.Type.TIMESTAMPNTZ: T.Timestamp,
+    exp.DataType.Type.TIMESTAMPLTZ: T.Timestamp,
     exp.DataType.Type.TIMESTAMPTZ: T.Timestamp,
     exp.DataType.Type.DATE: T.Date,
 }
@@ -126,7 +130,7 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
         if isinstance(node.expression, exp.Boolean):
             v = child(node.this)
             return Binary("AND", Unary("IS NOT NULL", v), Binary("=", v, Literal(bool(node.expression.this))))
-        raise fail(UnsupportedError, f"IS {node.expression.sql()} is not supported; use IS NULL or =", node)
+        raise fail(UnsupportedError, f"IS {_head(_sql(node.expression, dialect))} is not supported; use IS NULL or =", node)
     if isinstance(node, exp.Between):
         v = child(node.this)
         return Binary("AND", Binary(">=", v, child(node.args["low"])), Binary("<=", v, child(node.args["high"])))
@@ -134,13 +138,18 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
         if node.args.get("query") is not None or node.args.get("unnest") is not None:
             raise fail(UnsupportedError, "IN (subquery) is not supported: relplan reads IN with a list of literals", node)
         operand = child(node.this)
+        if not node.expressions:
+            raise fail(SchemaError, f"IN () of {_head(_sql(node.this, dialect))} has no values: name at least one", node)
         values = []
         for v in node.expressions:
             lit = child(v)
             if not isinstance(lit, Literal):
-                raise fail(UnsupportedError, f"IN lists take literals; {v.sql()} is not one (use OR of comparisons)", v)
+                raise fail(UnsupportedError, f"IN lists take literals; {_head(_sql(v, dialect))} is not one (use OR of comparisons)", v)
             values.append(lit)
-        return InList(operand, tuple(values))
+        try:
+            return InList(operand, tuple(values))
+        except RelplanError as e:  # the IR speaks of isin(); the user wrote IN
+            raise fail(type(e), e.message.replace("isin()", "IN"), node) from None
     if isinstance(node, exp.Case):
         operand = child(node.this) if node.this is not None else None
         whens = []
@@ -160,17 +169,17 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
     if isinstance(node, (exp.Cast, exp.TryCast)):
         return _cast(node, child, dialect)
     if isinstance(node, _NON_DETERMINISTIC_NODES):
-        raise _non_deterministic(node.sql(dialect=dialect), node)
-    if isinstance(node, exp.Anonymous) and str(node.this).upper() in NON_DETERMINISTIC:
-        raise _non_deterministic(str(node.this).upper(), node)
+        raise _non_deterministic(written(node, node.sql(dialect=dialect)).upper(), node)
+    if isinstance(node, exp.Func) and written(node).upper() in NON_DETERMINISTIC:
+        raise _non_deterministic(written(node).upper(), node)
     if isinstance(node, (exp.Subquery, exp.Select, exp.Exists)):
         raise fail(UnsupportedError, "a subquery in an expression is not supported: join it in FROM instead", node)
     if isinstance(node, exp.Interval):
-        raise fail(UnsupportedError, f"an interval ({node.sql()}) is read only in window frames and time windows", node)
+        raise fail(UnsupportedError, f"an interval ({_head(_sql(node, dialect))}) is read only in window frames and time windows", node)
     if isinstance(node, exp.Star):
         raise fail(SchemaError, "* stands only in SELECT * or COUNT(*)", node)
     if isinstance(node, exp.Func):
-        name = node.sql_name() if not isinstance(node, exp.Anonymous) else str(node.this).upper()
+        name = written(node, node.sql_name() if not isinstance(node, exp.Anonymous) else str(node.this)).upper()
         hint = get_close_matches(name, KNOWN_FUNCTIONS, n=1)
         more = f" (did you mean {hint[0]}?)" if hint else ""
         raise fail(
@@ -179,7 +188,7 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
             f"{', '.join(KNOWN_FUNCTIONS)} and the operators (docs/sql.md)",
             node,
         )
-    raise fail(UnsupportedError, f"{type(node).__name__} ({_head(node.sql(dialect=dialect))}) is not supported", node)
+    raise fail(UnsupportedError, f"{type(node).__name__.upper()} ({_head(_sql(node, dialect))}) is not supported", node)
 
 
 def _need_int(a: Expr, b: Expr, what: str, node: exp.Expression) -> None:
@@ -201,23 +210,30 @@ def _literal(node: exp.Literal) -> Literal:
     text = str(node.this)
     if node.is_string:
         return Literal(text)
-    try:
-        if re.fullmatch(r"[0-9]+", text):
-            value = int(text)
-            if value > 2**63 - 1:
-                raise fail(TypeMismatchError, f"integer literal {text} does not fit BIGINT", node)
-            return Literal(value)
-        return Literal(float(text))
-    except ValueError:
-        raise fail(TypeMismatchError, f"cannot read the number {text!r}", node) from None
+    if re.fullmatch(r"[0-9]+", text):
+        # Checked on the digits first: a long one is refused before Python reads it.
+        if len(text.lstrip("0")) > 19 or int(text) > 2**63 - 1:
+            raise fail(TypeMismatchError, f"integer literal {_number(text)} does not fit BIGINT", node)
+        return Literal(int(text))
+    if not re.fullmatch(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", text):
+        raise fail(TypeMismatchError, f"cannot read the number {_number(text)}", node)
+    value = float(text)
+    if not math.isfinite(value):
+        raise fail(TypeMismatchError, f"number literal {_number(text)} does not fit DOUBLE", node)
+    return Literal(value)
 
 
-def sql_type(dtype: exp.DataType, node: exp.Expression) -> T.DataType:
+def _number(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text):,} characters)"
+
+
+def sql_type(dtype: exp.DataType, node: exp.Expression, dialect: str | None = None) -> T.DataType:
     t = _TYPES.get(dtype.this)
-    if t is None:
+    if t is None or (t == T.String and dtype.expressions and dialect == "flink"):
+        # Flink's CHAR(n) and VARCHAR(n) cut (and pad) the text; DuckDB and Spark ignore n.
         raise fail(
             UnsupportedError,
-            f"CAST to {dtype.sql()} is not supported: relplan's types are BIGINT, DOUBLE, VARCHAR/STRING, "
+            f"CAST to {_head(_sql(dtype, dialect))} is not supported: relplan's types are BIGINT, DOUBLE, VARCHAR/STRING, "
             "BOOLEAN, TIMESTAMP and DATE (a narrower or decimal type would overflow or round differently)",
             node,
         )
@@ -225,7 +241,7 @@ def sql_type(dtype: exp.DataType, node: exp.Expression) -> T.DataType:
 
 
 def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:
-    target = sql_type(node.to, node)
+    target = sql_type(node.to, node, dialect)
     inner = node.this
     if isinstance(inner, exp.Literal) and inner.is_string and target in (T.Timestamp, T.Date):
         return time_literal(str(inner.this), target, node)
@@ -251,7 +267,7 @@ def time_literal(text: str, target: T.DataType, node: exp.Expression) -> Literal
             return Literal(dt.date.fromisoformat(text.strip()))
         value = dt.datetime.fromisoformat(text.strip().replace(" UTC", "+00:00"))
     except ValueError:
-        raise fail(TypeMismatchError, f"cannot read {text!r} as a {target}", node) from None
+        raise fail(TypeMismatchError, f"cannot read {_head(text)!r} as a {target}", node) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     return Literal(value)
@@ -302,4 +318,29 @@ def interval_us(node: exp.Expression) -> int:
 
 
 def _head(sql: str) -> str:
+    sql = "".join(c if c.isprintable() else repr(c)[1:-1] for c in sql)
     return sql if len(sql) <= 60 else sql[:57] + "..."
+
+
+def _sql(node: exp.Expression, dialect: str | None) -> str:
+    """``node`` as SQL of the dialect, for a message."""
+    return node.sql(dialect=dialect)
+
+
+#: The key under which the reader keeps the SQL text on the parsed statement's meta.
+SQL_TEXT = "relplan_sql_text"
+
+
+def written(node: exp.Expression, default: str = "") -> str:
+    """The name of a function call as the user wrote it (sqlglot may have renamed it:
+    Spark's RANDOM() is its RAND, UNIX_TIMESTAMP() its STR_TO_UNIX): the text of the
+    name's token, kept by the reader on the statement."""
+    meta = node._meta or {}
+    text = (node.root()._meta or {}).get(SQL_TEXT)
+    if isinstance(text, str) and "start" in meta and "end" in meta:
+        name = text[int(meta["start"]) : int(meta["end"]) + 1]
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return name
+    if default:
+        return default
+    return str(node.this) if isinstance(node, exp.Anonymous) else node.sql_name()

@@ -8,23 +8,36 @@ RecursionError.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.tokens import Token, TokenType
 
 import relplan.backends.flink_dialect  # noqa: F401  (registers the "flink" dialect with sqlglot)
+from relplan.compiler.sql.expressions import SQL_TEXT
 from relplan.ir.errors import RelplanError, SqlError
 
 #: The dialects whose meaning relplan reads (shared/ENGINE-FACTS.md and docs/sql.md).
 DIALECTS = ("duckdb", "spark", "flink")
 
 #: Limits that keep a hostile query from hanging or exhausting the stack: characters of
-#: text, parentheses open at once, and depth of the parsed tree.
+#: text, parentheses (and CASE ... END) open at once, and depth of the parsed tree.
+#: sqlglot parses a parenthesis with some 15 nested calls, so MAX_PARENS stays well
+#: under Python's recursion limit divided by that.
 MAX_CHARS = 1_000_000
-MAX_PARENS = 64
+MAX_PARENS = 32
 MAX_DEPTH = 200
+
+# Statements that change tables or the session: refused as such.
+_CHANGES = {
+    "CREATE", "INSERT", "DELETE", "UPDATE", "DROP", "ALTER", "MERGE", "TRUNCATE", "TRUNCATETABLE", "COPY",
+    "REPLACE", "GRANT", "REVOKE", "SET", "USE", "ATTACH", "DETACH", "INSTALL", "LOAD", "VACUUM", "CALL",
+    "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "TRANSACTION", "CACHE", "UNCACHE", "REFRESH", "ANALYZE",
+    "EXPORT", "IMPORT", "CHECKPOINT", "RESET", "SUMMARIZE", "DESCRIBE", "SHOW", "EXPLAIN",
+}
 
 
 def check_dialect(dialect: Any) -> str:
@@ -38,33 +51,71 @@ def check_dialect(dialect: Any) -> str:
         known = "sqlglot knows it, but relplan does not model its semantics"
     except (ValueError, SqlglotError):
         known = "sqlglot does not know it"
-    raise SqlError(f"unknown dialect {dialect!r} ({known}); relplan reads {', '.join(DIALECTS)}")
+    raise SqlError(f"unknown dialect {_shown(dialect)} ({known}); relplan reads {', '.join(DIALECTS)}")
 
 
 def locate(text: str, node: exp.Expression | None) -> str | None:
     """``line L, column C`` of ``node`` in ``text`` with the line shown, or None if unknown."""
     if node is None:
         return None
-    meta = _meta(node)
-    if meta is None:
+    start = _start(node)
+    if start is None:
         return None
-    line, col = meta
-    lines = text.splitlines() or [""]
-    shown = lines[line - 1] if 0 < line <= len(lines) else ""
+    return _where(text, start)
+
+
+def _where(text: str, start: int) -> str:
+    start = max(0, min(start, len(text)))
+    line = text.count("\n", 0, start) + 1
+    line_start = text.rfind("\n", 0, start) + 1
+    col = start - line_start + 1
+    line_end = text.find("\n", start)
+    shown = text[line_start : line_end if line_end >= 0 else len(text)]
     if len(shown) > 120:
         lo = max(0, col - 60)
         shown = ("..." if lo else "") + shown[lo : lo + 120] + "..."
-    return f"line {line}, column {col} of the SQL: {shown.strip()}"
+    return f"line {line}, column {col} of the SQL: {_printable(shown.strip())}"
 
 
-def _meta(node: exp.Expression) -> tuple[int, int] | None:
-    # sqlglot records positions on identifiers, literals and function names; a node
-    # without one is located by its first descendant that has one.
+def _printable(s: str) -> str:
+    # The user's own text, with control characters (NUL, escapes of a terminal) spelled out.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def _start(node: exp.Expression) -> int | None:
+    """The offset of ``node``'s first character: sqlglot records where identifiers,
+    literals and function names are (and relplan's parser, where every node ends);
+    a node is where the earliest of its parts is."""
+    best: int | None = None
     for n in node.walk():
-        m = getattr(n, "_meta", None) or {}
-        if "line" in m and "col" in m:
-            return int(m["line"]), int(m["col"]) - max(0, int(m.get("end", 0)) - int(m.get("start", 0)))
-    return None
+        m = n._meta
+        if m and "start" in m:
+            s = int(m["start"])
+            best = s if best is None else min(best, s)
+    return best
+
+
+_PARSERS: dict[type, type] = {}
+
+
+def _parser(dialect: sqlglot.Dialect) -> Any:
+    """The dialect's parser, recording on every node the last token it was made from
+    (sqlglot records positions on a few kinds of node only), so that every error can
+    name its line and column."""
+    base = dialect.parser_class
+    cls = _PARSERS.get(base)
+    if cls is None:
+
+        def expression(self: Any, instance: Any, token: Token | None = None, comments: Any = None) -> Any:
+            instance = base.expression(self, instance, token, comments)
+            prev = self._prev
+            if prev is not None and prev.token_type != TokenType.SENTINEL and not (instance._meta and "start" in instance._meta):
+                instance.update_positions(prev)
+            return instance
+
+        cls = type(f"Locating{base.__name__}", (base,), {"expression": expression})
+        _PARSERS[base] = cls
+    return cls(dialect=dialect)
 
 
 def parse_query(text: Any, dialect: str) -> exp.Query:
@@ -73,28 +124,17 @@ def parse_query(text: Any, dialect: str) -> exp.Query:
         raise SqlError(f"rp.sql takes the query as a string, got {type(text).__name__}")
     if len(text) > MAX_CHARS:
         raise SqlError(f"the SQL is {len(text):,} characters long; relplan reads at most {MAX_CHARS:,}")
+    d = sqlglot.Dialect.get_or_raise(dialect)
+    tokenizer = d.tokenizer()
     try:
-        tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(text)
+        tokens = tokenizer.tokenize(text)
     except (TokenError, SqlglotError) as e:
-        raise SqlError(f"cannot read the SQL: {_first_line(e)}") from None
-    depth = 0
-    for tok in tokens:
-        if tok.token_type == sqlglot.TokenType.L_PAREN:
-            depth += 1
-            if depth > MAX_PARENS:
-                raise SqlError(
-                    f"the SQL nests parentheses more than {MAX_PARENS} deep "
-                    f"(line {tok.line}, column {tok.col}); relplan refuses it rather than risk the stack"
-                )
-        elif tok.token_type == sqlglot.TokenType.R_PAREN:
-            depth = max(0, depth - 1)
+        raise _token_error(text, tokenizer, e) from None
+    _check_nesting(text, tokens)
     try:
-        statements = sqlglot.parse(text, read=dialect)
+        statements = _parser(d).parse(tokens, text)
     except ParseError as e:
-        err = e.errors[0] if e.errors else {}
-        where = f" at line {err.get('line')}, column {err.get('col')}" if err.get("line") else ""
-        desc = err.get("description") or _first_line(e)
-        raise SqlError(f"cannot parse the SQL ({dialect}){where}: {desc}") from None
+        raise _parse_error(text, dialect, e) from None
     except RecursionError:
         raise SqlError("the SQL is nested too deeply to parse; simplify it or split it into CTEs") from None
     except (SqlglotError, RelplanError) as e:
@@ -103,24 +143,111 @@ def parse_query(text: Any, dialect: str) -> exp.Query:
     if not statements:
         raise SqlError("the SQL has no statement; give rp.sql one SELECT query")
     if len(statements) > 1:
-        second = statements[1]
+        second = _second_statement(text, tokens)
         raise SqlError(
             f"the SQL has {len(statements)} statements; rp.sql reads one query "
-            f"(the second: {_head(second.sql(dialect=dialect))})",
-            where=locate(text, second),
+            f"(the second: {_head(text[second:]) if second is not None else statements[1].key.upper()})",
+            where=_where(text, second) if second is not None else locate(text, statements[1]),
         )
     stmt = statements[0]
     if not isinstance(stmt, exp.Query):
-        kind = stmt.key.upper() if isinstance(stmt, exp.Expression) else type(stmt).__name__
+        kind = _kind(stmt, tokens)
+        if kind in _CHANGES or isinstance(stmt, (exp.DDL, exp.DML, exp.Command)):
+            why = f"not {_a(kind)} {kind} statement: relplan never changes tables or settings (DDL and DML are refused)"
+        else:
+            why = f"not {_a(kind)} {kind} statement"
+        raise SqlError(f"rp.sql reads one query (SELECT ...), {why}", where=_where(text, tokens[0].start) if tokens else None)
+    into = stmt.find(exp.Into)
+    if into is not None:
         raise SqlError(
-            f"rp.sql reads one query (SELECT ...), not a {kind} statement: relplan never changes tables "
-            "(DDL and DML are refused)",
-            where=locate(text, stmt),
+            "rp.sql reads one query: SELECT ... INTO creates a table, and relplan never changes tables",
+            where=locate(text, into),
         )
+    stmt.meta[SQL_TEXT] = text  # the names of functions as written, for messages
     deepest = _depth(stmt)
     if deepest > MAX_DEPTH:
-        raise SqlError(f"the SQL's expressions nest {deepest} deep; relplan reads at most {MAX_DEPTH}")
+        raise SqlError(
+            f"the SQL's expressions nest more than {MAX_DEPTH} deep (a long chain of operators or UNION ALLs "
+            "counts each step); split it into CTEs"
+        )
     return stmt
+
+
+def _check_nesting(text: str, tokens: list[Token]) -> None:
+    """Parentheses and CASE ... END open at once, counted on the tokens, before sqlglot
+    parses them recursively."""
+    depth = 0
+    for tok in tokens:
+        if tok.token_type in (TokenType.L_PAREN, TokenType.CASE):
+            depth += 1
+            if depth > MAX_PARENS:
+                what = "CASE expressions" if tok.token_type == TokenType.CASE else "parentheses"
+                raise SqlError(
+                    f"the SQL nests parentheses and CASE expressions more than {MAX_PARENS} deep (here: {what}); "
+                    "relplan refuses it rather than risk the stack: split it into CTEs",
+                    where=_where(text, tok.start),
+                )
+        elif tok.token_type in (TokenType.R_PAREN, TokenType.END):
+            depth = max(0, depth - 1)
+
+
+def _token_error(text: str, tokenizer: Any, e: Exception) -> SqlError:
+    core = getattr(tokenizer, "_core", tokenizer)
+    start = getattr(core, "_start", None)
+    if not isinstance(start, int) or not 0 <= start < len(text):
+        return SqlError(f"cannot read the SQL: {_first_line(e)}")
+    c = text[start]
+    if c in "'\"`":
+        what = f"a quoted text starting with {c} is never closed (or holds an escape the dialect does not read)"
+    else:
+        what = f"cannot read the text starting with {_head(text[start:], 20)!r}"
+    return SqlError(f"cannot read the SQL: {what}", where=_where(text, start))
+
+
+_TOKEN_REPR = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: \d+, col: \d+, start: \d+, end: \d+, comments: \[.*?\]>")
+
+
+def _parse_error(text: str, dialect: str, e: ParseError) -> SqlError:
+    err = e.errors[0] if e.errors else {}
+    desc = str(err.get("description") or _first_line(e))
+    desc = _TOKEN_REPR.sub(lambda m: "the end of the SQL" if m.group(1) == "SENTINEL" else repr(m.group(2)), desc)
+    desc = re.sub(r"<class 'sqlglot\.expressions\.(?:\w+\.)*(\w+)'>", lambda m: m.group(1).upper(), desc)
+    line, col = err.get("line"), err.get("col")
+    where = None
+    if isinstance(line, int) and isinstance(col, int):
+        highlight = err.get("highlight") or ""
+        lines = text.split("\n")
+        if 0 < line <= len(lines):
+            offset = sum(len(s) + 1 for s in lines[: line - 1])
+            start = offset + max(0, col - len(highlight)) if highlight and "\n" not in highlight else offset + max(0, col - 1)
+            where = _where(text, start)
+    return SqlError(f"cannot parse the SQL ({dialect}): {_head(desc, 200)}", where=where)
+
+
+def _second_statement(text: str, tokens: list[Token]) -> int | None:
+    seen_statement = False
+    after_semicolon = False
+    for tok in tokens:
+        if tok.token_type == TokenType.SEMICOLON:
+            after_semicolon = seen_statement
+            continue
+        if after_semicolon:
+            return tok.start
+        seen_statement = True
+    return None
+
+
+def _kind(stmt: exp.Expression, tokens: list[Token]) -> str:
+    if isinstance(stmt, exp.Command):
+        return str(stmt.this).upper()
+    first = next((t for t in tokens if t.token_type != TokenType.SEMICOLON), None)
+    if stmt.key in ("alias", "column", "literal", "identifier") and first is not None:
+        return _printable(first.text.upper()[:30])
+    return stmt.key.upper()
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1] in "AEIOU" else "a"
 
 
 def _depth(root: exp.Expression) -> int:
@@ -138,8 +265,14 @@ def _depth(root: exp.Expression) -> int:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    return _head(text[0], 200) if text else type(e).__name__
 
 
-def _head(sql: str) -> str:
-    return sql if len(sql) <= 60 else sql[:57] + "..."
+def _head(sql: str, n: int = 60) -> str:
+    sql = _printable(sql.strip())
+    return sql if len(sql) <= n else sql[: n - 3] + "..."
+
+
+def _shown(value: Any) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
