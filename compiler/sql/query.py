@@ -660,8 +660,6 @@ class Stage:
             raise fail(UnsupportedError, f"{_fname(inner)}() OVER (...) is not an aggregate relplan reads", n)
         over = None if self.grouped else self.rel
         func, arg, filt = self._agg_call(inner, over)
-        if func == "mean" and ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
-            raise fail(UnsupportedError, "AVG of a BIGINT over a window is a truncated BIGINT in Flink; cast the argument to DOUBLE", n)
         keys = tuple(self._child(p) for p in n.args.get("partition_by") or [])
         order = n.args.get("order")
         spec = n.args.get("spec")
@@ -680,14 +678,20 @@ class Stage:
         # Ascending, NULLs sort first in Spark and Flink and last in DuckDB, unless the SQL says.
         nulls_first = bool(o.args.get("nulls_first")) if _explicit_nulls(o) else ctx.dialect != "duckdb"
         frame = _frame(spec)
-        name = ctx.fresh("w")
-        call = _WindowCall(keys, order_e, bool(nulls_first), frame, func, arg, filt, name)
-        try:
-            dtype = AggCall(func, arg, name, filt).dtype
-        except Exception as e:
-            raise fail(SchemaError, str(e), n) from None
-        self.windows.append(call)
-        return Column(name, dtype)
+
+        def call(func: str) -> Column:
+            name = ctx.fresh("w")
+            try:
+                dtype = AggCall(func, arg, name, filt).dtype
+            except Exception as e:
+                raise fail(SchemaError, str(e), n) from None
+            self.windows.append(_WindowCall(keys, order_e, bool(nulls_first), frame, func, arg, filt, name))
+            return Column(name, dtype)
+
+        if func == "mean" and ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
+            # Flink's AVG of a BIGINT is a BIGINT: the frame's sum divided by its count, truncated.
+            return semantics.truncated_div(call("sum"), call("count"))
+        return call(func)
 
     # -- the nodes -----------------------------------------------------------------------
 
