@@ -1,0 +1,42 @@
+"""rp.sql plans are plans like the DSL's: Spark and Flink run them to DuckDB's rows, placement
+places them and explain() shows them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import relplan as rp
+from tests.test_sql_frontend import QUERIES, TABLE, SqlTx, canonical
+
+# Flink runs each query as a job (1.5-2.5 s): a few queries cover its lowerings of what
+# rp.sql builds (NULL-safe keys, inclusive frames, grouping, joins, unions).
+FLINK_QUERIES = [QUERIES[0], QUERIES[1], QUERIES[3], QUERIES[5]]
+
+
+def rows(plan: rp.Plan, engine: str, **options: Any) -> list[str]:
+    return canonical(rp.execute(plan, engine=engine, tables={"SqlTx": TABLE}, **options).to_pylist())
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_spark_runs_a_sql_plan_to_duckdbs_rows(spark: Any, query: str) -> None:
+    plan = rp.optimize(rp.sql(query, sources=[SqlTx], dialect="duckdb"))
+    assert rows(plan, "spark", session=spark) == rows(plan, "duckdb")
+
+
+@pytest.mark.parametrize("query", FLINK_QUERIES)
+def test_flink_batch_runs_a_sql_plan_to_duckdbs_rows(query: str) -> None:
+    pytest.importorskip("pyflink")
+    plan = rp.optimize(rp.sql(query, sources=[SqlTx], dialect="duckdb"))
+    assert rows(plan, "flink") == rows(plan, "duckdb")
+
+
+def test_placement_places_a_sql_plan_and_explain_shows_it() -> None:
+    plan = rp.sql(QUERIES[0], sources=[SqlTx], dialect="spark", name="counts")
+    stats = rp.measure_statistics({"SqlTx": TABLE})
+    placed = rp.optimize(plan, statistics=stats, knobs=rp.Knobs(max_staleness="1m"))
+    text = placed.explain()
+    assert "[t-1d, t]" in text and "counts" in text
+    assert placed.placement is not None and "placement" in text.lower()
+    assert "rows" in plan.explain(statistics=stats)
