@@ -13,8 +13,14 @@ def clear_caches() -> None:
     compile_module._compile_per_event.cache_clear()
     compile_module._compile_per_window.cache_clear()
     compile_module._WINDOWS.clear()
+    compile_module._BY_FEATURE.clear()
+    compile_module._CALLS.clear()
     optimize_module._optimize_component.cache_clear()
     import_module("relplan.rules.simplify_expressions")._SIMPLIFIED.clear()  # the package names its rule function so
+    share_windows = import_module("relplan.rules.share_windows")
+    for cache in (share_windows._NAMED, share_windows._MERGED, share_windows._WINDOWS):
+        cache.clear()
+    share_windows._unnamed.cache_clear()
     sql._RENDERED.clear()
     sql._CTE_TEXT.clear()
     sql._ITEM_TEXT.clear()

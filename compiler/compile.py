@@ -207,13 +207,39 @@ def _compile_per_event(group: tuple[Feature, ...]) -> nodes.Sink:
     try:
         node, keys_of = _key_columns(rows, [(f.name, f.body) for f in group])
         for f in group:
-            node = _window(node, keys_of[f.name], src.event_time, f.spec.frame(), _calls(f, f.body.mask))
+            node = _feature_window(node, f, keys_of[f.name], src.event_time)
         out = [(c.name, Column(c.name, c.dtype)) for c in rows.schema]
         out += [(c, Column(c, node.schema.dtype(c))) for f in group for c in f.columns]
         name = src.name if group[0].body.rows is None else _rows_name(group[0]).replace("+", "_")
         return nodes.Sink(nodes.Project(node, tuple(out)), name)
     except RelplanError as e:
         raise e.at(group[-1].defined_at) from None
+
+
+def _feature_window(input: nodes.Node, f: Feature, keys: tuple[str, ...], order: str) -> nodes.WindowAggregate:
+    """Feature ``f``'s window over ``input``: the node made for the same feature over the
+    same input before, if any (a look-up by the feature, before its aggregates are made).
+
+    Features are values: a feature set defined again (the same definitions, new
+    objects) finds the nodes and aggregates of its first compile, so the caches after
+    compile (the optimizer's, the SQL text's) meet the very same objects, whose hashes
+    and columns are computed already, and compare them by identity."""
+    key = (input, f, keys, order)
+    made = _BY_FEATURE.get(key)
+    if made is None:
+        calls = _CALLS.get(f)
+        if calls is None:
+            calls = _calls(f, f.body.mask)
+            _bounded_put(_CALLS, f, calls)
+        made = _window(input, keys, order, f.spec.frame(), calls)
+        _bounded_put(_BY_FEATURE, key, made)
+    return made
+
+
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _WINDOWS_MAX:
+        cache.clear()  # (one operation: safe for threads compiling at once)
+    cache[key] = value
 
 
 def _window(
@@ -236,6 +262,8 @@ def _window(
 
 
 _WINDOWS: dict[tuple[Any, ...], nodes.WindowAggregate] = {}
+_BY_FEATURE: dict[tuple[Any, ...], nodes.WindowAggregate] = {}
+_CALLS: dict[Feature, tuple[AggCall, ...]] = {}
 _WINDOWS_MAX = 100_000
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from relplan.ir.errors import OptimizerError, RelplanError
-from relplan.ir.graph import walk
+from relplan.ir.graph import transform, use_counts, walk
 from relplan.ir.nodes import Node, Sink
 from relplan.ir.schema import names_in
 from relplan.rules.statistics import Statistics
@@ -92,6 +92,69 @@ class RuleContext:
     used_names: set[str] = field(default_factory=set)
     _counter: itertools.count = field(default_factory=itertools.count)
     memo: dict[tuple[str, Node], object] = field(default_factory=dict)
+    _walked: dict[object, object] = field(default_factory=dict, repr=False)
+
+    def nodes(self, roots: Roots) -> list[Node]:
+        """``walk(roots)``, remembered for the plans of this run (every rule of a pass
+        walks the plan the rule before it returned: one walk each, not one per rule)."""
+        return self._facts(roots)[0]
+
+    def uses(self, roots: Roots) -> dict[Node, int]:
+        """``use_counts(roots)``, remembered like ``nodes``."""
+        key = ("uses", id(roots))
+        got = self._walked.get(key)
+        if got is None or got[0] is not roots:
+            got = self._walked[key] = (roots, use_counts(roots))
+        return got[1]  # type: ignore[no-any-return]
+
+    def _facts(self, roots: Roots) -> tuple[list[Node], bool]:
+        # By identity (the tuple is held, so its id is not reused): an equal plan of
+        # other objects must be walked for its own objects.
+        got = self._walked.get(id(roots))
+        if got is None or got[0] is not roots:
+            if len(self._walked) > 16:
+                self._walked.clear()
+            order = walk(roots)
+            # Two objects of one value: transform() makes them one object (see transform_where).
+            first = {n: n for n in order}
+            aliased = any(first[r] is not r for r in roots) or any(
+                first[i] is not i for n in order for i in n.inputs
+            )
+            got = self._walked[id(roots)] = (roots, order, aliased)
+        return got[1], got[2]  # type: ignore[return-value]
+
+    def transform_where(
+        self, roots: Roots, touches: Callable[[Node], bool], fn: Callable[..., Node | None], *, with_original: bool = False
+    ) -> Roots:
+        """``transform(roots, fn, with_original=...)`` for a rule whose ``fn`` returns None
+        for every node that ``touches`` refuses and whose inputs did not change: those
+        nodes are passed over (a rule that rewrites filters looks at the filters of a
+        thousand stacked windows, not at every window). The same result as transform's,
+        also the very same ``roots`` when nothing changes; where two objects of the plan
+        are one value (transform makes them one object), transform itself runs."""
+        order, aliased = self._facts(roots)
+        if aliased:
+            return transform(roots, fn, with_original=with_original)  # type: ignore[return-value]
+        done: dict[Node, Node] = {}  # the nodes rebuilt or replaced
+        for n in order:
+            ins = n.inputs
+            changed = bool(done) and any(i in done for i in ins)
+            if not changed and not touches(n):
+                continue
+            new_inputs = tuple(done.get(i, i) for i in ins) if changed else ins
+            if with_original:
+                out = fn(n, new_inputs)
+                cur = n.with_inputs(new_inputs) if out is None and changed else n
+            else:
+                cur = n.with_inputs(new_inputs) if changed else n
+                out = fn(cur)
+            new = cur if out is None else out
+            if new is not n:
+                done[n] = new
+        if not done:
+            return roots
+        new_roots = tuple(done.get(r, r) for r in roots)
+        return roots if all(a is b for a, b in zip(new_roots, roots)) else new_roots  # type: ignore[return-value]
 
     def fresh(self, hint: str) -> str:
         """A column name no plan column uses: ``__<hint>``, else ``__<hint>_<n>``.
@@ -139,8 +202,8 @@ def _describe(n: Node) -> str:
     return f"{n.kind} {d}" if d else n.kind
 
 
-def _diff(before: Roots, after: Roots) -> tuple[tuple[Node, ...], tuple[Node, ...]]:
-    old, new = walk(before), walk(after)
+def _diff(before: Roots, after: Roots, ctx: RuleContext | None = None) -> tuple[tuple[Node, ...], tuple[Node, ...]]:
+    old, new = (walk(before), walk(after)) if ctx is None else (ctx.nodes(before), ctx.nodes(after))
     old_set, new_set = set(old), set(new)
     return tuple(n for n in old if n not in new_set), tuple(n for n in new if n not in old_set)
 
@@ -162,7 +225,8 @@ def run_rules(
 ) -> tuple[Roots, tuple[TraceEntry, ...]]:
     """Run ``rules`` in order, pass after pass, until a pass changes nothing."""
     rules = [(name, rule) for name, rule in rules if config.enabled(name)]
-    ctx = RuleContext(config, names_in(n.schema for n in walk(roots)))
+    ctx = RuleContext(config)
+    ctx.used_names = names_in(n.schema for n in ctx.nodes(roots))
     trace: list[TraceEntry] = []
     for pass_no in range(1, config.max_passes + 1):
         changed = False
@@ -176,7 +240,7 @@ def run_rules(
             if after is roots:
                 continue
             _check(name, roots, after)
-            removed, added = _diff(roots, after)
+            removed, added = _diff(roots, after, ctx)
             roots = after
             if removed or added:
                 changed = True

@@ -47,7 +47,6 @@ from dataclasses import replace
 
 from relplan.ir.aggregates import AggCall
 from relplan.ir.expr import Column
-from relplan.ir.graph import transform, walk
 from relplan.ir.nodes import Aggregate, Node, Project, TimeWindowAggregate, WindowAggregate
 from relplan.rules.driver import Roots, RuleContext
 
@@ -55,7 +54,7 @@ from relplan.rules.driver import Roots, RuleContext
 def eliminate_common_subplans(roots: Roots, ctx: RuleContext) -> Roots:
     stacked: set[Node] = set()  # windows share_windows will merge with a neighbour
     if ctx.config.enabled("share_windows"):
-        for n in walk(roots):
+        for n in ctx.nodes(roots):
             below = n.inputs[0] if isinstance(n, WindowAggregate) else None
             if isinstance(below, WindowAggregate) and below.order == n.order:  # type: ignore[union-attr]
                 stacked |= {n, below}
@@ -80,7 +79,10 @@ def eliminate_common_subplans(roots: Roots, ctx: RuleContext) -> Roots:
             return _aliased(node, WindowAggregate(node.input, node.keys, node.order, tuple(windows)), alias)
         return None if node is original else node
 
-    return transform(roots, rewrite, with_original=True)  # type: ignore[return-value]
+    def touches(n: Node) -> bool:  # what rewrite changes though its inputs did not
+        return isinstance(n, (Aggregate, TimeWindowAggregate)) or (isinstance(n, WindowAggregate) and n not in stacked)
+
+    return ctx.transform_where(roots, touches, rewrite, with_original=True)
 
 
 def _dedup(aggs: tuple[AggCall, ...]) -> tuple[tuple[AggCall, ...], dict[str, str]]:

@@ -28,7 +28,6 @@ its predicate in the merged filter costs little and lets the merged one move on.
 from __future__ import annotations
 
 from relplan.ir.expr import Binary
-from relplan.ir.graph import transform
 from relplan.ir.nodes import Filter, Node
 from relplan.rules.driver import Roots, RuleContext
 
@@ -40,4 +39,4 @@ def merge_filters(roots: Roots, ctx: RuleContext) -> Roots:
             return Filter(inner.input, Binary("AND", inner.predicate, node.predicate))
         return None
 
-    return transform(roots, rewrite)  # type: ignore[return-value]
+    return ctx.transform_where(roots, lambda n: isinstance(n, Filter) and isinstance(n.input, Filter), rewrite)

@@ -34,14 +34,11 @@ from __future__ import annotations
 from collections import Counter
 
 from relplan.ir.expr import Column, Expr, Literal
-from relplan.ir.graph import transform, use_counts
 from relplan.ir.nodes import Node, Project
 from relplan.rules.driver import Roots, RuleContext
 
 
 def merge_projections(roots: Roots, ctx: RuleContext) -> Roots:
-    uses = use_counts(roots)
-
     def rewrite(original: Node, inputs: tuple[Node, ...]) -> Node | None:
         if not isinstance(original, Project):
             return None
@@ -49,13 +46,16 @@ def merge_projections(roots: Roots, ctx: RuleContext) -> Roots:
         merged = node
         if isinstance(node.input, Project):
             # shared as the input plan's node was: transform rewrites it once for all its consumers
-            shared = uses.get(original.input, 0) > 1
+            shared = ctx.uses(roots).get(original.input, 0) > 1
             merged = _merge(node, node.input, shared) or node
         if is_identity(merged):
             return merged.input
         return None if merged is original else merged
 
-    return transform(roots, rewrite, with_original=True)  # type: ignore[return-value]
+    # Only a projection of a projection, or one outputting its input's columns, changes.
+    return ctx.transform_where(
+        roots, lambda n: isinstance(n, Project) and (isinstance(n.input, Project) or is_identity(n)), rewrite, with_original=True
+    )
 
 
 def is_identity(p: Project) -> bool:

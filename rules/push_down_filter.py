@@ -77,7 +77,6 @@ consumer's, and pushing it below would make a second, filtered copy of the node.
 from __future__ import annotations
 
 from relplan.ir.expr import Column, Expr, and_all, conjuncts
-from relplan.ir.graph import transform, use_counts
 from relplan.ir.nodes import (
     Aggregate,
     AsOfJoin,
@@ -93,16 +92,14 @@ from relplan.rules.driver import Roots, RuleContext
 
 
 def push_down_filter(roots: Roots, ctx: RuleContext) -> Roots:
-    uses = use_counts(roots)
-
     def rewrite(original: Node, inputs: tuple[Node, ...]) -> Node | None:
         # A filter whose input this pass already rewrote is left for the next pass,
         # so that the consumer counts (taken on the input plan) hold below it.
         if not isinstance(original, Filter) or inputs[0] is not original.input:
             return None
-        return _place(original.input, conjuncts(original.predicate), uses)
+        return _place(original.input, conjuncts(original.predicate), ctx.uses(roots))
 
-    return transform(roots, rewrite, with_original=True)  # type: ignore[return-value]
+    return ctx.transform_where(roots, lambda n: isinstance(n, Filter), rewrite, with_original=True)
 
 
 def _place(node: Node, preds: list[Expr], uses: dict[Node, int]) -> Node | None:

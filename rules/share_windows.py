@@ -33,13 +33,13 @@ computed twice).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.expr import Binary, Cast, Column, Expr
-from relplan.ir.graph import transform, use_counts
 from relplan.ir.nodes import Node, Project, WindowAggregate
 from relplan.ir.windows import Frame
 from relplan.rules.driver import Roots, RuleContext
@@ -63,12 +63,34 @@ def _unnamed(a: AggCall) -> AggCall:
 
 
 def _named(a: AggCall, name: str) -> AggCall:
-    """``a`` named ``name`` (dataclasses.replace's result, without its checks per field)."""
-    return AggCall(a.func, a.arg, name, a.filter, a.order)
+    """``a`` named ``name`` (dataclasses.replace's result, without its checks per field).
+
+    The same object each time, across runs: a merged node rebuilt after one feature
+    changed holds the very aggregates it held before, so the caches keyed by them
+    (the SQL items' text, the merge of an unchanged group) compare them by identity."""
+    key = (a, name)
+    out = _NAMED.get(key)
+    if out is None:
+        out = AggCall(a.func, a.arg, name, a.filter, a.order)
+        _bounded_put(_NAMED, key, out)
+    return out
+
+
+def _bounded_put(cache: dict, key: object, value: object) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()  # (one operation: safe for threads optimizing at once)
+    cache[key] = value
+
+
+_NAMED: dict[tuple[AggCall, str], AggCall] = {}
+# One partition's merged windows by the (frame, aggregate) calls merged, in order:
+# (windows, each call's value by output column, the fresh names made, the node built last).
+_MERGED: dict[tuple[object, ...], tuple[object, ...]] = {}
+_CACHE_MAX = 100_000
 
 
 def share_windows(roots: Roots, ctx: RuleContext) -> Roots:
-    uses = use_counts(roots)
+    uses = ctx.uses(roots)
     consumers_in_chain: set[Node] = set()
     for n in uses:
         if isinstance(n, WindowAggregate) and isinstance(n.input, WindowAggregate) and n.input.order == n.order:
@@ -90,7 +112,9 @@ def share_windows(roots: Roots, ctx: RuleContext) -> Roots:
                 ctx.memo[("share_windows", merged.input if isinstance(merged, Project) else merged)] = None
         return merged or (None if node == original else node)
 
-    return transform(roots, rewrite, with_original=True)  # type: ignore[return-value]
+    return ctx.transform_where(
+        roots, lambda n: isinstance(n, WindowAggregate) and n not in consumers_in_chain, rewrite, with_original=True
+    )
 
 
 def _merge(chain: list[WindowAggregate], ctx: RuleContext) -> Node | None:
@@ -107,19 +131,24 @@ def _merge(chain: list[WindowAggregate], ctx: RuleContext) -> Node | None:
         produced |= {a.name for a in wa.aggs}
 
     # What each (keys, frame) computes anyway decides which means are decomposed.
-    present: dict[tuple[tuple[str, ...], Frame], dict[AggCall, str]] = {}
+    by_keys: dict[tuple[str, ...], list[tuple[Frame, AggCall]]] = {}
     for keys, frame, a in calls:
-        present.setdefault((keys, frame), {}).setdefault(_unnamed(a), a.name)
-    groups: dict[tuple[str, ...], Group] = {}
-    outputs: dict[str, Expr] = {}  # original column -> its value over the merged nodes
-    for keys, frame, a in calls:
-        group = groups.setdefault(keys, {}).setdefault(frame, {})
-        outputs[a.name] = _place(a, group, present[(keys, frame)], ctx)
+        by_keys.setdefault(keys, []).append((frame, a))
+    if any(_fresh_taken(a, ctx) for _, _, a in calls):
+        # A fresh name would take a number: made in the order of the calls, as they come.
+        windows_of, outputs = _place_all(calls, ctx)
+    else:
+        # No fresh name depends on another's: each partition's windows are merged on
+        # their own, and an unchanged partition (after one feature of a thousand
+        # changed, most of them) is a look-up.
+        windows_of, outputs = {}, {}
+        for keys, keyed in by_keys.items():
+            windows_of[keys], out = _merge_partition(keys, tuple(keyed), ctx)
+            outputs.update(out)
 
     node: Node = base
-    for keys, frames in groups.items():
-        windows = tuple((f, tuple(_named(a, name) for a, name in aggs.items())) for f, aggs in frames.items())
-        node = WindowAggregate(node, keys, chain[0].order, windows)
+    for keys, windows in windows_of.items():
+        node = _window(node, keys, chain[0].order, windows)
     top = chain[-1]
     if node == top:
         return None
@@ -129,7 +158,79 @@ def _merge(chain: list[WindowAggregate], ctx: RuleContext) -> Node | None:
     return Project(node, exprs)
 
 
-def _place(a: AggCall, group: dict[AggCall, str], present: dict[AggCall, str], ctx: RuleContext) -> Expr:
+def _fresh_taken(a: AggCall, ctx: RuleContext) -> bool:
+    """Is a name ``_place`` may make for ``a`` taken (so that ``fresh`` would number it)?"""
+    return a.func == "mean" and (f"__{a.name}_sum" in ctx.used_names or f"__{a.name}_count" in ctx.used_names)
+
+
+Windows = tuple[tuple[Frame, tuple[AggCall, ...]], ...]
+
+
+def _place_all(
+    calls: list[tuple[tuple[str, ...], Frame, AggCall]], ctx: RuleContext
+) -> tuple[dict[tuple[str, ...], Windows], dict[str, Expr]]:
+    present: dict[tuple[tuple[str, ...], Frame], dict[AggCall, str]] = {}
+    for keys, frame, a in calls:
+        present.setdefault((keys, frame), {}).setdefault(_unnamed(a), a.name)
+    groups: dict[tuple[str, ...], Group] = {}
+    outputs: dict[str, Expr] = {}  # original column -> its value over the merged nodes
+    for keys, frame, a in calls:
+        group = groups.setdefault(keys, {}).setdefault(frame, {})
+        outputs[a.name] = _place(a, group, present[(keys, frame)], ctx.fresh)
+    return {keys: _windows(frames) for keys, frames in groups.items()}, outputs
+
+
+def _windows(frames: Group) -> Windows:
+    return tuple((f, tuple(_named(a, name) for a, name in aggs.items())) for f, aggs in frames.items())
+
+
+def _merge_partition(
+    keys: tuple[str, ...], calls: tuple[tuple[Frame, AggCall], ...], ctx: RuleContext
+) -> tuple[Windows, dict[str, Expr]]:
+    """One partition's calls (frame, aggregate) merged: its windows and each call's value.
+
+    The same for the same calls, but for the fresh names of decomposed means, which
+    are ``__<hint>`` when no plan column has that name (checked by the caller: the
+    names are the same in every run that takes them)."""
+    key = (keys, calls)
+    done = _MERGED.get(key)
+    if done is not None:
+        windows, outputs, made = done
+        if not any(name in ctx.used_names for name in made):
+            ctx.used_names.update(made)
+            return windows, outputs  # type: ignore[return-value]
+    present: dict[Frame, dict[AggCall, str]] = {}
+    for frame, a in calls:
+        present.setdefault(frame, {}).setdefault(_unnamed(a), a.name)
+    made: list[str] = []
+
+    def fresh(hint: str) -> str:
+        made.append(ctx.fresh(hint))
+        return made[-1]
+
+    frames: Group = {}
+    outputs: dict[str, Expr] = {}
+    for frame, a in calls:
+        outputs[a.name] = _place(a, frames.setdefault(frame, {}), present[frame], fresh)
+    windows = _windows(frames)
+    _bounded_put(_MERGED, key, (windows, outputs, tuple(made)))
+    return windows, outputs
+
+
+def _window(input: Node, keys: tuple[str, ...], order: str, windows: Windows) -> WindowAggregate:
+    """The merged node: the one built before for the same input and windows, if any."""
+    key = (input, keys, order, windows)
+    made = _WINDOWS.get(key)
+    if made is None:
+        made = WindowAggregate(input, keys, order, windows)
+        _bounded_put(_WINDOWS, key, made)
+    return made
+
+
+_WINDOWS: dict[tuple[object, ...], WindowAggregate] = {}
+
+
+def _place(a: AggCall, group: dict[AggCall, str], present: dict[AggCall, str], fresh: Callable[[str], str]) -> Expr:
     """Add ``a`` to its frame's aggregates, reusing or decomposing; return its value.
 
     ``present`` maps every aggregate the frame computes anyway to its first name,
@@ -141,8 +242,8 @@ def _place(a: AggCall, group: dict[AggCall, str], present: dict[AggCall, str], c
         total = AggCall("sum", a.arg, "", a.filter)
         count = AggCall("count", a.arg, "", a.filter)
         if total in present or count in present:
-            s = group.setdefault(total, present.get(total) or ctx.fresh(f"{a.name}_sum"))
-            c = group.setdefault(count, present.get(count) or ctx.fresh(f"{a.name}_count"))
+            s = group.setdefault(total, present.get(total) or fresh(f"{a.name}_sum"))
+            c = group.setdefault(count, present.get(count) or fresh(f"{a.name}_count"))
             # A Float64 sum needs no cast: simplify_expressions would drop it in another pass.
             numerator: Expr = Column(s, total.dtype)
             return Binary("/", numerator if total.dtype == T.Float64 else Cast(numerator, T.Float64), Column(c, T.Int64))

@@ -64,7 +64,6 @@ from relplan.ir.expr import (
     PythonUDF,
     Unary,
 )
-from relplan.ir.graph import transform
 from relplan.ir.nodes import Aggregate, Filter, Node, Project, TimeWindowAggregate, WindowAggregate
 from relplan.rules.driver import Roots, RuleContext
 
@@ -108,7 +107,17 @@ def simplify_expressions(roots: Roots, ctx: RuleContext) -> Roots:
             return WindowAggregate(node.input, node.keys, node.order, windows)
         return None
 
-    return transform(roots, rewrite)  # type: ignore[return-value]
+    return ctx.transform_where(roots, _may_simplify, rewrite)
+
+
+def _may_simplify(node: Node) -> bool:
+    """Might ``rewrite`` change ``node`` (its inputs unchanged)? Not an aggregating node
+    whose aggregates are all known simple (most, after one feature of a thousand changed)."""
+    if isinstance(node, WindowAggregate):
+        return any(_SIMPLIFIED.get(a, _UNSEEN) is not None for _, aggs in node.windows for a in aggs)
+    if isinstance(node, (Aggregate, TimeWindowAggregate)):
+        return any(_SIMPLIFIED.get(a, _UNSEEN) is not None for a in node.aggs)
+    return isinstance(node, (Filter, Project))
 
 
 def simplify_agg(a: AggCall) -> AggCall:
