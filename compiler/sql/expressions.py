@@ -71,14 +71,52 @@ def fail(kind: type[RelplanError], message: str, node: exp.Expression) -> Locate
     return Located(kind(message), node)
 
 
+#: The most operations an expression may have as the engines read it. The IR shares a
+#: sub-expression used twice, but its SQL (and every walk over it) repeats it, and SQL's
+#: %, integer division, <=>, IS [NOT] DISTINCT FROM, IS TRUE, BETWEEN and CASE x WHEN
+#: are written in the IR with their operands repeated: nested, they grow exponentially
+#: (twenty nested % would be some 3**20 operations, a query that never ends).
+MAX_EXPANDED = 20_000
+
+
 def convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
     """The IR expression of a scalar SQL node; ``child`` converts its sub-expressions."""
     try:
-        return _convert(node, child, dialect)
+        e = _convert(node, child, dialect)
     except Located:
         raise
     except RelplanError as e:  # an IR constructor refused (types): located at this node
         raise Located(e, node) from None
+    expanded, distinct = expanded_size(e)
+    if expanded > MAX_EXPANDED and expanded > 4 * distinct:
+        raise fail(
+            UnsupportedError,
+            f"{_head(_sql(node, dialect))} repeats its operands until it is {expanded:,} operations in SQL "
+            f"(relplan reads at most {MAX_EXPANDED:,}): %, integer division, <=>, IS DISTINCT FROM, IS TRUE, "
+            "BETWEEN and CASE x WHEN repeat theirs; compute the inner part as a column of a CTE or subquery",
+            node,
+        )
+    return e
+
+
+def expanded_size(e: Expr) -> tuple[int, int]:
+    """(operations of ``e`` written out as a tree, distinct sub-expressions), in time
+    linear in the distinct ones (no recursion: a deep expression is fine)."""
+    sizes: dict[int, int] = {}
+    keep: list[Expr] = []  # ids stay unique while their objects live
+    stack: list[tuple[Expr, bool]] = [(e, False)]
+    while stack:
+        x, done = stack.pop()
+        if id(x) in sizes:
+            continue
+        kids = x.children()
+        if done:
+            sizes[id(x)] = 1 + sum(sizes[id(k)] for k in kids)
+            keep.append(x)
+            continue
+        stack.append((x, True))
+        stack.extend((k, False) for k in kids if id(k) not in sizes)
+    return sizes[id(e)], len(sizes)
 
 
 def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
@@ -244,7 +282,10 @@ def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:
     target = sql_type(node.to, node, dialect)
     inner = node.this
     if isinstance(inner, exp.Literal) and inner.is_string and target in (T.Timestamp, T.Date):
-        return time_literal(str(inner.this), target, node)
+        text = str(inner.this)
+        if target == T.Timestamp:  # an offset means something else per dialect
+            text = semantics.timestamp_text(text, node.to.this == exp.DataType.Type.TIMESTAMPTZ, dialect)
+        return time_literal(text, target, node)
     value = child(inner)
     # Spark's CAST reads as a TryCast (NULL on bad input, without ANSI mode); it is a plain
     # cast where no input can be bad (not from a string). TRY_CAST itself is marked safe.
