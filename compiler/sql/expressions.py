@@ -87,8 +87,10 @@ def convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
         raise
     except RelplanError as e:  # an IR constructor refused (types): located at this node
         raise Located(e, node) from None
-    expanded, distinct = expanded_size(e)
-    if expanded > MAX_EXPANDED and expanded > 4 * distinct:
+    if not e.children():
+        return e
+    expanded = _Sizes.of(node).expanded(e)
+    if expanded > MAX_EXPANDED and expanded > 4 * expanded_size(e)[1]:
         raise fail(
             UnsupportedError,
             f"{_head(_sql(node, dialect))} repeats its operands until it is {expanded:,} operations in SQL "
@@ -97,6 +99,46 @@ def convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
             node,
         )
     return e
+
+
+class _Sizes:
+    """The expanded sizes of the expressions converted for one statement, kept on its
+    root (a copy of the statement starts afresh)."""
+
+    KEY = "relplan_expanded_sizes"
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, tuple[Expr, int]] = {}  # the Expr keeps its id unique
+
+    @classmethod
+    def of(cls, node: exp.Expression) -> _Sizes:
+        meta = node.root().meta
+        found = meta.get(cls.KEY)
+        if not isinstance(found, cls):
+            found = meta[cls.KEY] = cls()
+        return found
+
+    def __deepcopy__(self, memo: dict) -> _Sizes:
+        return _Sizes()
+
+    def __copy__(self) -> _Sizes:
+        return _Sizes()
+
+    def expanded(self, e: Expr) -> int:
+        """``e``'s operations written out as a tree, from its parts' known sizes."""
+        sizes = self.sizes
+        stack: list[tuple[Expr, bool]] = [(e, False)]
+        while stack:
+            x, done = stack.pop()
+            if id(x) in sizes:
+                continue
+            kids = x.children()
+            if done:
+                sizes[id(x)] = (x, 1 + sum(sizes[id(k)][1] for k in kids))
+                continue
+            stack.append((x, True))
+            stack.extend((k, False) for k in kids if id(k) not in sizes)
+        return sizes[id(e)][1]
 
 
 def expanded_size(e: Expr) -> tuple[int, int]:
@@ -286,6 +328,17 @@ def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:
         if target == T.Timestamp:  # an offset means something else per dialect
             text = semantics.timestamp_text(text, node.to.this == exp.DataType.Type.TIMESTAMPTZ, dialect)
         return time_literal(text, target, node)
+    if dialect == "flink" and target == T.String:
+        # sqlglot reads Flink's VARCHAR and CHAR as STRING, but without a length they hold
+        # one character (VARCHAR(1)): the cast would cut the text where the IR does not.
+        m = re.search(r"\bAS\s+((?:VARCHAR|CHAR|CHARACTER)\b[^)]*\)?)\s*\)?\s*$", _sql(node, dialect), re.I)
+        if m and "2147483647" not in m.group(1):
+            raise fail(
+                UnsupportedError,
+                f"CAST to {m.group(1).strip()} cuts the text in Flink (VARCHAR and CHAR without a length hold "
+                "one character); cast to STRING",
+                node,
+            )
     value = child(inner)
     # Spark's CAST reads as a TryCast (NULL on bad input, without ANSI mode); it is a plain
     # cast where no input can be bad (not from a string). TRY_CAST itself is marked safe.
@@ -364,7 +417,24 @@ def _head(sql: str) -> str:
 
 
 def _sql(node: exp.Expression, dialect: str | None) -> str:
-    """``node`` as SQL of the dialect, for a message."""
+    """``node`` as the user wrote it (its span of the text the reader kept), or as SQL of
+    the dialect, for a message."""
+    text = (node.root()._meta or {}).get(SQL_TEXT)
+    if isinstance(text, str):
+        spans = [(int(n._meta["start"]), int(n._meta["end"])) for n in node.walk() if n._meta and "start" in n._meta]
+        if spans:
+            lo, hi = min(s for s, _ in spans), max(e for _, e in spans) + 1
+            while text.count("(", lo, hi) > text.count(")", lo, hi):  # the call's closing parenthesis
+                nxt = len(text) - len(text[hi:].lstrip())
+                if nxt >= len(text) or text[nxt] != ")":
+                    break
+                hi = nxt + 1
+            while text.count(")", lo, hi) > text.count("(", lo, hi):  # a parenthesized operand's opening one
+                before = len(text[:lo].rstrip()) - 1
+                if before < 0 or text[before] != "(":
+                    break
+                lo = before
+            return text[lo:hi]
     return node.sql(dialect=dialect)
 
 

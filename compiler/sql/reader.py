@@ -29,7 +29,7 @@ DIALECTS = ("duckdb", "spark", "flink")
 #: under Python's recursion limit divided by that.
 MAX_CHARS = 1_000_000
 MAX_PARENS = 32
-MAX_DEPTH = 200
+MAX_DEPTH = 100
 
 # Statements that change tables or the session: refused as such.
 _CHANGES = {
