@@ -347,7 +347,7 @@ def test_sql_features_give_what_duckdb_gives(query: Query, rows: list[dict[str, 
         check_same(meant, got, f"rp.sql of the {d} query")
 
 
-@settings(SETTINGS, max_examples=4)
+@settings(SETTINGS, max_examples=3)
 @given(query=queries(), rows=ev_rows())
 def test_sql_features_on_spark(spark: Any, query: Query, rows: list[dict[str, Any]]) -> None:
     note(repr(query))

@@ -675,8 +675,10 @@ class Stage:
         order_e = self._child(o.this)
         if order_e.dtype != T.Timestamp:
             raise fail(UnsupportedError, f"a window must be ordered by a timestamp column; {o.this.sql()} is {order_e.dtype}", o)
-        # Ascending, NULLs sort first in Spark and Flink and last in DuckDB, unless the SQL says.
-        nulls_first = bool(o.args.get("nulls_first")) if _explicit_nulls(o) else ctx.dialect != "duckdb"
+        # Ascending, NULLs sort first in Spark and Flink and last in DuckDB, unless the SQL
+        # says: sqlglot's parser fills nulls_first from the text or else the dialect's
+        # default (NULL_ORDERING), which is each engine's (tests/test_sql_dialects.py).
+        nulls_first = bool(o.args.get("nulls_first"))
         frame = _frame(spec)
 
         def call(func: str) -> Column:
@@ -775,12 +777,6 @@ class Stage:
                 by_frame.setdefault(w.frame, []).append(AggCall(w.func, w.arg, w.name, w.filter))
             node = WindowAggregate(node, keys, order, tuple((f, tuple(a)) for f, a in by_frame.items()))
         return node
-
-
-def _explicit_nulls(o: exp.Ordered) -> bool:
-    # sqlglot fills nulls_first from the dialect's default; the text says NULLS FIRST/LAST
-    # only when it is in the SQL (the generator would print it back).
-    return "NULLS" in o.sql().upper()
 
 
 def _fname(n: exp.Expression) -> str:

@@ -32,7 +32,8 @@ error or NaN:
 - Flink: BIGINT ``/`` and ``%`` by zero raise; DOUBLE ``/`` by zero is +-Infinity or NaN.
 
 rp.sql refuses a division whose divisor is the literal 0 wherever the dialect's answer
-is not NULL (so everywhere but Spark). A divisor that is zero only in the data cannot
+is not NULL: everywhere but Spark's ``/``, read as NULL (``%`` and integer division by
+the literal 0 are refused in every dialect, Spark's included). A divisor that is zero only in the data cannot
 be seen when compiling: there rp.sql's plan gives NULL where DuckDB gives +-inf or NaN
 or raises and where Flink raises; guard such divisors in the SQL (``CASE WHEN d = 0
 THEN NULL ELSE n / d END``, ``NULLIF(d, 0)`` in the dialect) to mean the same everywhere.
