@@ -222,8 +222,26 @@ SPARK_QUERIES = [
     STRINGS,
     TIMES.format(t="2024-03-01 01:00:00+02:00"),
     AGGS,
+    "SELECT window.start AS b, window.end AS e, k, COUNT(*) AS c, SUM(v) AS s FROM Dx GROUP BY window(ts, '2 hours'), k",
+    "SELECT k, window.start, window.end, MAX(x) AS m FROM Dx WHERE v > -7 GROUP BY k, window(ts, '2 hours', 1800000000)",
     "SELECT v, w, v / w AS q, v % w AS m, v DIV w AS t, x / CAST(w AS DOUBLE) AS r FROM Dx",  # over ZERO_TABLE
 ]
+
+
+def test_spark_window_is_flinks_tumble_and_hop() -> None:
+    spark = ("SELECT k, window.start AS b, window.end AS e, COUNT(*) AS c, SUM(v) AS s FROM Dx "
+             "GROUP BY window(ts, '{size}'{slide}), k")
+    flink = ("SELECT k, window_start AS b, window_end AS e, COUNT(*) AS c, SUM(v) AS s FROM TABLE({tvf}(TABLE Dx, "
+             "DESCRIPTOR(ts), {args})) GROUP BY window_start, window_end, k")
+    for size, slide, tvf, args in [("2 hours", "", "TUMBLE", "INTERVAL '2' HOUR"),
+                                   ("2 hours", ", '30 minutes'", "HOP", "INTERVAL '30' MINUTE, INTERVAL '2' HOUR")]:
+        expected = relplan_runs(flink.format(tvf=tvf, args=args), "flink")[0]
+        check(spark.format(size=size, slide=slide), "spark", expected)
+    tumbling = spark.format(size="2 hours", slide="").replace("window.start AS b, window.end AS e", "time_bucket(INTERVAL '2 hours', ts) AS b")
+    check(tumbling.replace("window(ts, '2 hours')", "time_bucket(INTERVAL '2 hours', ts)"), "duckdb",
+          duckdb_rows(tumbling.replace("window(ts, '2 hours')", "time_bucket(INTERVAL '2 hours', ts)")))
+    with pytest.raises(rp.RelplanError):  # window() is Spark's: DuckDB's parser does not even read it
+        rp.sql(spark.format(size="2 hours", slide=""), sources=[Dx], dialect="duckdb")
 
 
 def test_spark_gives_what_rp_sql_of_its_dialect_gives(spark: Any) -> None:

@@ -300,7 +300,8 @@ def group_queries(draw: st.DrawFn) -> Query:
     bucket = draw(st.sampled_from((None, None, 30, 60, 120)))
     having = draw(st.none() | st.integers(0, 2))
     key = draw(st.sampled_from(("k", "s")))
-    dialects = ("duckdb", "flink") if bucket is not None else DIALECTS
+    window_first = draw(st.booleans())
+    dialects = DIALECTS
 
     def render(d: str, meaning: bool) -> str:
         calls = [f"{(a.meaning if meaning else a.text)[d].format(over='')} AS f{i}" for i, a in enumerate(aggs)]
@@ -311,6 +312,10 @@ def group_queries(draw: st.DrawFn) -> Query:
             return (f"SELECT {key}, window_start AS b, {', '.join(calls)} "
                     f"FROM TABLE(TUMBLE(TABLE Ev, DESCRIPTOR(ts), {interval(bucket, d)})){_where(where, d, meaning)} "
                     f"GROUP BY {key}, window_start, window_end{hv}")
+        if d == "spark" and not meaning:  # Spark's window(), first in GROUP BY or not
+            w = f"window(ts, '{bucket} minutes')"
+            by = f"{w}, {key}" if window_first else f"{key}, {w}"
+            return f"SELECT {key}, window.start AS b, {', '.join(calls)} FROM Ev{_where(where, d, meaning)} GROUP BY {by}{hv}"
         tb = f"time_bucket(INTERVAL '{bucket} minutes', ts)"
         return f"SELECT {key}, {tb} AS b, {', '.join(calls)} FROM Ev{_where(where, d, meaning)} GROUP BY {key}, {tb}{hv}"
 

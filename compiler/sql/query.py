@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 
 from sqlglot import exp
+from sqlglot.dialects.spark import Spark
+from sqlglot.tokens import TokenType
 
 from relplan.compiler.sql import semantics
 from relplan.compiler.sql.expressions import Located, convert, fail, interval_us
@@ -45,6 +47,32 @@ from relplan.ir.nodes import (
     WindowAggregate,
 )
 from relplan.ir.windows import Frame, TimeWindow
+
+def _read_spark_window_in_group_by() -> None:
+    """sqlglot's Spark parser stops GROUP BY at a WINDOW token, so ``GROUP BY window(ts,
+    '1 hour')`` (Spark's tumbling window, first in the list) fails with "Expecting )":
+    it reads ``window(`` as the start of a WINDOW clause. No WINDOW clause starts with
+    ``WINDOW (``, so Spark's parser here reads that token as the function's name."""
+    parser = Spark.Parser
+    if getattr(parser, "_relplan_window_fix", False):
+        return
+    base = parser._parse_group
+
+    def _parse_group(self, skip_group_by_token: bool = False):  # type: ignore[no-untyped-def]
+        if not skip_group_by_token and not self._match(TokenType.GROUP_BY):
+            return None
+        i = self._index
+        tokens = self._tokens
+        if i + 1 < len(tokens) and tokens[i].token_type == TokenType.WINDOW and tokens[i + 1].token_type == TokenType.L_PAREN:
+            tokens[i].token_type = TokenType.VAR
+            self._advance(0)  # refresh the current token
+        return base(self, skip_group_by_token=True)
+
+    parser._parse_group = _parse_group  # type: ignore[method-assign]
+    parser._relplan_window_fix = True  # type: ignore[attr-defined]
+
+
+_read_spark_window_in_group_by()
 
 EARLIEST = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
@@ -518,7 +546,7 @@ class Stage:
                 raise fail(UnsupportedError, "GROUP BY a column number is not supported; name the column or expression", k)
             if tvf is not None and isinstance(k, exp.Column) and k.name in (WINDOW_START, WINDOW_END):
                 continue
-            tw = self._time_bucket(k)
+            tw = self._time_bucket(k) or self._spark_window(k)
             if tw is not None:
                 continue
             e = _scalar(k, self.rel, self.ctx)
@@ -531,6 +559,40 @@ class Stage:
             if not {WINDOW_START, WINDOW_END} <= named:
                 raise fail(UnsupportedError, "a window table function's query must GROUP BY window_start, window_end", q)
             self.time_window = tvf
+
+    def _spark_window(self, k: exp.Expression) -> bool | None:
+        """Spark's ``window(ts, '1 hour'[, '10 minutes'])`` as a tumbling or hopping window
+        key, its bounds read as ``window.start`` and ``window.end`` (windows aligned to the
+        epoch, each holding the events with ``start <= ts < end``, as the IR's)."""
+        if not (isinstance(k, exp.Anonymous) and _fname(k) == "WINDOW"):
+            return None
+        if self.ctx.dialect != "spark":
+            raise fail(UnsupportedError, "window(time, size) is Spark's; in Flink use TUMBLE/HOP, in DuckDB time_bucket", k)
+        args = list(k.expressions)
+        if len(args) not in (2, 3):
+            raise fail(UnsupportedError, "window(time, size[, slide]) with no start offset is supported", k)
+        # '1 hour' or microseconds as Spark writes them (Spark 3.5 refuses an INTERVAL there; read anyway)
+        sizes = [interval_us(exp.Interval(this=a) if isinstance(a, exp.Literal) and a.is_string else
+                             exp.Interval(this=exp.Literal.string(a.this), unit=exp.var("MICROSECOND")) if isinstance(a, exp.Literal) else a)
+                 for a in args[1:]]
+        time = _scalar(args[0], self.rel, self.ctx)
+        if not isinstance(time, Column) or time.dtype != T.Timestamp:
+            raise fail(UnsupportedError, "window()'s first argument must be a timestamp column", k)
+        if time.name not in self.rel.not_null:
+            raise fail(UnsupportedError, f"window() of {args[0].sql()}, which may be NULL: window a source's event time", k)
+        size, slide = sizes[0], sizes[-1]
+        try:
+            window = TimeWindow(size, slide)
+        except Exception as e:  # a WindowError: the slide exceeds the size
+            raise fail(UnsupportedError, str(e), k) from None
+        self._set_time_window((time.name, window), k)
+        self.spark_window = True
+        return True
+
+    def _set_time_window(self, tw: tuple[str, TimeWindow], k: exp.Expression) -> None:
+        if self.time_window is not None:
+            raise fail(UnsupportedError, "GROUP BY holds one time window (time_bucket, window() or a window TVF), not two", k)
+        self.time_window = tw
 
     def _time_bucket(self, k: exp.Expression) -> bool | None:
         """DuckDB's ``time_bucket(INTERVAL, ts)`` as a tumbling window key."""
@@ -555,7 +617,7 @@ class Stage:
         origin = int((dt.datetime(2000, 1, 3) - dt.datetime(1970, 1, 1)).total_seconds()) * 1_000_000
         if origin % size:
             raise fail(UnsupportedError, f"time_bucket of {args[0].sql()} starts its buckets at 2000-01-03, not at the epoch as relplan's tumbling windows do", k)
-        self.time_window = (time.name, TimeWindow(size, size))
+        self._set_time_window((time.name, TimeWindow(size, size)), k)
         self.bucket = k
         return True
 
@@ -597,10 +659,12 @@ class Stage:
     def _is_window_bound(self, n: exp.Expression) -> bool:
         if isinstance(n, exp.Column) and self.rel.window is not None and n.name in (WINDOW_START, WINDOW_END):
             return True
+        if isinstance(n, exp.Column) and getattr(self, "spark_window", False) and _spark_bound(n) is not None:
+            return True
         return getattr(self, "bucket", None) is not None and n == self.bucket
 
     def _window_bound(self, n: exp.Expression) -> Expr:
-        name = n.name if isinstance(n, exp.Column) else WINDOW_START
+        name = (_spark_bound(n) if getattr(self, "spark_window", False) else None) or (n.name if isinstance(n, exp.Column) else WINDOW_START)
         return Column(name, T.Timestamp)
 
     def _agg_call(self, n: exp.Expression, over: Rel | None) -> tuple[str, Expr | None, Expr | None]:
@@ -777,6 +841,13 @@ class Stage:
                 by_frame.setdefault(w.frame, []).append(AggCall(w.func, w.arg, w.name, w.filter))
             node = WindowAggregate(node, keys, order, tuple((f, tuple(a)) for f, a in by_frame.items()))
         return node
+
+
+def _spark_bound(n: exp.Expression) -> str | None:
+    """``window.start`` / ``window.end`` (Spark's window struct's fields) as the IR's bounds."""
+    if isinstance(n, exp.Column) and n.table and n.table.lower() == "window" and not n.args.get("db"):
+        return {"start": WINDOW_START, "end": WINDOW_END}.get(n.name.lower())
+    return None
 
 
 def _fname(n: exp.Expression) -> str:
