@@ -31,7 +31,7 @@ from relplan.compiler.sql import semantics
 from relplan.compiler.sql.expressions import Located, convert, fail, interval_us
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
-from relplan.ir.errors import SchemaError, UnsupportedError
+from relplan.ir.errors import SchemaError, TypeMismatchError, UnsupportedError
 from relplan.ir.expr import Case, Cast, Coalesce, Column, Expr, Literal, Unary, and_all
 from relplan.ir.nodes import (
     WINDOW_END,
@@ -343,7 +343,7 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
                     pre_right.append((rname, rexpr))
                 pairs.append((lname, rname))
             else:
-                residual.append(_scalar(part, both, ctx))
+                residual.append(_condition(_scalar(part, both, ctx), part, "ON"))
     else:
         raise fail(UnsupportedError, "a join needs ON or USING (a cross join is not supported)", j)
     if not pairs:
@@ -433,6 +433,13 @@ def _lookup(rel: Rel, col: exp.Expression, ctx: Context) -> Column:
     return Column(c.ir, rel.node.schema.dtype(c.ir))
 
 
+def _condition(pred: Expr, node: exp.Expression, clause: str) -> Expr:
+    if pred.dtype != T.Bool:
+        text = node.sql()
+        raise fail(TypeMismatchError, f"{clause} needs a boolean condition, but {text if len(text) <= 60 else text[:57] + '...'} is {pred.dtype}", node)
+    return pred
+
+
 def _scalar(e: exp.Expression, rel: Rel, ctx: Context) -> Expr:
     """A plain expression over ``rel``'s columns: no aggregate, no window function."""
 
@@ -462,7 +469,7 @@ def _select(q: exp.Select, ctx: Context) -> Rel:
     if where is not None:
         if has_aggregate(where.this):
             raise fail(SchemaError, "an aggregate in WHERE: filter groups with HAVING instead", where)
-        pred = _scalar(where.this, rel, ctx)
+        pred = _condition(_scalar(where.this, rel, ctx), where.this, "WHERE")
         rel = Rel(Filter(rel.node, pred), rel.cols, rel.window, rel.not_null)
     items = _expand_star(q, rel, ctx)
     group = q.args.get("group")
@@ -472,7 +479,7 @@ def _select(q: exp.Select, ctx: Context) -> Rel:
     if grouped:
         builder.group(group.expressions if group is not None else [], q)
     outputs = [(name, builder.value(e)) for name, e in items]
-    having_pred = builder.value(having.this) if having is not None else None
+    having_pred = _condition(builder.value(having.this), having.this, "HAVING") if having is not None else None
     node = builder.finish(having_pred)
     names = _unique_names([n for n, _ in outputs], q)
     exprs = tuple((n, e) for n, e in zip(names, (e for _, e in outputs)))
