@@ -33,6 +33,7 @@ from relplan.compiler.progress import set_progress
 from relplan.compiler.plan import Plan
 from relplan.compiler.source import Source, event_time, key
 from relplan.compiler.sql import sql
+from relplan.compiler.sql.feature import sql_feature, sql_features
 from relplan.compiler.statistics import measure_statistics
 from relplan.compiler.transformation import Feature, Transformation, transformation
 from relplan.compiler.udf import udf
@@ -134,6 +135,8 @@ __all__ = [
     "progress",
     "set_progress",
     "sql",
+    "sql_feature",
+    "sql_features",
     "sliding",
     "transformation",
     "tumbling",

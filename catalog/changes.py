@@ -267,7 +267,7 @@ def _semantic_diffs(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
 
 
 def _window(w: dict[str, Any]) -> str:
-    return repr(WindowSpec(w["kind"], w["size"], w["slide"]))
+    return repr(WindowSpec(w["kind"], w["size"], w["slide"], w.get("closed", "right")))
 
 
 def _expr(d: Any) -> str:

@@ -32,7 +32,7 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from relplan.catalog.serialize import canonical_json, expr_to_dict, nodes_to_dict
+from relplan.catalog.serialize import canonical_json, expr_to_dict, nodes_to_dict, spec_to_dict
 from relplan.compiler.derived import DerivedFeature
 from relplan.compiler.transformation import Feature
 from relplan.ir import nodes as N
@@ -103,7 +103,8 @@ def semantics(f: Feature | DerivedFeature) -> dict[str, Any]:
             "columns": [[c.name, c.dtype.name] for c in src.columns if c.name in read],
         },
         "keys": [[k, _expr(e)] for k, e in b.keys],
-        "window": {"kind": b.spec.kind, "size": b.spec.size, "slide": b.spec.slide},
+        # closed only where it is not "right": every other feature's fingerprint is unchanged.
+        "window": spec_to_dict(b.spec),
         "filter": None if b.mask is None else _expr(b.mask),
         "aggregates": [
             {

@@ -62,7 +62,8 @@ written, and every field listed here is required on reading):
   fields of its Source node (name, columns, event_time?, lateness, bounded, keys).
 - ``feature`` document: name, transformation, defined_at?, called_at?,
   description?, owner?, tags, body: ``{source (as a source document, without
-  relplan/kind), keys: [[name, expression], ...], spec: {kind, size?, slide?},
+  relplan/kind), keys: [[name, expression], ...], spec: {kind, size?, slide?,
+  closed? (only "both": a sliding window holding its edge event)},
   mask?, aggs: [[suffix?, aggregate], ...], location?, and only where the feature
   aggregates a merge's rows: rows: {nodes, root}}`` (the merged relation, nodes as
   in a ``nodes`` document, ``root`` the id of its top node).
@@ -1053,7 +1054,7 @@ def _feature_fields(f: Feature) -> dict[str, Any]:
         "body": {
             "source": _source_class_fields(b.source),
             "keys": [[k, expr_to_dict(e)] for k, e in b.keys],
-            "spec": {"kind": b.spec.kind, "size": b.spec.size, "slide": b.spec.slide},
+            "spec": spec_to_dict(b.spec),
             "mask": _opt_expr(b.mask),
             "aggs": [[suffix, aggcall_to_dict(a)] for suffix, a in b.aggs],
             "location": b.location,
@@ -1061,6 +1062,15 @@ def _feature_fields(f: Feature) -> dict[str, Any]:
             **({} if b.rows is None else {"rows": _subplan_to(b.rows)}),
         },
     }
+
+
+def spec_to_dict(spec: Any) -> dict[str, Any]:
+    """A window spec as ``{kind, size, slide}``, with ``closed`` only where it is not the
+    default "right" (so every feature written before it has the same document)."""
+    d: dict[str, Any] = {"kind": spec.kind, "size": spec.size, "slide": spec.slide}
+    if spec.closed != "right":
+        d["closed"] = spec.closed
+    return d
 
 
 def _subplan_to(root: N.Node) -> dict[str, Any]:
@@ -1095,7 +1105,7 @@ def feature_from_dict(d: Any) -> Feature:
 
 
 def _spec_from(d: Any, where: str) -> Any:
-    from relplan.compiler.windowspec import WindowSpec
+    from relplan.compiler.windowspec import CLOSED, WindowSpec
 
     d = _obj(d, where)
     kind = _str(d, "kind", where)
@@ -1112,7 +1122,10 @@ def _spec_from(d: Any, where: str) -> Any:
         raise FormatError(f"{where}: a {kind} window cannot have size {size} and slide {slide}")
     if kind == "hopping":
         _built(where, lambda: TimeWindow(size, slide))
-    return WindowSpec(kind, size, slide)
+    closed = _str(d, "closed", where) if "closed" in d else "right"
+    if closed not in CLOSED or (closed != "right" and kind != "sliding"):
+        raise FormatError(f"{where}: a {kind} window cannot be closed={closed!r}; sliding windows are closed 'right' or 'both'")
+    return WindowSpec(kind, size, slide, closed)
 
 
 def _feature_from(d: Any, where: str) -> Feature:
@@ -1469,6 +1482,7 @@ WRITTEN_WHEN_SET: dict[str, tuple[str, ...]] = {
     "Join": ("left_time", "right_time", "before", "after", "lookup"),
     "AsOfJoin": ("no_nulls",),
     "FeatureBody": ("rows",),
+    "WindowSpec": ("closed",),
 }
 
 

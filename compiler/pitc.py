@@ -478,8 +478,14 @@ def _time_column(schema: pa.Schema, time: str | None) -> str:
 
 
 def _frame(spec: WindowSpec, inclusive: bool) -> Frame:
-    """The feature's frame at a spine row: as of t (inclusive), or as of an instant before t."""
-    lower = spec.size if spec.kind == "sliding" else None
+    """The feature's frame at a spine row: as of t (inclusive), or as of an instant before t.
+
+    As of t it is the feature's own frame, ``(t - w, t]`` or (closed="both") ``[t - w, t]``.
+    An instant (1us) before t, ``(t - 1us - w, t - 1us]`` is ``[t - w, t)`` in whole
+    microseconds, and ``[t - 1us - w, t - 1us]`` is ``[t - w - 1us, t)``."""
+    if spec.kind != "sliding":
+        return Frame(None) if inclusive else Frame(None, upper=0, upper_inclusive=False)
+    assert spec.size is not None
     if inclusive:
-        return Frame(lower)
-    return Frame(lower, lower_inclusive=lower is not None, upper=0, upper_inclusive=False)
+        return spec.frame()
+    return Frame(spec.size + (1 if spec.lower_inclusive else 0), lower_inclusive=True, upper=0, upper_inclusive=False)

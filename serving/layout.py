@@ -13,7 +13,8 @@ of a feature is a **slot**. Per group and entity key the store holds one record
 
 A sliding window of w at request time t holds the events with ``t - w <= ts < t``
 (training data's default: events at exactly t are not counted, they may be the
-label's own). It is read as the events of the head tile at or after t - w, the
+label's own); a closed="both" window, whose edge event counts, is kept as a slot of
+``w + 1us``: ``t - w - 1us <= ts < t``. It is read as the events of the head tile at or after t - w, the
 partials of the whole tiles between, and the events of the tail tile before t.
 Tile sizes are chosen per window so that a window spans about 12 to 60 tiles.
 """
@@ -151,6 +152,18 @@ def definitions(f: Feature) -> dict[str, str]:
     return {call.name: definition(f, call) for call in _calls(f, f.body.mask)}
 
 
+def _served_window(f: Feature) -> int | None:
+    """The slot's window ``w'``, read at request time t as ``[t - w', t)``: the feature's
+    value an instant (1us) before t. For ``(t - w, t]`` that is ``w' = w``; for
+    closed="both", ``[t - w, t]`` an instant before t holds ``t - w - 1us <= ts < t``,
+    so ``w' = w + 1us``. None: lifetime."""
+    spec = f.spec
+    if spec.kind != "sliding":
+        return None
+    assert spec.size is not None
+    return spec.size + (1 if spec.lower_inclusive else 0)
+
+
 def _value_expr(call: AggCall) -> Expr:
     """The masked argument: the aggregate's input where its filter holds, else NULL (count(*): 1)."""
     arg = call.arg if call.arg is not None else Literal(1)
@@ -183,7 +196,7 @@ def group_features(features: list[Feature]) -> list[tuple[Group, nodes.Node]]:
                 if name is None:
                     name = values[e.sql()] = f"__v{len(values)}"
                     exprs.append((name, e))
-                window = f.spec.size if f.spec.kind == "sliding" else None
+                window = _served_window(f)
                 slots.append(Slot(
                     call.name, call.func, window, tile_size(window), call.dtype,
                     None if call.arg is None else call.arg.dtype, name, definition(f, call),
