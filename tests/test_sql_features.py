@@ -387,7 +387,7 @@ def per_window(tx: SqlTx, wspec: rp.WindowSpec, column: str | None = None, func:
     return getattr((by[column] if column else by).window(wspec), func)()
 
 
-@pytest.mark.parametrize("form", ["flink_tumble", "duckdb_time_bucket", "flink_hop"])
+@pytest.mark.parametrize("form", ["flink_tumble", "duckdb_time_bucket", "flink_hop", "spark_window", "spark_hop"])
 def test_per_window_sql_features_are_tumbling_and_hopping_features(form: str) -> None:
     agg = "COUNT(*) AS n, SUM(amt) AS total"
     if form == "flink_tumble":
@@ -398,6 +398,11 @@ def test_per_window_sql_features_are_tumbling_and_hopping_features(form: str) ->
         q = (f"SELECT account_id, window_start, {agg} FROM TABLE(HOP(TABLE SqlTx, DESCRIPTOR(ts), INTERVAL '6' HOUR, "
              "INTERVAL '1' DAY)) WHERE status = 'failed' GROUP BY account_id, window_start, window_end")
         dialect, spec = "flink", rp.hopping("1d", "6h")
+    elif form.startswith("spark"):
+        hop = ", '6 hours'" if form == "spark_hop" else ""
+        q = (f"SELECT account_id, window.start, {agg} FROM SqlTx WHERE status = 'failed' "
+             f"GROUP BY account_id, window(ts, '1 day'{hop})")
+        dialect, spec = "spark", rp.hopping("1d", "6h") if hop else rp.tumbling("1d")
     else:
         q = (f"SELECT account_id, time_bucket(INTERVAL '1 day', ts) AS window_start, {agg} FROM SqlTx "
              "WHERE status = 'failed' GROUP BY account_id, time_bucket(INTERVAL '1 day', ts)")

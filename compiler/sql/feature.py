@@ -16,7 +16,8 @@ The query is read in the feature shape and nothing else:
   UNBOUNDED PRECEDING AND CURRENT ROW`` or none (``rp.lifetime()``); a named
   ``WINDOW w AS (...)`` clause is read too;
 - per window: ``SELECT <keys>, window_start, AGG(x) AS name, ... FROM TABLE(TUMBLE(...))``
-  or ``HOP(...)`` (Flink) ``GROUP BY <keys>, window_start, window_end``, or DuckDB's
+  or ``HOP(...)`` (Flink) ``GROUP BY <keys>, window_start, window_end``, Spark's
+  ``GROUP BY <keys>, window(<event time>, '1 hour'[, '10 minutes'])`` or DuckDB's
   ``GROUP BY <keys>, time_bucket(INTERVAL w, <event time>)``: ``rp.tumbling`` or
   ``rp.hopping``.
 
@@ -457,7 +458,7 @@ def _per_window(
     if stage.time_window is None:
         raise _refuse(
             "GROUP BY without a time window (a per-window feature groups by the window of TUMBLE/HOP in Flink, "
-            "or of time_bucket in DuckDB)",
+            "window() in Spark or time_bucket in DuckDB)",
             group,
         )
     time, tw = stage.time_window
@@ -471,13 +472,12 @@ def _per_window(
     if not keys:
         raise _refuse("a time window without keys (a feature is keyed by an entity: GROUP BY its key columns too)", group)
     window = WindowSpec("tumbling", tw.size, tw.slide) if tw.is_tumbling else WindowSpec("hopping", tw.size, tw.slide)
-    bucket = getattr(stage, "bucket", None)
     key_names = {k for k, _ in keys}
     tail = f" FROM {q.args.get('from_', q.args.get('from')).this.sql(dialect=ctx.dialect)}{where_text} {group.sql(dialect=ctx.dialect)}"
     out = []
     for item in q.expressions:
         alias, target = _alias(item)
-        if bucket is not None and target == bucket:
+        if stage._is_window_bound(target):  # window_start/end, time_bucket(...), Spark's window.start/end
             continue
         if not has_aggregate(target):
             if _plain_column(target, rel, ctx, key_names):
