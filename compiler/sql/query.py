@@ -27,7 +27,7 @@ from sqlglot import exp
 from sqlglot.dialects.spark import Spark
 from sqlglot.tokens import TokenType
 
-from relplan.compiler.sql import semantics
+from relplan.compiler.sql import emitted, semantics
 from relplan.compiler.sql.expressions import Located, convert, fail, interval_us
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
@@ -450,15 +450,34 @@ def _scalar(e: exp.Expression, rel: Rel, ctx: Context) -> Expr:
             raise fail(SchemaError, f"aggregate {n.sql(dialect=ctx.dialect)} is not allowed here (only in SELECT and HAVING)", n)
         if isinstance(n, exp.Window):
             raise fail(SchemaError, f"window function {n.sql(dialect=ctx.dialect)} is not allowed here (only in SELECT)", n)
-        return convert(n, child, ctx.dialect)
+        return _convert_or_idiom(n, child, ctx.dialect)
 
     return child(e)
+
+
+def _convert_or_idiom(n: exp.Expression, child, dialect: str) -> Expr:  # type: ignore[no-untyped-def]
+    """``convert``, after NULLIF (relplan's division guard; the IR has none) and an error
+    naming a relplan lowering idiom not read back yet (emitted.py)."""
+    if isinstance(n, exp.Nullif):
+        return semantics.nullif(child(n.this), child(n.expression))
+    if isinstance(n, exp.Cast) and not (isinstance(n, exp.TryCast) and n.args.get("safe")):
+        typed = emitted.typed_literal(n)  # relplan's CAST(1.5 AS DOUBLE), CAST(NULL AS TIMESTAMP): literals
+        if typed is not None:
+            return typed
+    instant = emitted.timestamp_of_micros(n)  # Spark's TIMESTAMP_MICROS(1704067200000000): a literal
+    if instant is not None:
+        return instant
+    why = emitted.unsupported_idiom(n)
+    if why is not None:
+        raise fail(UnsupportedError, why, n)
+    return convert(n, child, dialect)
 
 
 # ---- SELECT ----------------------------------------------------------------------------
 
 
 def _select(q: exp.Select, ctx: Context) -> Rel:
+    q = emitted.inline_named_windows(q)  # WINDOW w0 AS (...): each OVER w0 spelled out
     for key, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET"), ("qualify", "QUALIFY"),
                       ("windows", "a WINDOW clause"), ("distinct", "SELECT DISTINCT"), ("laterals", "LATERAL")):
         if q.args.get(key):
@@ -525,6 +544,7 @@ class _WindowCall:
     arg: Expr | None
     filter: Expr | None
     name: str
+    by: Column | None = None  # first/last: the time they order by
 
 
 class Stage:
@@ -637,6 +657,9 @@ class Stage:
         ctx = self.ctx
         if isinstance(n, exp.Window):
             return self._window(n)
+        distinct = emitted.size_of_collect_set(n)  # Spark's COUNT(DISTINCT x) OVER w, as relplan writes it
+        if distinct is not None:
+            return self._window(distinct)
         if self.grouped:
             if is_aggregate(n):
                 return self._aggregate(n)
@@ -656,12 +679,12 @@ class Stage:
             if isinstance(n, exp.Column):
                 _lookup(self.rel, n, ctx)  # an unknown column is reported as unknown
                 raise fail(SchemaError, f"column {n.sql(dialect=ctx.dialect)} must appear in GROUP BY or be used in an aggregate function", n)
-            return convert(n, self._child, ctx.dialect)
+            return _convert_or_idiom(n, self._child, ctx.dialect)
         if isinstance(n, exp.Column):
             return _lookup(self.rel, n, ctx)
         if is_aggregate(n):
             raise fail(SchemaError, "an aggregate outside GROUP BY", n)
-        return convert(n, self._child, ctx.dialect)
+        return _convert_or_idiom(n, self._child, ctx.dialect)
 
     def _is_window_bound(self, n: exp.Expression) -> bool:
         if isinstance(n, exp.Column) and self.rel.window is not None and n.name in (WINDOW_START, WINDOW_END):
@@ -674,12 +697,22 @@ class Stage:
         name = (_spark_bound(n) if getattr(self, "spark_window", False) else None) or (n.name if isinstance(n, exp.Column) else WINDOW_START)
         return Column(name, T.Timestamp)
 
-    def _agg_call(self, n: exp.Expression, over: Rel | None) -> tuple[str, Expr | None, Expr | None]:
-        """(func, argument, filter) of an aggregate call, the argument over ``over``'s
-        columns (the input rows), or over the grouped values when ``over`` is None."""
+    def _agg_call(self, n: exp.Expression, over: Rel | None) -> tuple[str, Expr | None, Expr | None, Column | None]:
+        """(func, argument, filter, first/last's time) of an aggregate call, the argument
+        over ``over``'s columns (the input rows), or over the grouped values when ``over``
+        is None."""
         filt = None
         if isinstance(n, exp.Filter):
             filt, n = n.expression.this, n.this
+        conv = (lambda x: _scalar(x, over, self.ctx)) if over is not None else self._child
+        extreme = emitted.arg_extreme(n)
+        if extreme is not None:  # relplan's first()/last() idiom
+            which, value, time, inner_filter = extreme
+            t = conv(time)
+            if not isinstance(t, Column) or t.dtype != T.Timestamp:
+                raise fail(UnsupportedError, f"{_fname(n)}(x, ...) orders by {time.sql()}, not a timestamp column", n)
+            filters = [conv(f) for f in (filt, inner_filter) if f is not None]
+            return which, conv(value), and_all(filters), t
         func = _AGGS.get(type(n)) or _AGG_NAMES.get(_fname(n))  # type: ignore[arg-type]
         if func is None or isinstance(n, _RANKING):
             raise fail(UnsupportedError, f"aggregate {_fname(n)}() is not supported; relplan reads COUNT, SUM, AVG, MIN, MAX, VAR_SAMP and STDDEV_SAMP", n)
@@ -689,32 +722,31 @@ class Stage:
             if func != "count" or len(arg_node.expressions) != 1:
                 raise fail(UnsupportedError, f"DISTINCT is supported in COUNT(DISTINCT x) only, not {n.sql()}", n)
             func, arg_node = "count_distinct", arg_node.expressions[0]
-        conv = (lambda x: _scalar(x, over, self.ctx)) if over is not None else self._child
         arg = None if arg_node is None or isinstance(arg_node, exp.Star) else conv(arg_node)
         if func != "count" and arg is None:
             raise fail(SchemaError, f"{_fname(n)}(*) is not an aggregate; name a column", n)
         fexpr = conv(filt) if filt is not None else None
-        return func, arg, fexpr
+        return func, arg, fexpr, None
 
     def _aggregate(self, n: exp.Expression) -> Expr:
-        func, arg, filt = self._agg_call(n, self.rel)
+        func, arg, filt, by = self._agg_call(n, self.rel)
         if func == "mean" and self.ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
             # Flink's AVG of a BIGINT is a BIGINT: the sum divided by the count, truncated.
             total = self._register("sum", arg, filt, n)
             count = self._register("count", arg, filt, n)
             return semantics.truncated_div(total, count)
-        return self._register(func, arg, filt, n)
+        return self._register(func, arg, filt, n, by)
 
-    def _register(self, func: str, arg: Expr | None, filt: Expr | None, n: exp.Expression) -> Expr:
+    def _register(self, func: str, arg: Expr | None, filt: Expr | None, n: exp.Expression, by: Column | None = None) -> Expr:
         try:
-            call = AggCall(func, arg, "?", filt)
+            call = AggCall(func, arg, "?", filt, by)
         except Exception as e:
             raise fail(SchemaError, str(e), n) from None
         for existing in self.aggs:
-            if (existing.func, existing.arg, existing.filter) == (func, arg, filt):
+            if (existing.func, existing.arg, existing.filter, existing.order) == (func, arg, filt, by):
                 return Column(existing.name, existing.dtype)
         name = self.ctx.fresh("a")
-        call = AggCall(func, arg, name, filt)
+        call = AggCall(func, arg, name, filt, by)
         self.aggs.append(call)
         return Column(name, call.dtype)
 
@@ -730,7 +762,7 @@ class Stage:
         if not is_aggregate(inner if not isinstance(inner, exp.Filter) else inner.this):
             raise fail(UnsupportedError, f"{_fname(inner)}() OVER (...) is not an aggregate relplan reads", n)
         over = None if self.grouped else self.rel
-        func, arg, filt = self._agg_call(inner, over)
+        func, arg, filt, by = self._agg_call(inner, over)
         keys = tuple(self._child(p) for p in n.args.get("partition_by") or [])
         order = n.args.get("order")
         spec = n.args.get("spec")
@@ -743,22 +775,23 @@ class Stage:
         o = order.expressions[0]
         if o.args.get("desc"):
             raise fail(UnsupportedError, "a window ordered DESC is not supported: order by a time column ascending", o)
-        order_e = self._child(o.this)
+        epoch_of = emitted.epoch_micros_of(o.this)  # relplan's ORDER BY EPOCH_US(ts): ts's order
+        order_e = self._child(epoch_of if epoch_of is not None else o.this)
         if order_e.dtype != T.Timestamp:
             raise fail(UnsupportedError, f"a window must be ordered by a timestamp column; {o.this.sql()} is {order_e.dtype}", o)
         # Ascending, NULLs sort first in Spark and Flink and last in DuckDB, unless the SQL
         # says: sqlglot's parser fills nulls_first from the text or else the dialect's
         # default (NULL_ORDERING), which is each engine's (tests/test_sql_dialects.py).
         nulls_first = bool(o.args.get("nulls_first"))
-        frame = _frame(spec)
+        frame = _frame(spec, micros=epoch_of is not None)
 
         def call(func: str) -> Column:
             name = ctx.fresh("w")
             try:
-                dtype = AggCall(func, arg, name, filt).dtype
+                dtype = AggCall(func, arg, name, filt, by).dtype
             except Exception as e:
                 raise fail(SchemaError, str(e), n) from None
-            self.windows.append(_WindowCall(keys, order_e, bool(nulls_first), frame, func, arg, filt, name))
+            self.windows.append(_WindowCall(keys, order_e, bool(nulls_first), frame, func, arg, filt, name, by))
             return Column(name, dtype)
 
         if func == "mean" and ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
@@ -845,7 +878,7 @@ class Stage:
         for (keys, order), calls in groups.items():
             by_frame: dict[Frame, list[AggCall]] = {}
             for w in calls:
-                by_frame.setdefault(w.frame, []).append(AggCall(w.func, w.arg, w.name, w.filter))
+                by_frame.setdefault(w.frame, []).append(AggCall(w.func, w.arg, w.name, w.filter, w.by))
             node = WindowAggregate(node, keys, order, tuple((f, tuple(a)) for f, a in by_frame.items()))
         return node
 
@@ -865,9 +898,19 @@ def _fname(n: exp.Expression) -> str:
     return type(n).__name__.upper()
 
 
-def _frame(spec: exp.WindowSpec | None) -> Frame:
+def _frame(spec: exp.WindowSpec | None, micros: bool = False) -> Frame:
     """The IR frame of a SQL frame over a timestamp order; None (no frame) is SQL's default,
-    RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW."""
+    RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW. ``micros``: the order is a
+    timestamp's epoch microseconds (relplan's lowering), the offsets whole microseconds."""
+
+    def offset(x: exp.Expression) -> int:
+        if micros:
+            us = emitted.micros_offset(x)
+            if us is None:
+                raise fail(UnsupportedError, f"a frame over epoch microseconds takes whole microseconds, not {x.sql()}", spec)
+            return us
+        return interval_us(x)
+
     if spec is None:
         return Frame(None, upper=0, upper_inclusive=True)
     kind = str(spec.args.get("kind") or "").upper()
@@ -888,13 +931,13 @@ def _frame(spec: exp.WindowSpec | None) -> Frame:
     elif isinstance(start, str) and start.upper() == "CURRENT ROW":
         lower = 0
     elif start_side == "PRECEDING":
-        lower = interval_us(start)
+        lower = offset(start)
     else:
         raise fail(UnsupportedError, "a frame that starts FOLLOWING the row is not supported (a feature sees the past)", spec)
     if isinstance(end, str) and end.upper() == "CURRENT ROW":
         upper = 0
     elif end_side == "PRECEDING":
-        upper = interval_us(end)
+        upper = offset(end)
     else:
         raise fail(UnsupportedError, "a frame that ends FOLLOWING the row is not supported (a feature sees the past)", spec)
     if lower == 0 and upper == 0:

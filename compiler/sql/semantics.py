@@ -86,6 +86,11 @@ def truncated_mod(a: Expr, b: Expr) -> Expr:
     return Case(((Binary("AND", Binary("!=", rem, ZERO), signs_differ), Binary("-", rem, b)),), rem)
 
 
+def nullif(a: Expr, b: Expr) -> Expr:
+    """SQL's ``NULLIF(a, b)``: NULL where ``a = b``, else ``a`` (of ``a``'s type)."""
+    return Case(((Binary("=", a, b), Literal(None, a.dtype)),), a)
+
+
 def divide(a: Expr, b: Expr, dialect: str) -> Expr:
     """``a / b`` as the dialect means it."""
     check_divisor(b, "/", dialect)

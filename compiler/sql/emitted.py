@@ -1,0 +1,351 @@
+"""Reading relplan's own SQL back: the idioms its lowerings emit (backends/sql.py).
+
+``plan.to_sql(dialect)`` writes some IR exactly but not the way a person would, and
+the front end (query.py) reads these idioms as what they mean:
+
+- a ``WINDOW w0 AS (...)`` clause and ``OVER w0`` references: the named window is
+  written into each OVER (a reference may add a frame, as SQL allows);
+- a window ordered by the epoch microseconds of a timestamp -- DuckDB's
+  ``EPOCH_US(ts)``, Spark's ``UNIX_MICROS(ts)``, Flink's ``EXTRACT(EPOCH FROM ts) *
+  1000000 + EXTRACT(MICROSECOND FROM ts)`` -- is ordered by ``ts`` (the same order,
+  NULLs included), and its integer ``RANGE BETWEEN n PRECEDING`` offsets are
+  microseconds;
+- ``ARG_MAX(x, CASE WHEN NOT x IS NULL THEN {'f0': ts, 'f1': x} END)`` (Spark:
+  ``MAX_BY(x, ...STRUCT(ts, x)...)``) is ``last(x)`` by ``ts``, ARG_MIN ``first``:
+  the latest (earliest) non-NULL value, the largest (smallest) among ties, as the IR's;
+- a script of several outputs: DuckDB's and Spark's ``-- output: name`` before each
+  query, Flink's ``SET ...; CREATE TABLE ...; INSERT INTO sink <query>`` (several
+  INSERTs in ``EXECUTE STATEMENT SET BEGIN ... END``). ``sql_script`` reads it, each
+  query one named output; any other statement is refused, as rp.sql refuses it.
+
+Idioms not read yet raise an UnsupportedError naming them: the tumbling and hopping
+windows' epoch arithmetic (``__window_start_us``, ``UNNEST(GENERATE_SERIES(...))``),
+Flink's first/last (no ARG_MIN/ARG_MAX there) and a bare ``EPOCH_US`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+
+from relplan.compiler.sql.expressions import Located, fail, sql_type
+from relplan.ir import types as T
+from relplan.ir.errors import SchemaError, SqlError, UnsupportedError
+from relplan.ir.expr import Literal
+
+# ---- named windows ------------------------------------------------------------------------
+
+
+def inline_named_windows(q: exp.Select) -> exp.Select:
+    """``q`` with each ``OVER name`` replaced by the WINDOW clause's definition, and the
+    clause removed; ``q`` itself when it has none."""
+    named = q.args.get("windows")
+    if not named:
+        return q
+    defs: dict[str, exp.Window] = {}
+    for w in named:
+        name = w.this.name if isinstance(w.this, exp.Identifier) else str(w.this)
+        defs[name] = _resolved(w, defs)
+    q = q.copy()
+    q.set("windows", None)
+    for w in list(q.find_all(exp.Window)):
+        ref = w.args.get("alias")
+        if w.parent is q or ref is None or w.args.get("partition_by") or w.args.get("order"):
+            continue
+        base = defs.get(ref.name)
+        if base is None:
+            raise fail(SchemaError, f"OVER {ref.name}: no window of that name in the WINDOW clause", w)
+        w.set("alias", None)
+        for key in ("partition_by", "order"):
+            if base.args.get(key) is not None:
+                w.set(key, base.args[key].copy() if isinstance(base.args[key], exp.Expression) else [p.copy() for p in base.args[key]])
+        if w.args.get("spec") is None and base.args.get("spec") is not None:
+            w.set("spec", base.args["spec"].copy())
+    return q
+
+
+def _resolved(w: exp.Window, defs: dict[str, exp.Window]) -> exp.Window:
+    # WINDOW w1 AS (w0 ORDER BY ...) names an earlier window; relplan writes none, but SQL may.
+    base = w.args.get("alias")
+    if base is None or base.name not in defs:
+        return w
+    out = defs[base.name].copy()
+    for key in ("partition_by", "order", "spec"):
+        if w.args.get(key):
+            out.set(key, w.args[key])
+    return out
+
+
+# ---- epoch microseconds -------------------------------------------------------------------
+
+
+def epoch_micros_of(node: exp.Expression) -> exp.Expression | None:
+    """The timestamp ``ts`` when ``node`` is its epoch microseconds as a relplan lowering
+    writes them (any of the three dialects' spellings), else None."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Anonymous) and str(node.this).upper() in ("EPOCH_US", "UNIX_MICROS") and len(node.expressions) == 1:
+        return node.expressions[0]
+    if isinstance(node, exp.UnixMicros) and node.this is not None:
+        return node.this
+    if isinstance(node, exp.Add):
+        mul, micros = node.this, node.expression
+        while isinstance(mul, exp.Paren):
+            mul = mul.this
+        if (isinstance(mul, exp.Mul) and isinstance(mul.expression, exp.Literal) and mul.expression.this == "1000000"
+                and _extract(mul.this, "EPOCH") is not None and _extract(micros, "MICROSECOND") is not None
+                and _extract(mul.this, "EPOCH") == _extract(micros, "MICROSECOND")):
+            return _extract(mul.this, "EPOCH")
+    return None
+
+
+def _extract(node: exp.Expression, part: str) -> exp.Expression | None:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Extract) and str(node.this.name if isinstance(node.this, exp.Expression) else node.this).upper() == part:
+        return node.expression
+    return None
+
+
+def micros_offset(node: Any) -> int | None:
+    """A frame offset written as whole microseconds (``RANGE BETWEEN 30000000 PRECEDING``)."""
+    if isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"[0-9]+", str(node.this)):
+        return int(node.this)
+    return None
+
+
+def size_of_collect_set(node: exp.Expression) -> exp.Window | None:
+    """Spark's ``SIZE(COLLECT_SET(x) OVER w)`` (COUNT(DISTINCT) over a window, which Spark
+    refuses) as the window ``COUNT(DISTINCT x) OVER w``; None for anything else."""
+    if not (isinstance(node, exp.ArraySize) and isinstance(node.this, exp.Window)):
+        return None
+    w = node.this
+    inner = w.this
+    if not isinstance(inner, exp.ArrayUniqueAgg):
+        return None
+    out = w.copy()
+    out.set("this", exp.Count(this=exp.Distinct(expressions=[inner.this.copy()])))
+    return out
+
+
+# ---- typed literals ---------------------------------------------------------------------------
+
+
+def typed_literal(node: exp.Cast) -> Literal | None:
+    """relplan writes a literal with its type: ``CAST(1.5 AS DOUBLE)``, ``CAST(NULL AS
+    TIMESTAMP)``. Read as the literal it is (an IN list takes literals), where the value is
+    exact in the type: NULL of any type, a number as DOUBLE, a whole number as BIGINT."""
+    inner = _unparen(node.this)
+    neg = isinstance(inner, exp.Neg)
+    if neg:
+        inner = _unparen(inner.this)
+    try:
+        target = sql_type(node.to, node)
+    except Located:
+        return None
+    if isinstance(inner, exp.Null) and not neg:
+        return Literal(None, target)
+    if not (isinstance(inner, exp.Literal) and not inner.is_string):
+        return None
+    text = str(inner.this)
+    if target == T.Float64:
+        value = float(text)
+        if not math.isfinite(value):
+            return None
+        return Literal(-value if neg else value, T.Float64)
+    if target == T.Int64 and re.fullmatch(r"[0-9]+", text) and int(text) <= 2**63 - (0 if neg else 1):
+        return Literal(-int(text) if neg else int(text), T.Int64)
+    return None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def timestamp_of_micros(node: exp.Expression) -> Literal | None:
+    """``TIMESTAMP_MICROS(n)`` / ``MAKE_TIMESTAMP(n)`` / ``TO_TIMESTAMP_LTZ(n, 6)`` of an
+    integer literal (how relplan writes a timestamp literal as an instant): that instant."""
+    if not (isinstance(node, exp.Anonymous) and str(node.this).upper() in ("TIMESTAMP_MICROS", "MAKE_TIMESTAMP", "TO_TIMESTAMP_LTZ")):
+        return None
+    args = node.expressions
+    if not args or len(args) > 2 or (len(args) == 2 and micros_offset(args[1]) != 6) or (len(args) == 2) != (str(node.this).upper() == "TO_TIMESTAMP_LTZ"):
+        return None
+    value = _unparen(args[0])
+    neg = isinstance(value, exp.Neg)
+    if neg:
+        value = _unparen(value.this)
+    us = micros_offset(value)
+    if us is None:
+        return None
+    try:
+        return Literal(_EPOCH + dt.timedelta(microseconds=-us if neg else us))
+    except OverflowError:
+        return None
+
+
+# ---- first / last ---------------------------------------------------------------------------
+
+
+def arg_extreme(node: exp.Expression) -> tuple[str, exp.Expression, exp.Expression, exp.Expression | None] | None:
+    """``("last" | "first", value, time, filter or None)`` for relplan's ARG_MAX/ARG_MIN
+    idiom (``CASE WHEN (filter) AND (NOT x IS NULL) THEN ...`` with a filter), else None."""
+    if isinstance(node, exp.ArgMax):
+        func = "last"
+    elif isinstance(node, exp.ArgMin):
+        func = "first"
+    else:
+        return None
+    value, key = node.this, node.expression
+    while isinstance(key, exp.Paren):
+        key = key.this
+    if not (isinstance(key, exp.Case) and len(key.args.get("ifs") or []) == 1 and key.args.get("default") is None):
+        return None
+    branch = key.args["ifs"][0]
+    cond, struct = branch.this, branch.args["true"]
+    fields = _struct_fields(struct)
+    if fields is None or len(fields) != 2 or fields[1] != value:
+        return None
+    filt = None
+    if isinstance(cond, exp.And):
+        filt, cond = _unparen(cond.this), _unparen(cond.expression)
+    if not (isinstance(cond, exp.Not) and isinstance(cond.this, exp.Is) and isinstance(cond.this.expression, exp.Null)
+            and cond.this.this == value):
+        return None
+    return func, value, fields[0], filt
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _struct_fields(node: exp.Expression) -> list[exp.Expression] | None:
+    if not isinstance(node, exp.Struct):
+        return None
+    out = []
+    for i, e in enumerate(node.expressions):
+        if isinstance(e, (exp.PropertyEQ, exp.Slice)) and e.this is not None and _field_name(e.this) == f"f{i}":
+            out.append(e.expression)
+        elif isinstance(e, exp.Alias) and e.alias == f"f{i}":
+            out.append(e.this)
+        else:
+            return None
+    return out
+
+
+def _field_name(node: exp.Expression) -> str | None:
+    if isinstance(node, (exp.Identifier, exp.Column, exp.Var)):
+        return node.name
+    if isinstance(node, exp.Literal) and node.is_string:
+        return str(node.this)
+    return None
+
+
+# ---- scripts of several outputs ---------------------------------------------------------------
+
+_OUTPUT = re.compile(r"^--\s*output:\s*(.+?)\s*$", re.MULTILINE)
+
+
+def script_queries(text: str, dialect: str) -> list[tuple[str | None, str]]:
+    """The ``(output name, query text)`` pairs of a relplan script; one unnamed query for
+    text that is no script."""
+    if dialect == "flink":
+        return _flink_queries(text)
+    marks = list(_OUTPUT.finditer(text))
+    if not marks:
+        return [(None, text)]
+    head = text[: marks[0].start()].strip()
+    if head:
+        raise SqlError("a script of several outputs starts with '-- output: <name>' before each query")
+    out = []
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        body = text[m.end() : end].strip().rstrip(";").strip()
+        out.append((_unquote(m.group(1)), body))
+    return out
+
+
+def _flink_queries(text: str) -> list[tuple[str | None, str]]:
+    # EXECUTE STATEMENT SET BEGIN ... END wraps several INSERTs: its statements are the INSERTs.
+    body = re.sub(r"EXECUTE\s+STATEMENT\s+SET\s+BEGIN", "", text, flags=re.IGNORECASE)
+    body = re.sub(r"(?im)^\s*END\s*;?\s*$", "", body)
+    try:
+        statements = [s for s in sqlglot.parse(body, read="flink") if s is not None]
+    except (ParseError, SqlglotError) as e:
+        # Valid Flink that sqlglot's reading of it does not take (relplan's Flink first()/last()
+        # packs keys with LPAD inside CASE): not read, and said so.
+        raise UnsupportedError(
+            f"this Flink script is not read: sqlglot cannot parse it ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
+    if len(statements) == 1 and isinstance(statements[0], exp.Query):
+        return [(None, text)]
+    sinks: set[str] = set()
+    out: list[tuple[str | None, str]] = []
+    for s in statements:
+        if isinstance(s, exp.Set):
+            continue  # the session's settings (batch mode, UTC): relplan's own
+        if isinstance(s, exp.Create) and str(s.args.get("kind") or "").upper() == "TABLE" and s.expression is None:
+            # a declared table (a source or a sink): its columns are the source's, read from sources=
+            table = s.this.this if isinstance(s.this, exp.Schema) else s.this
+            sinks.add(table.name)
+            continue
+        if isinstance(s, exp.Insert) and isinstance(s.expression, exp.Query) and not s.args.get("overwrite"):
+            target = s.this.this if isinstance(s.this, exp.Schema) else s.this
+            if not isinstance(target, exp.Table) or target.name not in sinks:
+                raise SqlError(f"INSERT INTO {target.sql(dialect='flink')}: the script declares no such table")
+            query = s.expression.copy()
+            if s.args.get("with_") is not None and query.args.get("with_") is None:
+                query.set("with_", s.args["with_"].copy())
+            out.append((target.name, query.sql(dialect="flink")))
+            continue
+        kind = s.key.upper() if isinstance(s, exp.Expression) else type(s).__name__
+        raise SqlError(f"a relplan Flink script holds SET, CREATE TABLE and INSERT INTO a declared table; not {kind}")
+    if not out:
+        raise SqlError("the Flink script inserts into no table: relplan reads each INSERT INTO a sink as one output")
+    return out
+
+
+def _unquote(name: str) -> str:
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'`":
+        return name[1:-1]
+    return name
+
+
+def sql_script(text: str, sources: Iterable[Any] = (), *, dialect: str = "duckdb", name: str = "sql") -> Any:
+    """``rp.sql`` of a relplan script (``plan.to_sql(dialect)`` of a plan of one or more
+    outputs): a plan with one output per query, named as the script names them. Plain
+    single queries are read as rp.sql reads them (output ``name``)."""
+    from relplan.compiler.plan import Plan
+    from relplan.compiler.sql import sql
+
+    if not isinstance(text, str):
+        raise SqlError(f"rp.sql takes the query as a string, got {type(text).__name__}")
+    parts = script_queries(text, dialect.lower() if isinstance(dialect, str) else dialect)
+    sources = list(sources)
+    outputs = []
+    for out_name, query in parts:
+        outputs.extend(sql(query, sources=sources, dialect=dialect, name=out_name or name).outputs)
+    return Plan(outputs=tuple(outputs))
+
+
+def unsupported_idiom(node: exp.Expression) -> str | None:
+    """What a relplan lowering idiom the front end does not read yet is, for its error."""
+    if isinstance(node, exp.Explode) or (isinstance(node, exp.Anonymous) and str(node.this).upper() in ("UNNEST", "EXPLODE")) or isinstance(node, exp.Unnest):
+        return "UNNEST/EXPLODE of GENERATE_SERIES (relplan's hopping-window lowering) is not read back yet; write HOP/window()/time_bucket"
+    if isinstance(node, exp.UnixMicros) or isinstance(node, exp.Anonymous) and str(node.this).upper() in (
+            "EPOCH_US", "UNIX_MICROS", "MAKE_TIMESTAMP", "TIMESTAMP_MICROS", "TO_TIMESTAMP_LTZ"):
+        fname = "UNIX_MICROS" if isinstance(node, exp.UnixMicros) else str(node.this).upper()
+        return (f"{fname}() outside a window's ORDER BY (relplan's epoch-microsecond arithmetic of tumbling "
+                "windows) is not read back yet; write TUMBLE/window()/time_bucket")
+    return None
+
+
+__all__ = ["arg_extreme", "epoch_micros_of", "inline_named_windows", "micros_offset", "script_queries", "sql_script",
+           "unsupported_idiom"]
