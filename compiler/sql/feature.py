@@ -307,7 +307,6 @@ def _per_event(
     for w in q.args.get("windows") or []:
         named[w.name] = w
     windows: dict[str, tuple[tuple[tuple[str, Expr], ...], WindowSpec]] = {}
-    frames: dict[tuple[Any, ...], WindowSpec] = {}
     stage = Stage(ctx, rel)
     out = []
     from_text = f" FROM {src.name}{where_text}"
@@ -333,7 +332,7 @@ def _per_event(
         got = windows.get(ref.name) if ref is not None and not own else None
         if got is None:  # a named window is read once, however many features it has
             partition, order, spec = _window_parts(target, named, ctx)
-            got = (_keys(partition, rel, ctx, target), _window_spec(spec, target, frames))
+            got = (_keys(partition, rel, ctx, target), _window_spec(spec, target))
             _check_order(order, src, rel, ctx, target)
             if ref is not None and not own:
                 windows[ref.name] = got
@@ -412,13 +411,22 @@ def _frame_key(spec: Any) -> tuple[Any, ...] | None:
     return tuple(key)
 
 
-def _window_spec(spec: Any, w: exp.Expression, frames: dict[tuple[Any, ...], WindowSpec] | None = None) -> WindowSpec:
-    key = _frame_key(spec) if frames is not None else None
-    if key is not None and frames is not None and key in frames:
-        return frames[key]
-    made = _read_frame(spec, w)
-    if key is not None and frames is not None:
-        frames[key] = made
+#: Frame clauses read before, by what they say: a feature set repeats a few frames many
+#: times (and reading an INTERVAL costs more than the rest of a feature). Bounded; a
+#: refused frame is never kept.
+_FRAMES: dict[tuple[Any, ...], WindowSpec] = {}
+_FRAMES_MAX = 10_000
+
+
+def _window_spec(spec: Any, w: exp.Expression) -> WindowSpec:
+    key = _frame_key(spec)
+    made = _FRAMES.get(key) if key is not None else None
+    if made is None:
+        made = _read_frame(spec, w)
+        if key is not None:
+            if len(_FRAMES) >= _FRAMES_MAX:
+                _FRAMES.clear()
+            _FRAMES[key] = made
     return made
 
 
