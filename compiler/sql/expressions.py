@@ -194,7 +194,18 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
         _need_int(a, b, "%", node)
         return semantics.truncated_mod(a, b)
     if isinstance(node, exp.Neg):
-        return Unary("NEG", child(node.this))
+        # A negative number is a literal (in IN lists, and -9223372036854775808 fits BIGINT).
+        inner = node.this
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
+        if isinstance(inner, exp.Literal) and not inner.is_string and str(inner.this).lstrip("0") == str(2**63):
+            return Literal(-(2**63))
+        value = child(node.this)
+        if isinstance(value, Literal) and value.dtype in (T.Int64, T.Float64) and value.value is not None:
+            if value.value == -(2**63) and value.dtype == T.Int64:
+                raise fail(TypeMismatchError, f"{_head(_sql(node, dialect))} does not fit BIGINT", node)
+            return Literal(-value.value, value.dtype)
+        return Unary("NEG", value)
     if isinstance(node, exp.Not):
         inner = node.this
         if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null):

@@ -163,6 +163,12 @@ def parse_query(text: Any, dialect: str) -> exp.Query:
             "rp.sql reads one query: SELECT ... INTO creates a table, and relplan never changes tables",
             where=locate(text, into),
         )
+    for name in stmt.find_all(exp.Identifier):
+        if "\x00" in str(name.this):
+            raise SqlError(
+                f"the name {_shown(name.this)} holds a NUL character, which engines read as the end of the name; rename it",
+                where=locate(text, name),
+            )
     stmt.meta[SQL_TEXT] = text  # the names of functions as written, for messages
     deepest = _depth(stmt)
     if deepest > MAX_DEPTH:
