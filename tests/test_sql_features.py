@@ -330,6 +330,10 @@ def test_placement_places_sql_features() -> None:
     placed = {f.feature for f in plan.placement.features}
     assert {"failed_1d", "amt_sum_1d", "qty_lifetime", "spend_1d"} <= placed
     assert "failed_1d" in plan.explain()
+    # The hybrid's daily tiles hold (t-w, t] windows: a closed="both" one is refused, saying why.
+    three_days = rp.sql_feature(EDGE_SQL.replace("'1' DAY", "'3' DAY"), sources=[SqlTx])
+    with pytest.raises(rp.OptimizerError, match=r"window \[t-3d, t\] is not \(t-w, t\]"):
+        rp.optimize(rp.compile(three_days), statistics=stats, knobs=rp.Knobs(placement="hybrid"))
 
 
 def test_a_catalog_keeps_sql_features(tmp_path: Path) -> None:
