@@ -162,8 +162,12 @@ def build_query(q: exp.Expression, ctx: Context) -> Rel:
             raise fail(UnsupportedError, "WITH RECURSIVE is not supported", with_)
         saved = dict(ctx.ctes)
         try:
+            defined: list[str] = []
             for cte in with_.expressions:
                 name = cte.alias_or_name
+                if any(ctx.same_name(name, d) for d in defined):
+                    raise fail(SchemaError, f"the WITH clause defines {name!r} twice", cte)
+                defined.append(name)
                 ctx.ctes[name] = _rename_qualifier(build_query(cte.this, ctx), name)
             body = q.copy()
             body.set("with_", None)
@@ -328,8 +332,8 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
     pre_right: list[tuple[str, Expr]] = []
     if using:
         for ident in using:
-            lcol = _lookup(left, exp.column(ident.name), ctx)
-            rcol = _lookup(right, exp.column(ident.name), ctx)
+            lcol = _lookup(left, exp.Column(this=ident.copy()), ctx)  # a copy keeps the name's place in the text
+            rcol = _lookup(right, exp.Column(this=ident.copy()), ctx)
             pairs.append((lcol.name, rcol.name))
     elif on is not None:
         both = Rel(left.node, left.cols + right.cols)
@@ -717,6 +721,8 @@ class Stage:
         if func is None or isinstance(n, _RANKING):
             raise fail(UnsupportedError, f"aggregate {_fname(n)}() is not supported; relplan reads COUNT, SUM, AVG, MIN, MAX, VAR_SAMP and STDDEV_SAMP", n)
         arg_node = n.this
+        if n.args.get("expressions"):  # COUNT(a, b): SQL engines refuse it or count rows where all are non-NULL
+            raise fail(UnsupportedError, f"{_fname(n)}() with {len(n.expressions) + 1} arguments is not supported; give it one", n)
         distinct = isinstance(arg_node, exp.Distinct)
         if distinct:
             if func != "count" or len(arg_node.expressions) != 1:
