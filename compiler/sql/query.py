@@ -31,7 +31,7 @@ from relplan.compiler.sql import emitted, semantics
 from relplan.compiler.sql.expressions import Located, convert, fail, interval_us
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
-from relplan.ir.errors import SchemaError, TypeMismatchError, UnsupportedError
+from relplan.ir.errors import RelplanError, SchemaError, TypeMismatchError, UnsupportedError
 from relplan.ir.expr import Case, Cast, Coalesce, Column, Expr, Literal, Unary, and_all
 from relplan.ir.nodes import (
     WINDOW_END,
@@ -165,6 +165,9 @@ def build_query(q: exp.Expression, ctx: Context) -> Rel:
             defined: list[str] = []
             for cte in with_.expressions:
                 name = cte.alias_or_name
+                cte_alias = cte.args.get("alias")
+                if isinstance(cte_alias, exp.TableAlias) and cte_alias.columns:
+                    raise fail(UnsupportedError, f"column names in WITH {name}(...) are not supported; alias the columns in its SELECT", cte)
                 if any(ctx.same_name(name, d) for d in defined):
                     raise fail(SchemaError, f"the WITH clause defines {name!r} twice", cte)
                 defined.append(name)
@@ -248,6 +251,13 @@ def _table(t: exp.Expression, ctx: Context) -> Rel:
         rel = build_query(t.this, ctx)
         alias = t.alias_or_name or None
         return _rename_qualifier(rel, alias) if alias else Rel(rel.node, [Col(None, c.name, c.ir) for c in rel.cols], not_null=rel.not_null)
+    for key, what in (("sample", "TABLESAMPLE"), ("pivots", "PIVOT and UNPIVOT"), ("version", "FOR SYSTEM_TIME AS OF"),
+                      ("hints", "a table hint"), ("laterals", "LATERAL VIEW")):
+        if t.args.get(key):
+            raise fail(UnsupportedError, f"{what} is not supported", t)
+    table_alias = t.args.get("alias")
+    if isinstance(table_alias, exp.TableAlias) and table_alias.columns:
+        raise fail(UnsupportedError, "column names after a FROM item's alias (AS t(a, b)) are not supported; alias the columns in a subquery", t)
     if isinstance(t, exp.Table) and isinstance(t.this, exp.Anonymous):
         return _window_tvf(t, ctx)
     if not isinstance(t, exp.Table) or not isinstance(t.this, exp.Identifier):
@@ -278,7 +288,7 @@ def _window_tvf(t: exp.Table, ctx: Context) -> Rel:
     if name not in ("TUMBLE", "HOP"):
         raise fail(UnsupportedError, f"table function {name or call.sql()} is not supported; relplan reads TUMBLE and HOP", t)
     args = list(call.expressions)
-    if len(args) not in ((3,) if name == "TUMBLE" else (4,)) or not hasattr(args[0], "this"):
+    if len(args) not in ((3,) if name == "TUMBLE" else (4,)) or not isinstance(getattr(args[0], "this", None), exp.Expression):
         raise fail(UnsupportedError, f"{name}(TABLE t, DESCRIPTOR(time), {'size' if name == 'TUMBLE' else 'slide, size'}) expected", call)
     inner = _table(args[0].this, ctx)
     desc = args[1]
@@ -327,7 +337,7 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
     on = j.args.get("on")
     using = j.args.get("using")
     pairs: list[tuple[str, str]] = []
-    residual: list[Expr] = []
+    residual_parts: list[exp.Expression] = []
     pre_left: list[tuple[str, Expr]] = []
     pre_right: list[tuple[str, Expr]] = []
     if using:
@@ -336,7 +346,6 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
             rcol = _lookup(right, exp.Column(this=ident.copy()), ctx)
             pairs.append((lcol.name, rcol.name))
     elif on is not None:
-        both = Rel(left.node, left.cols + right.cols)
         for part in _sql_conjuncts(on):
             pair = _key_pair(part, left, right, ctx)
             if pair is not None:
@@ -346,27 +355,35 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
                 if rexpr is not None:
                     pre_right.append((rname, rexpr))
                 pairs.append((lname, rname))
-            else:
-                residual.append(_condition(_scalar(part, both, ctx), part, "ON"))
+            else:  # read over the joined rows, once they are built
+                residual_parts.append(part)
     else:
         raise fail(UnsupportedError, "a join needs ON or USING (a cross join is not supported)", j)
     if not pairs:
         raise fail(UnsupportedError, "a join needs at least one equality between the two sides in ON", j)
-    if residual and how != "inner":
+    if residual_parts and how != "inner":
         raise fail(
             UnsupportedError,
             f"a {how.upper()} JOIN's ON may hold only equalities between the sides; move "
-            f"{' AND '.join(r.sql() for r in residual)} into a subquery's WHERE",
+            f"{' AND '.join(p.sql() for p in residual_parts)} into a subquery's WHERE",
             on,
         )
     lnode = _extend(left.node, pre_left)
     rnode = _extend(right.node, pre_right)
-    node: Node = Join(lnode, rnode, how, tuple(pairs))
     cols = left.cols + right.cols
+    try:
+        node: Node = Join(lnode, rnode, how, tuple(pairs))
+    except RelplanError as e:  # keys of types that do not compare: named as the user wrote them
+        shown = {c.ir: f"{c.qualifier}.{c.name}" if c.qualifier else c.name for c in cols}
+        message = e.message
+        for ir, name in shown.items():
+            message = message.replace(f"'{ir}'", f"'{name}'")
+        raise fail(type(e), message, on if on is not None else j) from None
     if pre_left or pre_right:  # drop the computed key columns again
         keep = [c.ir for c in cols]
         node = Project(node, tuple((n, Column(n, node.schema.dtype(n))) for n in keep))
-    pred = and_all(residual)
+    both = Rel(node, cols)
+    pred = and_all([_condition(_scalar(p, both, ctx), p, "ON") for p in residual_parts])
     if pred is not None:
         node = Filter(node, pred)
     not_null = {"inner": left.not_null | right_not_null, "left": left.not_null, "right": right_not_null}.get(how, frozenset())
@@ -519,6 +536,9 @@ def _expand_star(q: exp.Select, rel: Rel, ctx: Context) -> list[tuple[str, exp.E
     for e in q.expressions:
         target = e.this if isinstance(e, exp.Alias) else e
         if isinstance(target, exp.Star) or (isinstance(target, exp.Column) and isinstance(target.this, exp.Star)):
+            star = target if isinstance(target, exp.Star) else target.this
+            if any(star.args.get(k) for k in ("except", "except_", "replace", "rename")):
+                raise fail(UnsupportedError, "SELECT * EXCLUDE/REPLACE/RENAME is not supported; name the columns", e)
             qual = target.table if isinstance(target, exp.Column) else None
             picked = [c for c in rel.cols if not c.ir.startswith("__sql_") or c.name != c.ir]
             if qual:
