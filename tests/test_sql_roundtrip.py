@@ -365,10 +365,10 @@ def test_sql_features_on_spark(spark: Any, query: Query, rows: list[dict[str, An
 
 # ---- part B: plans read back ---------------------------------------------------------------
 
-#: The least share of generated plans that must read back, per dialect (a regression guard:
-#: tumbling and hopping windows' epoch arithmetic, Flink's first/last, var/std and
-#: DECIMAL sums are not read back yet; see compiler/sql/emitted.py).
-MIN_READ_BACK = {"duckdb": 0.6, "spark": 0.6, "flink": 0.3}
+#: The least share of generated plans that must read back, per dialect (a regression guard;
+#: Flink's hopping windows, first/last and var/std are not read back yet: see
+#: compiler/sql/emitted.py). Measured on 150 draws: DuckDB 150, Spark 150, Flink 92.
+MIN_READ_BACK = {"duckdb": 0.9, "spark": 0.9, "flink": 0.4}
 PLAN_EXAMPLES = 80
 
 

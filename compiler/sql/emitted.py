@@ -18,9 +18,20 @@ the front end (query.py) reads these idioms as what they mean:
   INSERTs in ``EXECUTE STATEMENT SET BEGIN ... END``). ``sql_script`` reads it, each
   query one named output; any other statement is refused, as rp.sql refuses it.
 
-Idioms not read yet raise an UnsupportedError naming them: the tumbling and hopping
-windows' epoch arithmetic (``__window_start_us``, ``UNNEST(GENERATE_SERIES(...))``),
-Flink's first/last (no ARG_MIN/ARG_MAX there) and a bare ``EPOCH_US`` elsewhere.
+- tumbling and hopping windows: a CTE of window starts in epoch microseconds
+  (``E - (((E % s) + s) % s) AS __window_start_us``, or for a hop
+  ``UNNEST(GENERATE_SERIES(...))`` / ``EXPLODE(SEQUENCE(...))`` of the starts and a CTE
+  keeping those whose window holds the event), grouped by the start with
+  ``MAKE_TIMESTAMP(start)`` / ``TIMESTAMP_MICROS`` / ``TO_TIMESTAMP_LTZ`` bounds: read as
+  the TimeWindowAggregate it is (``time_window_ctes``);
+- Spark's and Flink's exact AVG of a BIGINT (a DECIMAL sum over the count), DuckDB's
+  ``CAST(TRUNC(x) AS BIGINT)``, ``SIZE(COLLECT_SET(x) OVER w)``, NULLIF, typed literals
+  (``CAST(1.5 AS DOUBLE)``, ``TIMESTAMP_MICROS(n)``).
+
+Idioms not read yet raise an UnsupportedError naming them: Flink's hopping windows
+(a CROSS JOIN of VALUES), first/last and var/std (no ARG_MIN/ARG_MAX there: FIRST_VALUE,
+LPAD-packed keys sqlglot cannot parse, partition-wide shifts), interval arithmetic on
+timestamps, and a bare ``EPOCH_US`` elsewhere.
 """
 
 from __future__ import annotations
@@ -135,6 +146,217 @@ def size_of_collect_set(node: exp.Expression) -> exp.Window | None:
     return out
 
 
+def exact_mean(node: exp.Expression) -> exp.Expression | None:
+    """The exact AVG of a BIGINT as relplan writes it (Spark, Flink), ``CAST(SUM(CAST(x AS
+    DECIMAL(38, 0))) [OVER w] AS DOUBLE) / NULLIF(COUNT(x) [OVER w], 0)``, as
+    ``AVG(CAST(x AS DOUBLE)) [OVER w]``."""
+    if not isinstance(node, exp.Div):
+        return None
+    num, den = _unparen(node.this), _unparen(node.expression)
+    if not (isinstance(num, exp.Cast) and num.to.this == exp.DataType.Type.DOUBLE and isinstance(den, exp.Nullif)
+            and micros_offset(_unparen(den.expression)) == 0):
+        return None
+    total, count = _unparen(num.this), _unparen(den.this)
+    over = None
+    if isinstance(total, exp.Window) and isinstance(count, exp.Window):
+        a, b = total.copy(), count.copy()
+        a.set("this", None)
+        b.set("this", None)
+        if a != b:
+            return None
+        over, total, count = total, total.this, count.this
+    if not (isinstance(total, exp.Sum) and isinstance(count, exp.Count)):
+        return None
+    inner = _unparen(total.this)
+    if not (isinstance(inner, exp.Cast) and inner.to.this == exp.DataType.Type.DECIMAL and inner.this == count.this):
+        return None
+    # AVG of the value as a DOUBLE: the mean, in every dialect (Flink's AVG of a BIGINT truncates)
+    avg = exp.Avg(this=exp.Cast(this=count.this.copy(), to=exp.DataType.build("DOUBLE")))
+    if over is None:
+        return avg
+    out = over.copy()
+    out.set("this", avg)
+    return out
+
+
+# ---- tumbling and hopping windows ------------------------------------------------------------
+
+WINDOW_MARK = "__RELPLAN_WINDOW"  # window(ts, size_us, slide_us) as query.py reads Spark's window()
+_START = "__window_start_us"
+
+
+def _floor(node: exp.Expression) -> tuple[exp.Expression, int] | None:
+    """``(ts, s)`` for ``E - (((E % s) + s) % s)``, E the epoch microseconds of ts."""
+    node = _unparen(node)
+    if not isinstance(node, exp.Sub):
+        return None
+    ts = epoch_micros_of(node.this)
+    outer = _unparen(node.expression)
+    if ts is None or not isinstance(outer, exp.Mod):
+        return None
+    s = micros_offset(_unparen(outer.expression))
+    add = _unparen(outer.this)
+    if s is None or not isinstance(add, exp.Add) or micros_offset(_unparen(add.expression)) != s:
+        return None
+    inner = _unparen(add.this)
+    if not (isinstance(inner, exp.Mod) and micros_offset(_unparen(inner.expression)) == s and epoch_micros_of(inner.this) == ts):
+        return None
+    return ts, s
+
+
+def _start_item(q: exp.Select) -> tuple[exp.Expression, int, int] | None:
+    """``(ts, slide, span)`` of relplan's window-start CTE: ``SELECT *, <start> AS
+    __window_start_us`` (a tumble's floor, or the hop's series of starts span..0 before it)."""
+    items = q.expressions
+    if len(items) != 2 or not isinstance(items[0], exp.Star) or not (isinstance(items[1], exp.Alias) and items[1].alias == _START):
+        return None
+    e = _unparen(items[1].this)
+    floor = _floor(e)
+    if floor is not None:
+        return floor[0], floor[1], 0
+    if isinstance(e, exp.Unnest) and len(e.expressions) == 1:
+        e = _unparen(e.expressions[0])
+    elif isinstance(e, exp.Explode):
+        e = _unparen(e.this)
+    else:
+        return None
+    if not isinstance(e, exp.GenerateSeries) or e.args.get("is_end_exclusive"):
+        return None
+    last, first, step = _floor(e.args["end"]), _unparen(e.args["start"]), micros_offset(_unparen(e.args["step"]))
+    if last is None or step != last[1] or not isinstance(first, exp.Sub):
+        return None
+    span = micros_offset(_unparen(first.expression))
+    if span is None or span % step or _floor(first.this) != last:
+        return None
+    return last[0], step, span
+
+
+def _not_null_of(where: exp.Expression | None, ts: exp.Expression) -> bool:
+    stack = [where.this] if where is not None else []
+    while stack:
+        c = _unparen(stack.pop())
+        if isinstance(c, exp.And):
+            stack += [c.this, c.expression]
+        elif isinstance(c, exp.Not) and isinstance(_unparen(c.this), exp.Is) and _unparen(c.this).this == ts \
+                and isinstance(_unparen(c.this).expression, exp.Null):
+            return True
+    return False
+
+
+def time_window_ctes(ctes: list[tuple[str, exp.Expression]]) -> list[tuple[str, exp.Expression]]:
+    """relplan's tumbling/hopping lowering (a CTE of window starts in epoch microseconds,
+    for a hop a CTE keeping the starts whose window holds the event, then GROUP BY the
+    start with ``MAKE_TIMESTAMP(start)`` and ``MAKE_TIMESTAMP(start + size)``) rewritten
+    as one grouped query over ``__RELPLAN_WINDOW(ts, size, slide)`` with ``window.start``
+    and ``window.end``, which query.py reads as a TimeWindowAggregate. Other CTEs as they are."""
+    pending: dict[str, dict[str, Any]] = {}
+    out: list[tuple[str, exp.Expression]] = []
+    for name, q in ctes:
+        if isinstance(q, exp.Select) and not q.args.get("group") and not q.args.get("joins"):
+            src = q.args.get("from_") or q.args.get("from")
+            start = _start_item(q)
+            if start is not None and src is not None:
+                ts, slide, span = start
+                if _not_null_of(q.args.get("where"), ts):
+                    inner = exp.select("*").from_(src.this.copy())
+                    if q.args.get("where") is not None:
+                        inner.set("where", q.args["where"].copy())
+                    pending[name] = dict(ts=ts, slide=slide, span=span, size=slide if span == 0 else None, inner=inner)
+                    continue
+            table = src.this if src is not None else None
+            if (isinstance(table, exp.Table) and table.name in pending and pending[table.name]["size"] is None
+                    and len(q.expressions) == 1 and isinstance(q.expressions[0], exp.Star) and q.args.get("where") is not None):
+                info = pending[table.name]
+                size = _hop_size(q.args["where"].this, info["ts"])
+                # the series reaches back far enough for every window holding the event
+                if size is not None and info["span"] + info["slide"] >= size:
+                    pending[name] = dict(info, size=size)
+                    continue
+        out.append((name, _grouped_window(q, pending)))
+    # A window-start CTE read by anything but its grouping query: not this idiom, read as written.
+    for _, q in out:
+        if any(isinstance(t, exp.Table) and t.name in pending for t in q.find_all(exp.Table)):
+            return ctes
+    return out
+
+
+def _hop_size(cond: exp.Expression, ts: exp.Expression) -> int | None:
+    # __window_start_us + size > E
+    cond = _unparen(cond)
+    if not (isinstance(cond, exp.GT) and epoch_micros_of(cond.expression) == ts):
+        return None
+    add = _unparen(cond.this)
+    if not (isinstance(add, exp.Add) and isinstance(_unparen(add.this), exp.Column) and _unparen(add.this).name == _START):
+        return None
+    return micros_offset(_unparen(add.expression))
+
+
+def _grouped_window(q: exp.Expression, pending: dict[str, dict[str, Any]]) -> exp.Expression:
+    if not pending or not isinstance(q, exp.Select):
+        return q
+    src = q.args.get("from_") or q.args.get("from")
+    table = src.this if src is not None else None
+    if not (isinstance(table, exp.Table) and table.name in pending and pending[table.name]["size"] is not None):
+        return q
+    group = q.args.get("group")
+    if group is None or q.args.get("joins"):
+        return q
+    info = pending[table.name]
+    size, slide = info["size"], info["slide"]
+    q = q.copy()
+    group = q.args["group"]
+    mark = exp.Anonymous(this=WINDOW_MARK, expressions=[info["ts"].copy(), exp.Literal.number(size), exp.Literal.number(slide)])
+    keys = []
+    for k in group.expressions:
+        keys.append(mark if isinstance(k, exp.Column) and k.name == _START else k)
+    group.set("expressions", keys)
+
+    def bound(n: exp.Expression) -> exp.Expression:
+        value = _instant_of(n)
+        if value is None:
+            return n
+        value = _unparen(value)
+        if isinstance(value, exp.Column) and value.name == _START:
+            return exp.column("start", table="window")
+        if (isinstance(value, exp.Add) and isinstance(_unparen(value.this), exp.Column) and _unparen(value.this).name == _START
+                and micros_offset(_unparen(value.expression)) == size):
+            return exp.column("end", table="window")
+        return n
+
+    q = q.transform(bound)
+    q.set("from_", exp.From(this=exp.Subquery(this=info["inner"].copy(), alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name)))))
+    q.set("from", None)
+    return q
+
+
+def _instant_of(n: exp.Expression) -> exp.Expression | None:
+    """x of MAKE_TIMESTAMP(x) / TIMESTAMP_MICROS(x) / CAST(TO_TIMESTAMP_LTZ(x, 6) AS TIMESTAMP(6))."""
+    if isinstance(n, exp.Cast) and isinstance(_unparen(n.this), exp.Anonymous) and str(_unparen(n.this).this).upper() == "TO_TIMESTAMP_LTZ":
+        call = _unparen(n.this)
+        if len(call.expressions) == 2 and micros_offset(call.expressions[1]) == 6:
+            return call.expressions[0]
+        return None
+    if isinstance(n, exp.Anonymous) and str(n.this).upper() in ("MAKE_TIMESTAMP", "TIMESTAMP_MICROS") and len(n.expressions) == 1:
+        return n.expressions[0]
+    return _micros_to_time(n)
+
+
+def truncated_to_bigint(node: exp.Expression) -> exp.Expression | None:
+    """x of ``CAST(TRUNC(x) AS BIGINT)``: DuckDB's spelling of the IR's truncating cast of a
+    DOUBLE (its own CAST rounds)."""
+    if (isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.BIGINT and isinstance(_unparen(node.this), exp.Trunc)
+            and not _unparen(node.this).args.get("decimals")):
+        return _unparen(node.this).this
+    return None
+
+
+def _micros_to_time(n: exp.Expression) -> exp.Expression | None:
+    # DuckDB's MAKE_TIMESTAMP(x) as sqlglot reads it: UNIX_TO_TIME at the microsecond scale
+    if isinstance(n, exp.UnixToTime) and micros_offset(n.args.get("scale")) == 6 and not n.args.get("zone"):
+        return n.this
+    return None
+
+
 # ---- typed literals ---------------------------------------------------------------------------
 
 
@@ -171,6 +393,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 def timestamp_of_micros(node: exp.Expression) -> Literal | None:
     """``TIMESTAMP_MICROS(n)`` / ``MAKE_TIMESTAMP(n)`` / ``TO_TIMESTAMP_LTZ(n, 6)`` of an
     integer literal (how relplan writes a timestamp literal as an instant): that instant."""
+    micros = _micros_to_time(node)
+    if micros is not None:
+        node = exp.Anonymous(this="MAKE_TIMESTAMP", expressions=[micros])
     if not (isinstance(node, exp.Anonymous) and str(node.this).upper() in ("TIMESTAMP_MICROS", "MAKE_TIMESTAMP", "TO_TIMESTAMP_LTZ")):
         return None
     args = node.expressions

@@ -171,7 +171,9 @@ def build_query(q: exp.Expression, ctx: Context) -> Rel:
                 if any(ctx.same_name(name, d) for d in defined):
                     raise fail(SchemaError, f"the WITH clause defines {name!r} twice", cte)
                 defined.append(name)
-                ctx.ctes[name] = _rename_qualifier(build_query(cte.this, ctx), name)
+            # relplan's own tumbling/hopping lowering is read back as a window (emitted.py)
+            for name, body in emitted.time_window_ctes([(cte.alias_or_name, cte.this) for cte in with_.expressions]):
+                ctx.ctes[name] = _rename_qualifier(build_query(body, ctx), name)
             body = q.copy()
             body.set("with_", None)
             body.set("with", None)
@@ -251,6 +253,13 @@ def _table(t: exp.Expression, ctx: Context) -> Rel:
         rel = build_query(t.this, ctx)
         alias = t.alias_or_name or None
         return _rename_qualifier(rel, alias) if alias else Rel(rel.node, [Col(None, c.name, c.ir) for c in rel.cols], not_null=rel.not_null)
+    for key, what in (("sample", "TABLESAMPLE"), ("pivots", "PIVOT and UNPIVOT"), ("version", "FOR SYSTEM_TIME AS OF"),
+                      ("hints", "a table hint"), ("laterals", "LATERAL VIEW")):
+        if t.args.get(key):
+            raise fail(UnsupportedError, f"{what} is not supported", t)
+    table_alias = t.args.get("alias")
+    if isinstance(table_alias, exp.TableAlias) and table_alias.columns:
+        raise fail(UnsupportedError, "column names after a FROM item's alias (AS t(a, b)) are not supported; alias the columns in a subquery", t)
     for key, what in (("sample", "TABLESAMPLE"), ("pivots", "PIVOT and UNPIVOT"), ("version", "FOR SYSTEM_TIME AS OF"),
                       ("hints", "a table hint"), ("laterals", "LATERAL VIEW")):
         if t.args.get(key):
@@ -356,6 +365,7 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
                     pre_right.append((rname, rexpr))
                 pairs.append((lname, rname))
             else:  # read over the joined rows, once they are built
+                _known_columns(part, left, right, ctx)
                 residual_parts.append(part)
     else:
         raise fail(UnsupportedError, "a join needs ON or USING (a cross join is not supported)", j)
@@ -388,6 +398,14 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
         node = Filter(node, pred)
     not_null = {"inner": left.not_null | right_not_null, "left": left.not_null, "right": right_not_null}.get(how, frozenset())
     return Rel(node, cols, not_null=frozenset(not_null))
+
+
+def _known_columns(part: exp.Expression, left: Rel, right: Rel, ctx: Context) -> None:
+    """An unknown column of an ON condition, reported as such (before the join is built)."""
+    for col in part.find_all(exp.Column):
+        if isinstance(col.this, exp.Star) or _try_scalar(col, left, ctx) is not None or _try_scalar(col, right, ctx) is not None:
+            continue
+        _lookup(Rel(left.node, left.cols + right.cols), col, ctx)  # no such column on either side: raises
 
 
 def _extend(node: Node, extra: list[tuple[str, Expr]]) -> Node:
@@ -485,6 +503,11 @@ def _convert_or_idiom(n: exp.Expression, child, dialect: str) -> Expr:  # type: 
         typed = emitted.typed_literal(n)  # relplan's CAST(1.5 AS DOUBLE), CAST(NULL AS TIMESTAMP): literals
         if typed is not None:
             return typed
+        truncated = emitted.truncated_to_bigint(n)  # CAST(TRUNC(x) AS BIGINT): the IR's cast of a DOUBLE
+        if truncated is not None:
+            value = child(truncated)
+            if value.dtype == T.Float64:
+                return Cast(value, T.Int64)
     instant = emitted.timestamp_of_micros(n)  # Spark's TIMESTAMP_MICROS(1704067200000000): a literal
     if instant is not None:
         return instant
@@ -615,9 +638,10 @@ class Stage:
         """Spark's ``window(ts, '1 hour'[, '10 minutes'])`` as a tumbling or hopping window
         key, its bounds read as ``window.start`` and ``window.end`` (windows aligned to the
         epoch, each holding the events with ``start <= ts < end``, as the IR's)."""
-        if not (isinstance(k, exp.Anonymous) and _fname(k) == "WINDOW"):
+        if not (isinstance(k, exp.Anonymous) and _fname(k) in ("WINDOW", emitted.WINDOW_MARK)):
             return None
-        if self.ctx.dialect != "spark":
+        marked = _fname(k) == emitted.WINDOW_MARK  # relplan's epoch arithmetic, its time proven not NULL
+        if self.ctx.dialect != "spark" and not marked:
             raise fail(UnsupportedError, "window(time, size) is Spark's; in Flink use TUMBLE/HOP, in DuckDB time_bucket", k)
         args = list(k.expressions)
         if len(args) not in (2, 3):
@@ -629,7 +653,7 @@ class Stage:
         time = _scalar(args[0], self.rel, self.ctx)
         if not isinstance(time, Column) or time.dtype != T.Timestamp:
             raise fail(UnsupportedError, "window()'s first argument must be a timestamp column", k)
-        if time.name not in self.rel.not_null:
+        if time.name not in self.rel.not_null and not marked:
             raise fail(UnsupportedError, f"window() of {args[0].sql()}, which may be NULL: window a source's event time", k)
         size, slide = sizes[0], sizes[-1]
         try:
@@ -684,6 +708,9 @@ class Stage:
         distinct = emitted.size_of_collect_set(n)  # Spark's COUNT(DISTINCT x) OVER w, as relplan writes it
         if distinct is not None:
             return self._window(distinct)
+        mean = emitted.exact_mean(n)  # Spark's exact AVG of a BIGINT, as relplan writes it
+        if mean is not None:
+            return self._child(mean)
         if self.grouped:
             if is_aggregate(n):
                 return self._aggregate(n)
