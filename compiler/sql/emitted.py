@@ -20,7 +20,8 @@ the front end (query.py) reads these idioms as what they mean:
 
 - tumbling and hopping windows: a CTE of window starts in epoch microseconds
   (``E - (((E % s) + s) % s) AS __window_start_us``, or for a hop
-  ``UNNEST(GENERATE_SERIES(...))`` / ``EXPLODE(SEQUENCE(...))`` of the starts and a CTE
+  ``UNNEST(GENERATE_SERIES(...))`` / ``EXPLODE(SEQUENCE(...))`` of the starts, or Flink's
+  floor minus ``__hop_i * slide`` CROSS JOIN ``VALUES (0), (1), ...``, and a CTE
   keeping those whose window holds the event), grouped by the start with
   ``MAKE_TIMESTAMP(start)`` / ``TIMESTAMP_MICROS`` / ``TO_TIMESTAMP_LTZ`` bounds: read as
   the TimeWindowAggregate it is (``time_window_ctes``);
@@ -28,8 +29,8 @@ the front end (query.py) reads these idioms as what they mean:
   ``CAST(TRUNC(x) AS BIGINT)``, ``SIZE(COLLECT_SET(x) OVER w)``, NULLIF, typed literals
   (``CAST(1.5 AS DOUBLE)``, ``TIMESTAMP_MICROS(n)``).
 
-Idioms not read yet raise an UnsupportedError naming them: Flink's hopping windows
-(a CROSS JOIN of VALUES), first/last and var/std (no ARG_MIN/ARG_MAX there: FIRST_VALUE,
+Idioms not read yet raise an UnsupportedError naming them: Flink's
+first/last and var/std (no ARG_MIN/ARG_MAX there: FIRST_VALUE,
 LPAD-packed keys sqlglot cannot parse, partition-wide shifts), interval arithmetic on
 timestamps, and a bare ``EPOCH_US`` elsewhere.
 """
@@ -206,11 +207,22 @@ def _floor(node: exp.Expression) -> tuple[exp.Expression, int] | None:
 
 def _start_item(q: exp.Select) -> tuple[exp.Expression, int, int] | None:
     """``(ts, slide, span)`` of relplan's window-start CTE: ``SELECT *, <start> AS
-    __window_start_us`` (a tumble's floor, or the hop's series of starts span..0 before it)."""
+    __window_start_us`` (a tumble's floor, or the hop's series of starts span..0 before it;
+    in Flink the floor minus ``__hop_i * slide``, CROSS JOIN VALUES (0), (1), ... of __hop_i)."""
     items = q.expressions
     if len(items) != 2 or not isinstance(items[0], exp.Star) or not (isinstance(items[1], exp.Alias) and items[1].alias == _START):
         return None
     e = _unparen(items[1].this)
+    joins = q.args.get("joins") or []
+    if joins:
+        hops = _hop_values(joins)
+        if hops is None or not isinstance(e, exp.Sub):
+            return None
+        floor, step = _floor(e.this), _unparen(e.expression)
+        if not (floor is not None and isinstance(step, exp.Mul) and isinstance(_unparen(step.this), exp.Column)
+                and _unparen(step.this).name == "__hop_i" and micros_offset(_unparen(step.expression)) == floor[1]):
+            return None
+        return floor[0], floor[1], (hops - 1) * floor[1]
     floor = _floor(e)
     if floor is not None:
         return floor[0], floor[1], 0
@@ -229,6 +241,18 @@ def _start_item(q: exp.Select) -> tuple[exp.Expression, int, int] | None:
     if span is None or span % step or _floor(first.this) != last:
         return None
     return last[0], step, span
+
+
+def _hop_values(joins: list[exp.Join]) -> int | None:
+    """n for Flink's ``CROSS JOIN (VALUES (0), (1), ..., (n-1)) AS o(__hop_i)``."""
+    if len(joins) != 1 or str(joins[0].args.get("kind") or "").upper() != "CROSS" or joins[0].args.get("on") is not None:
+        return None
+    values = _unparen(joins[0].this)
+    alias = values.args.get("alias") if isinstance(values, exp.Values) else None
+    if alias is None or [c.name for c in alias.columns] != ["__hop_i"]:
+        return None
+    got = [micros_offset(t.expressions[0]) if isinstance(t, exp.Tuple) and len(t.expressions) == 1 else None for t in values.expressions]
+    return len(got) if got == list(range(len(got))) and got else None
 
 
 def _not_null_of(where: exp.Expression | None, ts: exp.Expression) -> bool:
@@ -252,7 +276,7 @@ def time_window_ctes(ctes: list[tuple[str, exp.Expression]]) -> list[tuple[str, 
     pending: dict[str, dict[str, Any]] = {}
     out: list[tuple[str, exp.Expression]] = []
     for name, q in ctes:
-        if isinstance(q, exp.Select) and not q.args.get("group") and not q.args.get("joins"):
+        if isinstance(q, exp.Select) and not q.args.get("group"):
             src = q.args.get("from_") or q.args.get("from")
             start = _start_item(q)
             if start is not None and src is not None:
@@ -264,7 +288,7 @@ def time_window_ctes(ctes: list[tuple[str, exp.Expression]]) -> list[tuple[str, 
                     pending[name] = dict(ts=ts, slide=slide, span=span, size=slide if span == 0 else None, inner=inner)
                     continue
             table = src.this if src is not None else None
-            if (isinstance(table, exp.Table) and table.name in pending and pending[table.name]["size"] is None
+            if (not q.args.get("joins") and isinstance(table, exp.Table) and table.name in pending and pending[table.name]["size"] is None
                     and len(q.expressions) == 1 and isinstance(q.expressions[0], exp.Star) and q.args.get("where") is not None):
                 info = pending[table.name]
                 size = _hop_size(q.args["where"].this, info["ts"])
