@@ -223,8 +223,11 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
             return Binary("AND", Unary("IS NOT NULL", v), Binary("=", v, Literal(bool(node.expression.this))))
         raise fail(UnsupportedError, f"IS {_head(_sql(node.expression, dialect))} is not supported; use IS NULL or =", node)
     if isinstance(node, exp.Between):
-        v = child(node.this)
-        return Binary("AND", Binary(">=", v, child(node.args["low"])), Binary("<=", v, child(node.args["high"])))
+        v, low, high = child(node.this), child(node.args["low"]), child(node.args["high"])
+        between = Binary("AND", Binary(">=", v, low), Binary("<=", v, high))
+        if node.args.get("symmetric"):  # BETWEEN SYMMETRIC: either bound may be the lower
+            return Binary("OR", between, Binary("AND", Binary(">=", v, high), Binary("<=", v, low)))
+        return between
     if isinstance(node, exp.In):
         if node.args.get("query") is not None or node.args.get("unnest") is not None:
             raise fail(UnsupportedError, "IN (subquery) is not supported: relplan reads IN with a list of literals", node)
@@ -418,8 +421,15 @@ def interval_us(node: exp.Expression) -> int:
         raise fail(UnsupportedError, f"cannot read the interval {node.sql()!r}", node) from None
     us = amount * scale
     if us != int(us) or us <= 0:
-        raise fail(UnsupportedError, f"interval {node.sql()} must be a positive whole number of microseconds", node)
+        raise fail(UnsupportedError, f"interval {_head(node.sql())} must be a positive whole number of microseconds", node)
+    if us > MAX_INTERVAL_US:
+        raise fail(UnsupportedError, f"interval {_head(node.sql())} is longer than 100,000 days, past what engines hold in microseconds", node)
     return int(us)
+
+
+#: The longest interval relplan reads: some 274 years; microseconds of event time stay
+#: far inside a BIGINT when one is added to or taken from a timestamp.
+MAX_INTERVAL_US = 100_000 * US["d"]
 
 
 def _head(sql: str) -> str:
@@ -460,8 +470,12 @@ def written(node: exp.Expression, default: str = "") -> str:
     meta = node._meta or {}
     text = (node.root()._meta or {}).get(SQL_TEXT)
     if isinstance(text, str) and "start" in meta and "end" in meta:
-        name = text[int(meta["start"]) : int(meta["end"]) + 1]
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        end = int(meta["end"]) + 1
+        name = text[int(meta["start"]) : end]
+        # the token is the call's name if a parenthesis follows it (or the call has no
+        # parentheses: CURRENT_TIMESTAMP); else it is an argument (EXTRACT(HOUR FROM ts))
+        called = text[end:].lstrip().startswith("(") or name.upper() == node.sql_name().upper()
+        if called and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             return name
     if default:
         return default

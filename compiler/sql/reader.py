@@ -64,13 +64,17 @@ def locate(text: str, node: exp.Expression | None) -> str | None:
     return _where(text, start)
 
 
+_BREAK = re.compile(r"\r\n|\r|\n")  # line breaks as sqlglot counts them
+
+
 def _where(text: str, start: int) -> str:
     start = max(0, min(start, len(text)))
-    line = text.count("\n", 0, start) + 1
-    line_start = text.rfind("\n", 0, start) + 1
+    breaks = list(_BREAK.finditer(text, 0, start))
+    line = len(breaks) + 1
+    line_start = breaks[-1].end() if breaks else 0
     col = start - line_start + 1
-    line_end = text.find("\n", start)
-    shown = text[line_start : line_end if line_end >= 0 else len(text)]
+    line_end = _BREAK.search(text, start)
+    shown = text[line_start : line_end.start() if line_end else len(text)]
     if len(shown) > 120:
         lo = max(0, col - 60)
         shown = ("..." if lo else "") + shown[lo : lo + 120] + "..."
@@ -134,7 +138,7 @@ def parse_query(text: Any, dialect: str) -> exp.Query:
     try:
         statements = _parser(d).parse(tokens, text)
     except ParseError as e:
-        raise _parse_error(text, dialect, e) from None
+        raise _parse_error(text, dialect, e, tokens) from None
     except RecursionError:
         raise SqlError("the SQL is nested too deeply to parse; simplify it or split it into CTEs") from None
     except (SqlglotError, RelplanError) as e:
@@ -213,14 +217,17 @@ def _token_error(text: str, tokenizer: Any, e: Exception) -> SqlError:
 _TOKEN_REPR = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: \d+, col: \d+, start: \d+, end: \d+, comments: \[.*?\]>")
 
 
-def _parse_error(text: str, dialect: str, e: ParseError) -> SqlError:
+def _parse_error(text: str, dialect: str, e: ParseError, tokens: list[Token]) -> SqlError:
     err = e.errors[0] if e.errors else {}
     desc = str(err.get("description") or _first_line(e))
     desc = _TOKEN_REPR.sub(lambda m: "the end of the SQL" if m.group(1) == "SENTINEL" else repr(m.group(2)), desc)
     desc = re.sub(r"<class 'sqlglot\.expressions\.(?:\w+\.)*(\w+)'>", lambda m: m.group(1).upper(), desc)
     line, col = err.get("line"), err.get("col")
     where = None
-    if isinstance(line, int) and isinstance(col, int):
+    at = [t for t in tokens if t.line == line and t.col == col]  # the token sqlglot stopped at
+    if at:
+        where = _where(text, at[0].start)
+    elif isinstance(line, int) and isinstance(col, int):
         highlight = err.get("highlight") or ""
         lines = text.split("\n")
         if 0 < line <= len(lines):
