@@ -361,6 +361,39 @@ def test_sql_features_on_spark(spark: Any, query: Query, rows: list[dict[str, An
     plan = rp.sql(query.text["duckdb"], sources=[Ev], dialect="duckdb")
     got = rp.execute(rp.optimize(plan), engine="spark", tables={"Ev": table}, session=spark)
     check_same(expected, got, "rp.sql on spark")
+    if "spark" in query.dialects:  # the Spark spelling run on Spark itself gives rp.sql's rows of it
+        spark_plan = rp.sql(query.text["spark"], sources=[Ev], dialect="spark")
+        check_same(spark_direct(spark, query.text["spark"], table, spark_plan),
+                   rp.execute(spark_plan, engine="duckdb", tables={"Ev": table}), "rp.sql of the spark query vs Spark")
+
+
+def spark_direct(spark: Any, query: str, table: pa.Table, plan: rp.Plan) -> pa.Table:
+    """``query`` run directly on Spark (UTC, Spark 3.5's default non-ANSI mode) over ``table``
+    as Ev, in the IR types of ``plan``'s output."""
+    import os
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from relplan.backends.spark import collect, read_staged_parquet
+
+    conf = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false"}
+    saved = {k: spark.conf.get(k, None) for k in conf}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for k, v in conf.items():
+                spark.conf.set(k, v)
+            path = os.path.join(tmp, "ev.parquet")
+            pq.write_table(table, path)
+            read_staged_parquet(spark, path).createOrReplaceTempView("Ev")
+            return collect(spark.sql(query), plan.outputs[0])
+        finally:
+            spark.catalog.dropTempView("Ev")
+            for k, v in saved.items():
+                if v is None:
+                    spark.conf.unset(k)
+                else:
+                    spark.conf.set(k, v)
 
 
 # ---- part B: plans read back ---------------------------------------------------------------
