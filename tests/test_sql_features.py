@@ -140,6 +140,12 @@ def test_a_sql_feature_compiles_to_its_dsl_twins_plan(dialect: str) -> None:
     assert "frame=[t-1d, t]" in rp.compile(sql).explain()
 
 
+def test_a_sql_feature_round_trips_through_json() -> None:
+    for f in sql_feats("flink"):
+        again = rp.Feature.from_json(f.to_json())
+        assert again == f and again.description == f.description and fingerprint(again) == fingerprint(f)
+
+
 def test_a_sql_feature_records_its_sql_and_dialect() -> None:
     f = sql_feats("flink")[1]
     assert f.name == "amt_sum_1d" and f.transformation == "sql"
