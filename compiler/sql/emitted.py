@@ -539,7 +539,8 @@ def _flink_queries(text: str) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = []
     for s in statements:
         if isinstance(s, exp.Set):
-            continue  # the session's settings (batch mode, UTC): relplan's own
+            _check_setting(s)  # the session's settings relplan writes (batch mode, UTC), nothing else
+            continue
         if isinstance(s, exp.Create) and str(s.args.get("kind") or "").upper() == "TABLE" and s.expression is None:
             # a declared table (a source or a sink): its columns are the source's, read from sources=
             table = s.this.this if isinstance(s.this, exp.Schema) else s.this
@@ -559,6 +560,34 @@ def _flink_queries(text: str) -> list[tuple[str | None, str]]:
     if not out:
         raise SqlError("the Flink script inserts into no table: relplan reads each INSERT INTO a sink as one output")
     return out
+
+
+#: The settings of relplan's Flink scripts: any other could change what the queries mean.
+_SETTINGS = {"execution.runtime-mode": ("batch", "streaming"), "table.local-time-zone": ("UTC",)}
+
+
+def _check_setting(s: exp.Set) -> None:
+    for item in s.expressions:
+        eq = item.this if isinstance(item, exp.SetItem) else None
+        key = eq.this if isinstance(eq, exp.EQ) else None
+        value = eq.expression if isinstance(eq, exp.EQ) else None
+        if not (isinstance(key, exp.Literal) and isinstance(value, exp.Literal) and str(value.this) in _SETTINGS.get(str(key.this), ())):
+            raise UnsupportedError(
+                f"{s.sql(dialect='flink')}: relplan reads a Flink script's batch/streaming mode and UTC "
+                "time zone settings only (another setting may change what its queries mean)"
+            )
+
+
+def is_script(text: Any, dialect: Any) -> bool:
+    """Whether ``text`` is in relplan's script form, which ``sql_script`` reads: ``-- output:
+    name`` before each query, or for Flink a script starting as relplan's do, with ``SET
+    'execution.runtime-mode'`` (other DDL and DML stay rp.sql's to refuse)."""
+    if not isinstance(text, str) or not isinstance(dialect, str):
+        return False
+    if dialect.lower() == "flink":
+        head = re.sub(r"(?s)^(\s*(--[^\n]*\n|/\*.*?\*/))*\s*", "", text[:10_000])
+        return re.match(r"(?i)SET\s+'execution\.runtime-mode'", head) is not None
+    return _OUTPUT.search(text) is not None
 
 
 def _unquote(name: str) -> str:
