@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from relplan.compiler.plan import Plan
+from relplan.compiler.sql.emitted import is_script, sql_script
 from relplan.compiler.sql.expressions import Located
 from relplan.compiler.sql.query import Context, build_query
 from relplan.compiler.sql.reader import check_dialect, locate, parse_query
@@ -37,6 +38,8 @@ def sql(query: str, sources: Iterable[Any] = (), *, dialect: str = "duckdb", nam
     by_name = _sources(sources)
     if not isinstance(name, str) or not name:
         raise SqlError(f"name= takes the output's name as a non-empty string, got {name!r}")
+    if is_script(query, dialect):  # relplan's own script of several outputs (plan.to_sql): emitted.py
+        return sql_script(query, list(by_name.values()), dialect=dialect, name=name)
     tree = parse_query(query, dialect)
     ctx = Context(dialect, by_name)
     try:
