@@ -804,6 +804,10 @@ VOCABULARY = (
     "INTERVAL", "'1'", "DAY", "PRECEDING", "CURRENT", "ROW", "CAST", "BIGINT", "COUNT", "SUM", "(", ")", ",", "*", "+", "-",
     "/", "%", "=", "<", ">", "<=", "<>", ";", ".", "n", "ts", "amount", "status", "FzTx", "FzAcct", "t", "1", "2.5", "'x'",
     "\"q\"", "`b`", "--", "/*", "*/", "?", "$1", ":x", "@v", "[", "]", "{", "}", "::", "||", "!", "~", "^", "&", "|",
+    "TABLESAMPLE", "PIVOT", "EXCLUDE", "TUMBLE", "HOP", "TABLE", "DESCRIPTOR", "time_bucket", "window", "FILTER",
+    "QUALIFY", "LATERAL", "EXISTS", "ANY", "LIKE", "SYMMETRIC", "DISTINCT", "FOLLOWING", "UNBOUNDED", "NULLS", "FIRST",
+    "DESC", "USING", "NATURAL", "CROSS", "FULL", "INTO", "VALUES", "INSERT", "DROP", "TRUE", "FALSE", "EXTRACT",
+    "INTERVAL '1 day'", "TIMESTAMP '2024-01-01'", "a.n", "t.*", "COUNT(*)", "SUM(n)", "OVER (ORDER BY ts)",
 )
 
 

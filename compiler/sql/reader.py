@@ -36,8 +36,11 @@ _CHANGES = {
     "CREATE", "INSERT", "DELETE", "UPDATE", "DROP", "ALTER", "MERGE", "TRUNCATE", "TRUNCATETABLE", "COPY",
     "REPLACE", "GRANT", "REVOKE", "SET", "USE", "ATTACH", "DETACH", "INSTALL", "LOAD", "VACUUM", "CALL",
     "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "TRANSACTION", "CACHE", "UNCACHE", "REFRESH", "ANALYZE",
-    "EXPORT", "IMPORT", "CHECKPOINT", "RESET", "SUMMARIZE", "DESCRIBE", "SHOW", "EXPLAIN",
+    "EXPORT", "IMPORT", "CHECKPOINT", "RESET",
 }
+
+# Statements that only look (at a plan, a table, the catalog): refused as not a query.
+_LOOKS = {"EXPLAIN", "DESCRIBE", "DESC", "SHOW", "SUMMARIZE"}
 
 
 def check_dialect(dialect: Any) -> str:
@@ -117,7 +120,10 @@ def _parser(dialect: sqlglot.Dialect) -> Any:
                 instance.update_positions(prev)
             return instance
 
-        cls = type(f"Locating{base.__name__}", (base,), {"expression": expression})
+        def warn_unsupported(self: Any) -> None:
+            pass  # sqlglot logs a warning before reading a statement as a Command; relplan refuses it with an error
+
+        cls = type(f"Locating{base.__name__}", (base,), {"expression": expression, "_warn_unsupported": warn_unsupported})
         _PARSERS[base] = cls
     return cls(dialect=dialect)
 
@@ -156,7 +162,7 @@ def parse_query(text: Any, dialect: str) -> exp.Query:
     stmt = statements[0]
     if not isinstance(stmt, exp.Query):
         kind = _kind(stmt, tokens)
-        if kind in _CHANGES or isinstance(stmt, (exp.DDL, exp.DML, exp.Command)):
+        if kind in _CHANGES or (isinstance(stmt, (exp.DDL, exp.DML, exp.Command)) and kind not in _LOOKS):
             why = f"not {_a(kind)} {kind} statement: relplan never changes tables or settings (DDL and DML are refused)"
         else:
             why = f"not {_a(kind)} {kind} statement"
