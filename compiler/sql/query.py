@@ -614,6 +614,7 @@ class Stage:
 
     def group(self, keys: list[exp.Expression], q: exp.Select) -> None:
         self.grouped = True
+        self.having_at = q.args.get("having") or q  # where a HAVING without groups is reported
         tvf = self.rel.window
         for k in keys:
             if isinstance(k, exp.Literal) and not k.is_string:
@@ -887,7 +888,7 @@ class Stage:
             bounds = [(WINDOW_START, Column(WINDOW_START, T.Timestamp)), (WINDOW_END, Column(WINDOW_END, T.Timestamp))]
         else:
             if not self.aggs and not keys:
-                raise fail(UnsupportedError, "HAVING without GROUP BY or an aggregate", exp.Null())
+                raise fail(UnsupportedError, "HAVING without GROUP BY or an aggregate", getattr(self, "having_at", exp.Null()))
             node = Aggregate(node, tuple(keys), tuple(self.aggs) if self.aggs else ())
             bounds = []
         outs = restore + bounds + [(a.name, Column(a.name, a.dtype)) for a in self.aggs]
