@@ -15,6 +15,12 @@ Where the IR's conventions differ from SQL's, the builder writes SQL's meaning o
   (time IS NULL) too, so NULL-time rows see exactly each other, as SQL's peers do.
 - ``RANGE BETWEEN INTERVAL '1' DAY PRECEDING AND CURRENT ROW`` includes the row one day
   earlier: the IR frame is ``[t-1d, t]`` (relplan's own ``sliding("1d")`` is ``(t-1d, t]``).
+- Tumbling and hopping groups: DuckDB's ``time_bucket``, Flink's TUMBLE/HOP table
+  functions and Spark's ``GROUP BY window(ts, '1 hour'[, '10 minutes'])`` with
+  ``window.start``/``window.end`` become a TimeWindowAggregate (windows aligned to the epoch).
+- Flink's AVG of a BIGINT, over groups and window frames, is the truncated BIGINT
+  ``SUM / COUNT`` (semantics.py lists each dialect's operators).
+- relplan's own SQL (``plan.to_sql``) reads back through emitted.py's idiom readers.
 """
 
 from __future__ import annotations
