@@ -365,8 +365,7 @@ class SqlLowering:
         if isinstance(n, Filter):
             return [(t, exp.select("*").from_(ident(ins[0]), copy=False).where(self.expr(n.predicate), copy=False))]
         if isinstance(n, Project):
-            cols = [self.item(("project", nm, e), lambda nm=nm, e=e: self.project_item(nm, e)) for nm, e in n.exprs]
-            return [(t, exp.Select(expressions=cols).from_(ident(ins[0]), copy=False))]
+            return [(t, exp.Select(expressions=self.project_items(n.exprs)).from_(ident(ins[0]), copy=False))]
         if isinstance(n, WindowAggregate):
             return self.window_aggregate_ctes(n, ins[0], k)
         if isinstance(n, Aggregate):
@@ -388,6 +387,45 @@ class SqlLowering:
                 q = exp.union(q, exp.select("*").from_(ident(other), copy=False), distinct=False)
             return [(t, q)]
         raise UnsupportedError(f"{n.kind} is not supported by the {self.engine} backend")
+
+    def project_items(self, exprs: tuple[tuple[str, Expr], ...]) -> list[exp.Expression]:
+        """A projection's select items; while rendering, in blocks of consecutive items
+        (see block()), a column selected under its own name keyed by the name alone
+        (its text is the name's)."""
+        def items(part: tuple[tuple[str, Expr], ...]) -> list[exp.Expression]:
+            return [self.item(("project", nm, e), lambda nm=nm, e=e: self.project_item(nm, e)) for nm, e in part]
+
+        if self.rendering_pretty is None or len(exprs) < _BLOCK:
+            return items(exprs)
+        out: list[exp.Expression] = []
+        for i in range(0, len(exprs), _BLOCK):
+            part = exprs[i:i + _BLOCK]
+            key = tuple(nm if type(e) is Column and e.name == nm else (nm, e) for nm, e in part)
+            out += self.block(("project", key), lambda part=part: items(part))
+        return out
+
+    def block(self, key: Hashable, build: Callable[[], list[exp.Expression]]) -> list[exp.Expression]:
+        """Consecutive select items (built by ``build``, ``key`` saying everything their
+        text depends on) as one item whose text is theirs joined as a select list joins
+        them: each item, a comma, a line break (a space unless pretty). Laid out the same
+        by cte_text and by sqlglot (which rstrips each item's line: no item's text
+        ends in a space). One look-up for a block of a wide node's items, not one each.
+        The items themselves where one is not cached text (see item())."""
+        pretty = self.rendering_pretty
+        cache_key = (self.variant, "block", key, pretty)
+        text = _ITEM_TEXT.get(cache_key)
+        if text is None:
+            items = build()
+            texts = []
+            for e in items:
+                t = e.this if isinstance(e, exp.Var) and not e.comments else None
+                if not isinstance(t, str) or not t or t != t.rstrip() or pretty is None:
+                    return items
+                texts.append(t)
+            if _generator(self.dialect, pretty).leading_comma:
+                return items
+            text = bounded_put(_ITEM_TEXT, cache_key, (",\n" if pretty else ", ").join(texts), _ITEM_TEXT_MAX)
+        return [exp.Var(this=text)]
 
     def project_item(self, name: str, e: Expr) -> exp.Expression:
         return col(name) if isinstance(e, Column) and e.name == name else exp.alias_(self.expr(e), ident(name), copy=False)
@@ -495,7 +533,35 @@ class SqlLowering:
         ``windows``: a part of ``n.windows`` (default all of it)."""
         cols: list[exp.Expression] = [exp.Star()]
         named: dict[Frame, str] = {}
-        calls = n.calls if windows is None else [(f, a) for f, aggs in windows for a in aggs]
+        if self.rendering_pretty is not None:  # while rendering: one block per frame (see block())
+            for frame, aggs in n.windows if windows is None else windows:
+                window = None if _holds_no_time(frame) else named.setdefault(frame, f"w{len(named)}")
+                stand_in = None if window is None else _WINDOW_STAND_IN * len(window)
+                own = {} if window is None else {frame: window}
+                part = self.block(
+                    ("over", aggs, stand_in, n.keys),
+                    lambda frame=frame, aggs=aggs, own=own: self.window_items(n, [(frame, a) for a in aggs], dict(own), True),
+                )
+                if window is not None and len(part) == 1 and isinstance(part[0], exp.Var):
+                    part = [exp.Var(this=part[0].this.replace(stand_in, window))]  # type: ignore[arg-type]
+                elif window is not None:  # not cached: built again with the window's own name
+                    part = self.window_items(n, [(frame, a) for a in aggs], own)
+                cols += part
+        else:
+            calls = n.calls if windows is None else [(f, a) for f, aggs in windows for a in aggs]
+            cols += self.window_items(n, calls, named)
+        q = exp.Select(expressions=cols).from_(ident(src), copy=False)
+        if named:
+            q.set("windows", [self.window_definition(n, frame, name) for frame, name in named.items()])
+        return q
+
+    def window_items(
+        self, n: WindowAggregate, calls: list[tuple[Frame, AggCall]], named: dict[Frame, str], stand_ins: bool = False
+    ) -> list[exp.Expression]:
+        """The select items of ``calls`` over their named windows (``named`` gains the
+        frames it lacks); while rendering, their cached text, which keeps the stand-in
+        for the window's name where ``stand_ins`` (a block's, see window_aggregate)."""
+        cols: list[exp.Expression] = []
         for frame, a in calls:
             # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its end.
             window = None if _holds_no_time(frame) else named.setdefault(frame, f"w{len(named)}")
@@ -507,21 +573,46 @@ class SqlLowering:
             stand_in = _WINDOW_STAND_IN * len(window)
             item = self.item(("over", a, stand_in, n.keys), lambda a=a, w=stand_in: self.window_item(a, w, n.keys))
             if isinstance(item, exp.Var):
-                cols.append(exp.Var(this=item.this.replace(stand_in, window)))
+                cols.append(item if stand_ins else exp.Var(this=item.this.replace(stand_in, window)))
             else:  # not cached (see item()): built again with the window's own name
                 cols.append(self.window_item(a, window, n.keys))
-        q = exp.Select(expressions=cols).from_(ident(src), copy=False)
-        if named:
-            q.set("windows", [
-                exp.Window(
-                    this=ident(name),
-                    partition_by=[self.group_key(k, n.input.schema.dtype(k)) for k in n.keys],
-                    order=exp.Order(expressions=[exp.Ordered(this=self.window_order(col(n.order)))]),
-                    spec=self.frame(frame),
-                )
-                for frame, name in named.items()
-            ])
-        return q
+        return cols
+
+    def window_definition(self, n: WindowAggregate, frame: Frame, name: str) -> exp.Expression:
+        """The named window ``name AS (PARTITION BY ... ORDER BY ... RANGE ...)`` of
+        ``frame`` in ``n``'s WINDOW clause.
+
+        While ``render_ctes`` renders text, its text is cached (as an item's is) with a
+        stand-in for the name, of the name's length: a node that gained a frame renders
+        that one window, not all of them again. The text is rendered in a SELECT's
+        WINDOW clause, as in place: sqlglot renders the clause's windows one by one,
+        joined by ", ", and indents their lines as a whole (none holds a string literal;
+        one that would is rendered in place)."""
+        pretty = self.rendering_pretty
+        if pretty is None:
+            return self.window_spec(n, frame, name)
+        dtypes = tuple(n.input.schema.dtype(k) for k in n.keys)
+        stand_in = _WINDOW_STAND_IN * len(name)
+        cache_key = (self.variant, "window", frame, n.keys, dtypes, n.order, stand_in, pretty)
+        text = _ITEM_TEXT.get(cache_key)
+        if text is None:
+            probe = exp.Select(expressions=[exp.Var(this=_ITEMS_STAND_IN)]).from_(ident("t"), copy=False)
+            probe.set("windows", [self.window_spec(n, frame, stand_in)])
+            rendered = self.sql_text(probe, pretty)
+            head, found, text = rendered.partition("WINDOW ")
+            if not found or "'" in text or "WINDOW " in text or not text.startswith(self.sql_text(ident(stand_in), pretty)):
+                return self.window_spec(n, frame, name)
+            bounded_put(_ITEM_TEXT, cache_key, text, _ITEM_TEXT_MAX)
+        return exp.Var(this=text.replace(stand_in, name, 1))
+
+    def window_spec(self, n: WindowAggregate, frame: Frame, name: str) -> exp.Window:
+        """The AST of ``window_definition``."""
+        return exp.Window(
+            this=ident(name),
+            partition_by=[self.group_key(k, n.input.schema.dtype(k)) for k in n.keys],
+            order=exp.Order(expressions=[exp.Ordered(this=self.window_order(col(n.order)))]),
+            spec=self.frame(frame),
+        )
 
     def window_item(self, a: AggCall, window: str | None, keys: tuple[str, ...]) -> exp.Expression:
         """``a`` over the named ``window`` (None: a frame holding no time, over which the
@@ -740,6 +831,7 @@ def as_name(e: exp.Expression, name: str) -> exp.Expression:
 _WINDOW_STAND_IN = "\x00"  # no user's SQL text holds a NUL
 _ITEMS_STAND_IN = "\x01"  # nor this
 _JOINED_ITEMS_MIN = 8  # fewer select items are rendered by sqlglot whole
+_BLOCK = 64  # a projection's items per block (see SqlLowering.block)
 
 
 def _holds_no_time(f: Frame) -> bool:
