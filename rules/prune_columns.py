@@ -76,6 +76,16 @@ from relplan.rules.driver import Roots, RuleContext
 
 
 def prune_columns(roots: Roots, ctx: RuleContext) -> Roots:
+    # The rule reaches its fixed point in one run: a plan it returned (the very
+    # object, in a later pass no rule before it changed) is returned as it is.
+    if ctx.memo.get(("prune_columns", "done")) is roots:
+        return roots
+    out = _prune(roots)
+    ctx.memo[("prune_columns", "done")] = out
+    return out
+
+
+def _prune(roots: Roots) -> Roots:
     need = required_columns(roots)
 
     # Each node is built from its original over its narrowed inputs: the original
@@ -110,7 +120,10 @@ def _reads(n: Node, mine: set[str]) -> list[set[str]]:
 def _cols(exprs: Iterable[Expr]) -> set[str]:
     out: set[str] = set()
     for e in exprs:
-        out |= e.columns()
+        if type(e) is Column:  # most of a wide projection: its columns are its name
+            out.add(e.name)
+        else:
+            out |= e.columns()
     return out
 
 

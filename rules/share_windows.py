@@ -153,7 +153,7 @@ def _merge(chain: list[WindowAggregate], ctx: RuleContext) -> Node | None:
     if node == top:
         return None
     exprs = tuple((f.name, outputs.get(f.name) or Column(f.name, f.dtype)) for f in top.schema)
-    if node.schema == top.schema and all(isinstance(e, Column) and e.name == n for n, e in exprs):
+    if all(isinstance(e, Column) and e.name == n for n, e in exprs) and node.schema == top.schema:
         return node
     return Project(node, exprs)
 
@@ -199,22 +199,52 @@ def _merge_partition(
         if not any(name in ctx.used_names for name in made):
             ctx.used_names.update(made)
             return windows, outputs  # type: ignore[return-value]
-    present: dict[Frame, dict[AggCall, str]] = {}
+    # Each frame's aggregates are placed on their own (a frame's placing reads only
+    # its own aggregates, and no fresh name depends on another's): a partition that
+    # gained one frame or aggregate places that frame again, and looks the rest up.
+    by_frame: dict[Frame, list[AggCall]] = {}
     for frame, a in calls:
-        present.setdefault(frame, {}).setdefault(_unnamed(a), a.name)
+        by_frame.setdefault(frame, []).append(a)
     made: list[str] = []
+    windows: list[tuple[Frame, tuple[AggCall, ...]]] = []
+    outputs: dict[str, Expr] = {}
+    for frame, aggs in by_frame.items():
+        placed, outs, fresh_names = _merge_frame(frame, tuple(aggs), ctx)
+        windows.append((frame, placed))
+        outputs.update(outs)
+        made += fresh_names
+    _bounded_put(_MERGED, key, (tuple(windows), outputs, tuple(made)))
+    return tuple(windows), outputs
+
+
+def _merge_frame(
+    frame: Frame, aggs: tuple[AggCall, ...], ctx: RuleContext
+) -> tuple[tuple[AggCall, ...], dict[str, Expr], tuple[str, ...]]:
+    """One frame's aggregates merged: its aggregates (named), each one's value, the
+    fresh names made (remembered like a partition's, see _merge_partition)."""
+    key = (frame, aggs)
+    done = _MERGED.get(key)
+    if done is not None:
+        placed, outputs, made = done
+        if not any(name in ctx.used_names for name in made):
+            ctx.used_names.update(made)
+            return placed, outputs, made  # type: ignore[return-value]
+    present: dict[AggCall, str] = {}
+    for a in aggs:
+        present.setdefault(_unnamed(a), a.name)
+    fresh_names: list[str] = []
 
     def fresh(hint: str) -> str:
-        made.append(ctx.fresh(hint))
-        return made[-1]
+        fresh_names.append(ctx.fresh(hint))
+        return fresh_names[-1]
 
-    frames: Group = {}
+    group: dict[AggCall, str] = {}
     outputs: dict[str, Expr] = {}
-    for frame, a in calls:
-        outputs[a.name] = _place(a, frames.setdefault(frame, {}), present[frame], fresh)
-    windows = _windows(frames)
-    _bounded_put(_MERGED, key, (windows, outputs, tuple(made)))
-    return windows, outputs
+    for a in aggs:
+        outputs[a.name] = _place(a, group, present, fresh)
+    placed = tuple(_named(a, name) for a, name in group.items())
+    _bounded_put(_MERGED, key, (placed, outputs, tuple(fresh_names)))
+    return placed, outputs, tuple(fresh_names)
 
 
 def _window(input: Node, keys: tuple[str, ...], order: str, windows: Windows) -> WindowAggregate:

@@ -58,6 +58,7 @@ from relplan.ir.expr import (
     Case,
     Cast,
     Coalesce,
+    Column,
     Expr,
     InList,
     Literal,
@@ -154,6 +155,8 @@ def _simplify_agg(a: AggCall) -> AggCall:
 
 def simplify(e: Expr) -> Expr:
     """``e`` simplified bottom-up (the same object if nothing changed); same type, same value."""
+    if type(e) is Column:  # nothing to fold (most of a wide projection's expressions)
+        return e
     return e.replace(_fold)
 
 
