@@ -15,6 +15,7 @@ def clear_caches() -> None:
     compile_module._WINDOWS.clear()
     compile_module._BY_FEATURE.clear()
     compile_module._CALLS.clear()
+    import_module("relplan.ir.nodes")._CHECKED_WINDOWS.clear()
     optimize_module._optimize_component.cache_clear()
     import_module("relplan.rules.simplify_expressions")._SIMPLIFIED.clear()  # the package names its rule function so
     share_windows = import_module("relplan.rules.share_windows")

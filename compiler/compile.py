@@ -49,7 +49,7 @@ def _compile(features: Feature | str | Iterable[Feature | str], catalog: Any = N
     sinks: list[nodes.Sink] = []
     taken: set[str] = set()
     for group in per_event.values():
-        sinks.append(_unique(_compile_per_event(tuple(group)), taken))
+        sinks.append(_unique(_compile_per_event(_Group(tuple(group))), taken))
     derived_in = _place_derived(derived, list(per_event))
     for i, ds in derived_in.items():
         sinks[i] = _with_derived(sinks[i], ds)
@@ -198,16 +198,52 @@ def _calls(f: Feature, mask: Expr | None) -> tuple[AggCall, ...]:
     return tuple(AggCall(call.func, call.arg, col, mask, call.order) for col, (_, call) in zip(f.columns, f.body.aggs))
 
 
+class _Group:
+    """A group of per-event features as a cache key: each feature is hashed once per
+    compile (a feature hashes its whole definition again each time it is asked), and
+    the caches below key by that hash."""
+
+    __slots__ = ("features", "hashes", "_hash")
+
+    def __init__(self, features: tuple[Feature, ...]) -> None:
+        self.features = features
+        self.hashes = tuple(hash(f) for f in features)
+        self._hash = hash(self.hashes)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, _Group) and self._hash == other._hash and self.features == other.features)
+
+
+class _Key:
+    """A tuple of values as a dictionary key whose hash is given (made of hashes known already)."""
+
+    __slots__ = ("values", "_hash")
+
+    def __init__(self, values: tuple[Any, ...], h: int) -> None:
+        self.values = values
+        self._hash = h
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, _Key) and self._hash == other._hash and self.values == other.values)
+
+
 # Recompiling a feature set after one feature changed rebuilds only its group.
 @lru_cache(maxsize=1024)
-def _compile_per_event(group: tuple[Feature, ...]) -> nodes.Sink:
+def _compile_per_event(g: _Group) -> nodes.Sink:
+    group = g.features
     src = group[0].source.node()
     assert src.event_time is not None
     rows = group[0].body.input_node()
     try:
         node, keys_of = _key_columns(rows, [(f.name, f.body) for f in group])
-        for f in group:
-            node = _feature_window(node, f, keys_of[f.name], src.event_time)
+        for f, fh in zip(group, g.hashes):
+            node = _feature_window(node, f, fh, keys_of[f.name], src.event_time)
         out = [(c.name, Column(c.name, c.dtype)) for c in rows.schema]
         out += [(c, Column(c, node.schema.dtype(c))) for f in group for c in f.columns]
         name = src.name if group[0].body.rows is None else _rows_name(group[0]).replace("+", "_")
@@ -216,22 +252,23 @@ def _compile_per_event(group: tuple[Feature, ...]) -> nodes.Sink:
         raise e.at(group[-1].defined_at) from None
 
 
-def _feature_window(input: nodes.Node, f: Feature, keys: tuple[str, ...], order: str) -> nodes.WindowAggregate:
+def _feature_window(input: nodes.Node, f: Feature, fh: int, keys: tuple[str, ...], order: str) -> nodes.WindowAggregate:
     """Feature ``f``'s window over ``input``: the node made for the same feature over the
     same input before, if any (a look-up by the feature, before its aggregates are made).
 
     Features are values: a feature set defined again (the same definitions, new
     objects) finds the nodes and aggregates of its first compile, so the caches after
     compile (the optimizer's, the SQL text's) meet the very same objects, whose hashes
-    and columns are computed already, and compare them by identity."""
-    key = (input, f, keys, order)
+    and columns are computed already, and compare them by identity. ``fh`` is ``hash(f)``."""
+    key = _Key((input, f, keys, order), hash((hash(input), fh, keys, order)))
     made = _BY_FEATURE.get(key)
     if made is None:
-        calls = _CALLS.get(f)
-        if calls is None:
-            calls = _calls(f, f.body.mask)
-            _bounded_put(_CALLS, f, calls)
-        made = _window(input, keys, order, f.spec.frame(), calls)
+        fkey = _Key((f,), fh)
+        windows = _CALLS.get(fkey)
+        if windows is None:  # the feature's frame and aggregates: the same objects in every compile
+            windows = ((f.spec.frame(), _calls(f, f.body.mask)),)
+            _bounded_put(_CALLS, fkey, windows)
+        made = _window(input, keys, order, windows)
         _bounded_put(_BY_FEATURE, key, made)
     return made
 
@@ -243,7 +280,7 @@ def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 def _window(
-    input: nodes.Node, keys: tuple[str, ...], order: str, frame: Any, calls: tuple[AggCall, ...]
+    input: nodes.Node, keys: tuple[str, ...], order: str, windows: tuple[tuple[Any, tuple[AggCall, ...]], ...]
 ) -> nodes.WindowAggregate:
     """One feature's window over ``input``: the node built for it before, if any.
 
@@ -251,10 +288,10 @@ def _window(
     again, but the features below it stack over the very same nodes as before: they
     are looked up, not built (nodes are values; the optimizer and the SQL caches then
     meet the same objects too)."""
-    key = (input, keys, order, frame, calls)
+    key = (input, keys, order, windows)
     made = _WINDOWS.get(key)
     if made is None:
-        made = nodes.WindowAggregate.of(input, keys, order, frame, calls)
+        made = nodes.WindowAggregate(input, keys, order, windows)
         if len(_WINDOWS) >= _WINDOWS_MAX:
             _WINDOWS.clear()  # (one operation: safe for threads compiling at once)
         _WINDOWS[key] = made
@@ -262,8 +299,8 @@ def _window(
 
 
 _WINDOWS: dict[tuple[Any, ...], nodes.WindowAggregate] = {}
-_BY_FEATURE: dict[tuple[Any, ...], nodes.WindowAggregate] = {}
-_CALLS: dict[Feature, tuple[AggCall, ...]] = {}
+_BY_FEATURE: dict[_Key, nodes.WindowAggregate] = {}
+_CALLS: dict[_Key, tuple[tuple[Any, tuple[AggCall, ...]], ...]] = {}  # a feature's windows
 _WINDOWS_MAX = 100_000
 
 

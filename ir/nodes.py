@@ -12,13 +12,15 @@ whose partition key is NULL.
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import SchemaError, TypeMismatchError
-from relplan.ir.expr import Expr, check_bound
+from relplan.ir.expr import Column, Expr, check_bound
 from relplan.ir.schema import Field, Schema
 from relplan.ir.windows import Frame, TimeWindow, format_duration
 
@@ -38,10 +40,12 @@ class Node:
         return self
 
     def _values(self) -> tuple[Any, ...]:
-        names = _FIELD_NAMES.get(type(self))
-        if names is None:  # dataclasses.fields() per call was a tenth of building a node
-            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
-        return tuple(getattr(self, name) for name in names)
+        get = _FIELD_GETTERS.get(type(self))
+        if get is None:  # dataclasses.fields() per call was a tenth of building a node
+            names = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+            one = operator.attrgetter(*names)
+            get = _FIELD_GETTERS[type(self)] = one if len(names) > 1 else lambda n: (one(n),)
+        return get(self)  # type: ignore[no-any-return]
 
     def _finish(self, schema: Schema) -> None:
         object.__setattr__(self, "schema", schema)
@@ -90,7 +94,7 @@ class Node:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELD_GETTERS: dict[type, Callable[[Node], tuple[Any, ...]]] = {}  # a node's field values, in order
 
 
 def node(cls: type) -> type:
@@ -218,8 +222,15 @@ class Project(Node):
     exprs: tuple[tuple[str, Expr], ...]
 
     def __post_init__(self) -> None:
+        s = self.input.schema
+        # A column read as it is (most of a wide projection) checked by one look-up;
+        # where one fails, every expression is checked in order (the first error raised).
+        if not s.has_all((e.name, e.dtype) for _, e in self.exprs if type(e) is Column and e.dtype is not None):
+            for name, e in self.exprs:
+                check_bound(e, s, context=f"in projection of {name!r}")
         for name, e in self.exprs:
-            check_bound(e, self.input.schema, context=f"in projection of {name!r}")
+            if type(e) is not Column or e.dtype is None:
+                check_bound(e, s, context=f"in projection of {name!r}")
         self._finish(Schema(tuple(Field(n, e.dtype) for n, e in self.exprs)))
 
     @property
@@ -287,11 +298,34 @@ class WindowAggregate(_Framed, Node):
 
     def __post_init__(self) -> None:
         s = self.input.schema
-        _check_keys(self.keys, s, "window partition")
-        if s.field(self.order, context="(window order)").dtype != T.Timestamp:
-            raise TypeMismatchError(f"window order column {self.order!r} must be a Timestamp")
+        # The same windows checked before (the very tuple: a node rebuilt over a new
+        # input, a feature compiled again): only what they read of the input is checked
+        # again, the columns and types the checks below would look up.
+        known = _CHECKED_WINDOWS.get(id(self.windows))
+        if known is not None and known[0] is self.windows and known[1] == self.keys and known[2] == self.order:
+            if s.has_all(known[3]):
+                self._finish(s.extend(known[4]))
+                return
+        # What the checks below look up in the input: the partition keys, the order
+        # (a Timestamp), each column the aggregates read (with its type).
+        reads = [(k, None) for k in self.keys] + [(self.order, T.Timestamp)]
+        reads += [(e.name, e.dtype) for a in self.aggs for x in a.expressions() for e in x.walk() if isinstance(e, Column)]
+        if any(t is None for _, t in reads[len(self.keys):]) or not s.has_all(reads):
+            # (None means "any type" to has_all: no column is untyped, but if one were)
+            _check_keys(self.keys, s, "window partition")
+            if s.field(self.order, context="(window order)").dtype != T.Timestamp:
+                raise TypeMismatchError(f"window order column {self.order!r} must be a Timestamp")
+            _check_windows(self.windows, "window aggregate")
+            self._finish(s.extend(_agg_fields(self.aggs, s, "window")))
+            return
+        # The input has them all: the checks of keys, order and aggregates pass; those
+        # of the windows themselves are left, the first to fail as they come.
         _check_windows(self.windows, "window aggregate")
-        self._finish(s.extend(_agg_fields(self.aggs, s, "window")))
+        fields = tuple(Field(a.name, a.dtype) for a in self.aggs)
+        self._finish(s.extend(fields))
+        if len(_CHECKED_WINDOWS) >= _CHECKED_MAX:
+            _CHECKED_WINDOWS.clear()  # (one operation: safe for threads building nodes at once)
+        _CHECKED_WINDOWS[id(self.windows)] = (self.windows, self.keys, self.order, tuple(reads), fields)
 
     @property
     def inputs(self) -> tuple[Node, ...]:
@@ -307,6 +341,11 @@ class WindowAggregate(_Framed, Node):
             return head + f"frame={frame.describe()} " + _aggs_text(aggs)
         return head + "frames=[" + "; ".join(f"{f.describe()} {_aggs_text(a)}" for f, a in self.windows) + "]"
 
+
+# Windows checked by WindowAggregate by id (the entry holds the tuple, so its id is not
+# reused while there): (windows, keys, order, (column, type or None) read, fields added).
+_CHECKED_WINDOWS: dict[int, tuple[Any, ...]] = {}
+_CHECKED_MAX = 100_000
 
 WINDOW_START = "window_start"
 WINDOW_END = "window_end"

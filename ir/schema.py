@@ -123,6 +123,15 @@ class Schema:
             raise SchemaError(unknown_column_message(name, self.names, context))
         return self._columns[i]
 
+    def has_all(self, columns: Iterable[tuple[str, DataType | None]]) -> bool:
+        """Has this schema every one of ``columns`` (name, and type unless None)?"""
+        index, n, fields = self._index, self._n, self._columns
+        for name, dtype in columns:
+            i = index.get(name)
+            if i is None or i >= n or (dtype is not None and fields[i].dtype != dtype):
+                return False
+        return True
+
     def dtype(self, name: str) -> DataType:
         return self.field(name).dtype
 
