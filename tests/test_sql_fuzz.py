@@ -647,6 +647,8 @@ def invalid_queries(draw: st.DrawFn) -> Case:  # noqa: C901 (one generator per k
             ("100,000 days", "SELECT COUNT(*) OVER (ORDER BY ts RANGE BETWEEN INTERVAL '999999' DAY PRECEDING AND CURRENT ROW) AS c FROM FzTx"),
             ("EXTRACT", "SELECT EXTRACT(HOUR FROM ts) AS h FROM FzTx"),
             ("LIKE", "SELECT status LIKE 'f%' AS x FROM FzTx"),
+            ("HAVING", "SELECT 1 AS x FROM FzTx HAVING TRUE"),
+            ("SYSTEM_TIME", "SELECT n FROM FzTx FOR SYSTEM_TIME AS OF ts"),
         ]))
         return Case(lambda d: text, culprit=(clause,))
     if kind == "group_missing":
