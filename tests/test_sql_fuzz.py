@@ -7,8 +7,10 @@ statement); never another exception, never a hang (each compile runs under a tim
 Valid queries over the sources' real columns must compile, and one in twenty of them
 also runs on DuckDB, where anything that goes wrong must be a RelplanError too.
 
-The tests draw more than 10,000 queries per run in all (QUERY_COUNT, checked by the
-last test when every fuzz test ran).
+The tests draw 10,160 queries per run in all (QUERY_COUNT, checked by the test after
+them when every fuzz test ran): 1,600 valid, 3,600 invalid, 1,600 hostile, 750 nested,
+2,600 garbage and 10 of 100,000 characters, each compiled three times; about a minute
+of one core.
 """
 
 from __future__ import annotations
@@ -793,7 +795,7 @@ def nested_queries(draw: st.DrawFn) -> Case:
     return Case(lambda d: text, valid=valid, culprit=("FZ_F",) if kind == "unknown_fn" and depth < 20 else ())
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(batch(nested_queries(), 3))
 def test_deep_nesting_compiles_or_is_refused_by_a_limit(cases: list[Case]) -> None:
     for case in cases:
@@ -839,7 +841,7 @@ def garbage_queries(draw: st.DrawFn) -> Case:
     return Case(mutated)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=650, deadline=None, suppress_health_check=list(HealthCheck))
 @given(batch(garbage_queries(), 4))
 def test_garbage_and_truncated_text_is_a_relplan_error(cases: list[Case]) -> None:
     for case in cases:
