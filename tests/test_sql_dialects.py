@@ -161,6 +161,17 @@ def test_the_default_null_order_differs_between_duckdb_and_spark() -> None:
     assert row_differences(duck, spark), "NULL t2 rows see every row in DuckDB (last) and only the NULLs in Spark (first)"
 
 
+def test_spark_refuses_frame_bounds_of_different_interval_units() -> None:
+    # Spark: "Window frame bounds ... do not have the same type: INTERVAL HOUR <> INTERVAL MINUTE"
+    q = ("SELECT k, COUNT(*) OVER (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING "
+         "AND INTERVAL '30' MINUTE PRECEDING) AS c FROM Dx")
+    with pytest.raises(rp.UnsupportedError, match="different units"):
+        rp.sql(q, sources=[Dx], dialect="spark")
+    check(q, "duckdb", duckdb_rows(q))
+    same = q.replace("INTERVAL '1' HOUR", "INTERVAL '60' MINUTE")
+    check(same, "spark", duckdb_rows(q))
+
+
 # ---- strings, timestamps, types ----------------------------------------------------------
 
 STRINGS = "SELECT s, s < 'a' AS lt, s > 'B' AS gt, s >= 'é' AS ge, s BETWEEN 'a' AND 'b' AS bt FROM Dx"

@@ -252,7 +252,10 @@ def frames(draw: st.DrawFn) -> dict[str, str]:
         return {d: " RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW" for d in DIALECTS}
     end = draw(st.sampled_from((30, 60)))
     start = end + draw(st.sampled_from((0, 30, 60)))
-    return {d: f" RANGE BETWEEN {interval(start, d)} PRECEDING AND {interval(end, d)} PRECEDING" for d in DIALECTS}
+    out = {d: f" RANGE BETWEEN {interval(start, d)} PRECEDING AND {interval(end, d)} PRECEDING" for d in DIALECTS}
+    # Spark refuses bounds of different interval units (HOUR and MINUTE): one unit there
+    out["spark"] = f" RANGE BETWEEN INTERVAL '{start}' MINUTE PRECEDING AND INTERVAL '{end}' MINUTE PRECEDING"
+    return out
 
 
 @dataclass(frozen=True)

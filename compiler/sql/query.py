@@ -843,6 +843,8 @@ class Stage:
         # says: sqlglot's parser fills nulls_first from the text or else the dialect's
         # default (NULL_ORDERING), which is each engine's (tests/test_sql_dialects.py).
         nulls_first = bool(o.args.get("nulls_first"))
+        if ctx.dialect == "spark":
+            _same_interval_units(spec)
         frame = _frame(spec, micros=epoch_of is not None)
 
         def call(func: str) -> Column:
@@ -956,6 +958,29 @@ def _fname(n: exp.Expression) -> str:
     if isinstance(n, exp.Func):
         return n.sql_name().upper()
     return type(n).__name__.upper()
+
+
+def _same_interval_units(spec: exp.WindowSpec | None) -> None:
+    """Spark refuses a RANGE frame whose bounds are intervals of different units
+    (``INTERVAL '1' HOUR PRECEDING AND INTERVAL '30' MINUTE PRECEDING``: "do not have the
+    same type"); so does rp.sql in Spark's dialect, rather than give it a meaning."""
+    if spec is None:
+        return
+    units = []
+    for key in ("start", "end"):
+        bound = spec.args.get(key)
+        while isinstance(bound, exp.Paren):
+            bound = bound.this
+        if isinstance(bound, exp.Interval):
+            unit = bound.args.get("unit")
+            units.append(unit.sql().upper().rstrip("S") if unit is not None else None)
+    if len(units) == 2 and units[0] != units[1]:
+        raise fail(
+            UnsupportedError,
+            f"Spark refuses a frame whose bounds are intervals of different units ({units[0]} and {units[1]}): "
+            "write both in one unit",
+            spec,
+        )
 
 
 def _frame(spec: exp.WindowSpec | None, micros: bool = False) -> Frame:
