@@ -727,7 +727,7 @@ class SqlLowering:
             # schemas, its position. Not the whole subplan below it: a node above a
             # changed feature keeps its text. A source's text (the one place a table
             # name appears) is cheap and not cached: table names may change every run.
-            local = (type(n), n._own_values(), self.input_dependence(n))
+            local = (_own(n), self.input_dependence(n))
             key = (self.variant, local, ins, len(parts), pretty)
             texts = None if isinstance(n, Source) else _CTE_TEXT.get(key)
             if texts is None:
@@ -801,6 +801,40 @@ class SqlLowering:
             sql = self.render(s, pretty=pretty)
             parts.append(f"-- output: {s.name}\n{sql}" if len(sinks) > 1 else sql)
         return ";\n\n".join(parts) + ";"
+
+
+class _Own:
+    """A node's own fields and kind (``(type(n), n._own_values())``) as a key, hashed
+    once: a projection of a thousand columns hashes them once, not once per dialect
+    rendered (see _own)."""
+
+    __slots__ = ("values", "_hash")
+
+    def __init__(self, n: Node) -> None:
+        self.values = (type(n), n._own_values())
+        self._hash = hash(self.values)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, _Own) and self._hash == other._hash and self.values == other.values)
+
+
+def _own(n: Node) -> _Own:
+    """``_Own(n)``, the same object for the same node while it is remembered."""
+    got = _OWN.get(id(n))
+    if got is not None and got[0] is n:  # (the entry holds the node: its id is not reused)
+        return got[1]
+    own = _Own(n)
+    if len(_OWN) >= _OWN_MAX:
+        _OWN.clear()  # (one operation: safe for threads rendering at once)
+    _OWN[id(n)] = (n, own)
+    return own
+
+
+_OWN: dict[int, tuple[Node, _Own]] = {}
+_OWN_MAX = 4096
 
 
 def _generator(dialect: str, pretty: bool) -> Any:

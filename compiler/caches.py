@@ -17,6 +17,7 @@ def clear_caches() -> None:
     compile_module._CALLS.clear()
     import_module("relplan.ir.nodes")._CHECKED_WINDOWS.clear()
     optimize_module._optimize_component.cache_clear()
+    import_module("relplan.rules.simplify_expressions")._SIMPLE_WINDOWS.clear()
     import_module("relplan.rules.simplify_expressions")._SIMPLIFIED.clear()  # the package names its rule function so
     share_windows = import_module("relplan.rules.share_windows")
     for cache in (share_windows._NAMED, share_windows._MERGED, share_windows._WINDOWS):
@@ -25,4 +26,5 @@ def clear_caches() -> None:
     sql._RENDERED.clear()
     sql._CTE_TEXT.clear()
     sql._ITEM_TEXT.clear()
+    sql._OWN.clear()
     flink._DDL_TEXT.clear()

@@ -32,7 +32,7 @@ class Schema:
     that belong to schemas extending it.
     """
 
-    __slots__ = ("_columns", "_n", "_index", "_fields", "_hash")
+    __slots__ = ("_columns", "_n", "_index", "_fields", "_names", "_hash")
 
     def __init__(self, fields: Iterable[Field]) -> None:
         fields = tuple(fields)
@@ -49,6 +49,7 @@ class Schema:
         setattr_(self, "_n", n)
         setattr_(self, "_index", index)  # name -> position, shared like _columns
         setattr_(self, "_fields", fields)  # the first n columns as a tuple, made when asked for
+        setattr_(self, "_names", None)  # their names, likewise
         setattr_(self, "_hash", None)
 
     @property
@@ -105,7 +106,11 @@ class Schema:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields)
+        names = self._names
+        if names is None:  # asked for by rules for every node of every pass
+            names = tuple(f.name for f in self.fields)
+            object.__setattr__(self, "_names", names)
+        return names
 
     def __iter__(self) -> Iterator[Field]:
         return iter(self.fields)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from relplan.ir.errors import OptimizerError, RelplanError
-from relplan.ir.graph import transform, use_counts, walk
+from relplan.ir.graph import transform, walk
 from relplan.ir.nodes import Node, Sink
 from relplan.ir.schema import names_in
 from relplan.rules.statistics import Statistics
@@ -104,7 +104,14 @@ class RuleContext:
         key = ("uses", id(roots))
         got = self._walked.get(key)
         if got is None or got[0] is not roots:
-            got = self._walked[key] = (roots, use_counts(roots))
+            # use_counts(roots), counted over the walk remembered by nodes() (not walked again)
+            counts: dict[Node, int] = {}
+            for n in self.nodes(roots):
+                for child in n.inputs:
+                    counts[child] = counts.get(child, 0) + 1
+            for r in roots:
+                counts[r] = counts.get(r, 0) + 1
+            got = self._walked[key] = (roots, counts)
         return got[1]  # type: ignore[no-any-return]
 
     def _facts(self, roots: Roots) -> tuple[list[Node], bool]:

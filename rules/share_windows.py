@@ -122,19 +122,22 @@ def _merge(chain: list[WindowAggregate], ctx: RuleContext) -> Node | None:
     produced: set[str] = set()
     calls: list[tuple[tuple[str, ...], Frame, AggCall]] = []
     for wa in chain:
-        if set(wa.keys) & produced:
+        keys = wa.keys
+        if not produced.isdisjoint(keys):
             return None  # partitions by another window's output: must stay stacked
-        for frame, a in wa.calls:
-            if a.columns() & produced:
-                return None  # reads another window's output: must stay stacked
-            calls.append((wa.keys, frame, a))
-        produced |= {a.name for a in wa.aggs}
+        for frame, aggs in wa.windows:
+            for a in aggs:
+                if not produced.isdisjoint(a.columns()):
+                    return None  # reads another window's output: must stay stacked
+                calls.append((keys, frame, a))
+        for _, aggs in wa.windows:
+            produced.update(a.name for a in aggs)
 
     # What each (keys, frame) computes anyway decides which means are decomposed.
     by_keys: dict[tuple[str, ...], list[tuple[Frame, AggCall]]] = {}
     for keys, frame, a in calls:
         by_keys.setdefault(keys, []).append((frame, a))
-    if any(_fresh_taken(a, ctx) for _, _, a in calls):
+    if any(_fresh_taken(a, ctx) for _, _, a in calls if a.func == "mean"):  # (only a mean makes names)
         # A fresh name would take a number: made in the order of the calls, as they come.
         windows_of, outputs = _place_all(calls, ctx)
     else:

@@ -115,7 +115,17 @@ def _may_simplify(node: Node) -> bool:
     """Might ``rewrite`` change ``node`` (its inputs unchanged)? Not an aggregating node
     whose aggregates are all known simple (most, after one feature of a thousand changed)."""
     if isinstance(node, WindowAggregate):
-        return any(_SIMPLIFIED.get(a, _UNSEEN) is not None for _, aggs in node.windows for a in aggs)
+        # Windows found simple once are simple (simplifying is a function of the aggregates):
+        # remembered by the very tuple, which a node rebuilt over a new input keeps.
+        windows = node.windows
+        if _SIMPLE_WINDOWS.get(id(windows)) is windows:
+            return False
+        may = any(_SIMPLIFIED.get(a, _UNSEEN) is not None for _, aggs in windows for a in aggs)
+        if not may:
+            if len(_SIMPLE_WINDOWS) >= _SIMPLIFIED_MAX:
+                _SIMPLE_WINDOWS.clear()
+            _SIMPLE_WINDOWS[id(windows)] = windows  # (holds the tuple: its id is not reused)
+        return may
     if isinstance(node, (Aggregate, TimeWindowAggregate)):
         return any(_SIMPLIFIED.get(a, _UNSEEN) is not None for a in node.aggs)
     return isinstance(node, (Filter, Project))
@@ -138,6 +148,7 @@ def simplify_agg(a: AggCall) -> AggCall:
 _UNSEEN = object()
 _SIMPLIFIED: dict[AggCall, AggCall | None] = {}  # None: already simple
 _SIMPLIFIED_MAX = 100_000
+_SIMPLE_WINDOWS: dict[int, tuple[object, ...]] = {}  # windows of known simple aggregates, by id
 
 
 def _simplify_agg(a: AggCall) -> AggCall:
