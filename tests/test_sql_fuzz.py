@@ -242,8 +242,8 @@ def sql(e: Node, d: str) -> str:  # noqa: C901 (one renderer for the whole gramm
         return f"{ident(qual, d)}.{ident(name, d)}" if qual else ident(name, d)
     if kind == "int":
         return str(e[1]) if e[1] >= 0 else f"({e[1]})"
-    if kind == "float":
-        return repr(e[1]) if e[1] >= 0 else f"({e[1]!r})"
+    if kind == "float":  # with an exponent: a DOUBLE in every dialect (1.25 alone is a DECIMAL)
+        return f"{e[1]!r}e0" if e[1] >= 0 else f"({e[1]!r}e0)"
     if kind == "str":
         return string_lit(e[1], d)
     if kind == "bool":

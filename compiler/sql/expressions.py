@@ -181,9 +181,12 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
         return same if isinstance(node, exp.NullSafeEQ) else Unary("NOT", same)
     op = _ARITH.get(type(node))
     if op is not None:
-        return Binary(op, child(node.this), child(node.expression))
+        a, b = child(node.this), child(node.expression)
+        _no_decimal_arithmetic(node, a, b, dialect)
+        return Binary(op, a, b)
     if isinstance(node, exp.Div):
         a, b = child(node.this), child(node.expression)
+        _no_decimal_arithmetic(node, a, b, dialect)
         return semantics.divide(a, b, dialect)
     if isinstance(node, exp.IntDiv):
         a, b = child(node.this), child(node.expression)
@@ -283,6 +286,29 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
             node,
         )
     raise fail(UnsupportedError, f"{type(node).__name__.upper()} ({_head(_sql(node, dialect))}) is not supported", node)
+
+
+def _no_decimal_arithmetic(node: exp.Expression, a: Expr, b: Expr, dialect: str) -> None:
+    """A number written with a point and no exponent (1.1) is a DECIMAL in DuckDB, Spark
+    and Flink: with a BIGINT or another DECIMAL, +, -, * and / compute exactly in decimal
+    there (0.1 + 0.2 = 0.3 is true), where relplan's IR computes in DOUBLE. With a DOUBLE
+    the engines compute in DOUBLE too: the same. Anything else is refused, not approximated."""
+    for side, other, other_node in ((node.this, b, node.expression), (node.expression, a, node.this)):
+        if _is_decimal(side) and (other.dtype not in (T.Float64, T.Null) or _is_decimal(other_node)):
+            number = _head(_sql(side, dialect))
+            raise fail(
+                UnsupportedError,
+                f"{number} is a DECIMAL in {dialect}, so {_head(_sql(node, dialect))} is exact decimal arithmetic there, "
+                f"where relplan computes in DOUBLE: write the number as a DOUBLE (CAST({number} AS DOUBLE) "
+                f"or with an exponent, {number}e0) or cast the other operand to DOUBLE",
+                node,
+            )
+
+
+def _is_decimal(node: exp.Expression) -> bool:
+    while isinstance(node, (exp.Paren, exp.Neg)):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"[0-9]*\.[0-9]*", str(node.this)) is not None
 
 
 def _need_int(a: Expr, b: Expr, what: str, node: exp.Expression) -> None:
