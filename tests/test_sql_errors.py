@@ -324,3 +324,15 @@ def test_a_literal_too_large_for_its_type(literal: str, kind: type[RelplanError]
 
 def test_the_smallest_bigint_is_a_literal() -> None:
     assert isinstance(rp.sql("SELECT n + -9223372036854775808 AS x FROM Payments", sources=SOURCES), rp.Plan)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_decimal_arithmetic_that_relplan_would_do_in_double_is_refused(dialect: str) -> None:
+    # 1.1 is a DECIMAL in every dialect: n * 1.1 is exact there (3.3), 3.3000000000000003 in DOUBLE.
+    query = "SELECT account_id,\n       n * 1.1 AS scaled\nFROM Payments"
+    e = refused(query, UnsupportedError, dialect)
+    assert e.message.startswith(f"1.1 is a DECIMAL in {dialect}, so n * 1.1 is exact decimal arithmetic there")
+    assert "CAST(1.1 AS DOUBLE)" in e.message and "1.1e0" in e.message
+    assert_at(e, query, "n * 1.1")
+    for fine in ("n * 1.1e0", "n * CAST(1.1 AS DOUBLE)", "amount * 1.1", "n > 1.5"):
+        assert isinstance(rp.sql(f"SELECT {fine} AS x FROM Payments", sources=SOURCES, dialect=dialect), rp.Plan)
