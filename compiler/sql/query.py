@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 
 from sqlglot import exp
-from sqlglot.dialects.spark import Spark
-from sqlglot.tokens import TokenType
 
 from relplan.compiler.sql import emitted, semantics
 from relplan.compiler.sql.expressions import Located, convert, fail, interval_us
@@ -53,32 +51,6 @@ from relplan.ir.nodes import (
     WindowAggregate,
 )
 from relplan.ir.windows import Frame, TimeWindow
-
-def _read_spark_window_in_group_by() -> None:
-    """sqlglot's Spark parser stops GROUP BY at a WINDOW token, so ``GROUP BY window(ts,
-    '1 hour')`` (Spark's tumbling window, first in the list) fails with "Expecting )":
-    it reads ``window(`` as the start of a WINDOW clause. No WINDOW clause starts with
-    ``WINDOW (``, so Spark's parser here reads that token as the function's name."""
-    parser = Spark.Parser
-    if getattr(parser, "_relplan_window_fix", False):
-        return
-    base = parser._parse_group
-
-    def _parse_group(self, skip_group_by_token: bool = False):  # type: ignore[no-untyped-def]
-        if not skip_group_by_token and not self._match(TokenType.GROUP_BY):
-            return None
-        i = self._index
-        tokens = self._tokens
-        if i + 1 < len(tokens) and tokens[i].token_type == TokenType.WINDOW and tokens[i + 1].token_type == TokenType.L_PAREN:
-            tokens[i].token_type = TokenType.VAR
-            self._advance(0)  # refresh the current token
-        return base(self, skip_group_by_token=True)
-
-    parser._parse_group = _parse_group  # type: ignore[method-assign]
-    parser._relplan_window_fix = True  # type: ignore[attr-defined]
-
-
-_read_spark_window_in_group_by()
 
 EARLIEST = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)

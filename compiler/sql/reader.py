@@ -123,7 +123,25 @@ def _parser(dialect: sqlglot.Dialect) -> Any:
         def warn_unsupported(self: Any) -> None:
             pass  # sqlglot logs a warning before reading a statement as a Command; relplan refuses it with an error
 
-        cls = type(f"Locating{base.__name__}", (base,), {"expression": expression, "_warn_unsupported": warn_unsupported})
+        def parse_group(self: Any, skip_group_by_token: bool = False) -> Any:
+            # sqlglot stops GROUP BY at a WINDOW token, so Spark's tumbling window
+            # ``GROUP BY window(ts, '1 hour')`` fails with "Expecting )": it reads ``window(``
+            # as the start of a WINDOW clause. No WINDOW clause starts with ``WINDOW (``, so
+            # relplan's parser (this class only: sqlglot's own stays as it is) reads that
+            # token as the function's name.
+            if not skip_group_by_token and not self._match(TokenType.GROUP_BY):
+                return None
+            i, tokens = self._index, self._tokens
+            if i + 1 < len(tokens) and tokens[i].token_type == TokenType.WINDOW and tokens[i + 1].token_type == TokenType.L_PAREN:
+                tokens[i].token_type = TokenType.VAR
+                self._advance(0)  # refresh the current token
+            return base._parse_group(self, skip_group_by_token=True)
+
+        cls = type(
+            f"Locating{base.__name__}",
+            (base,),
+            {"expression": expression, "_warn_unsupported": warn_unsupported, "_parse_group": parse_group},
+        )
         _PARSERS[base] = cls
     return cls(dialect=dialect)
 
