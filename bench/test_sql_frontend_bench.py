@@ -103,3 +103,17 @@ def test_sql_parse_build_and_compile(benchmark, form):
     base = RESULTS.get(COMPARISON, {}).get("baseline")
     if base:
         print(f"\n{form}: SQL {secs * 1000:.0f} ms vs DSL {base * 1000:.0f} ms: {secs / base:.2f}x")
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_sqlglot_parse_alone(benchmark, form):
+    """The floor under the SQL path: sqlglot's own parse of the text, nothing of relplan's."""
+    import sqlglot
+
+    queries = FORMS[form]()
+    trees = benchmark.pedantic(lambda: [sqlglot.parse_one(q, read="duckdb") for q in queries], setup=cold, rounds=3, iterations=1)
+    assert len(trees) == len(queries)
+    secs = record(COMPARISON, f"sqlglot parse alone, {form}", benchmark)
+    base = RESULTS.get(COMPARISON, {}).get("baseline")
+    if base:
+        print(f"\n{form}: sqlglot's parse alone {secs * 1000:.0f} ms vs the DSL's whole path {base * 1000:.0f} ms: {secs / base:.2f}x")

@@ -185,20 +185,18 @@ def parse_query(text: Any, dialect: str) -> exp.Query:
         else:
             why = f"not {_a(kind)} {kind} statement"
         raise SqlError(f"rp.sql reads one query (SELECT ...), {why}", where=_where(text, tokens[0].start) if tokens else None)
-    into = stmt.find(exp.Into)
+    deepest, into, nul = _look_through(stmt)
     if into is not None:
         raise SqlError(
             "rp.sql reads one query: SELECT ... INTO creates a table, and relplan never changes tables",
             where=locate(text, into),
         )
-    for name in stmt.find_all(exp.Identifier):
-        if "\x00" in str(name.this):
-            raise SqlError(
-                f"the name {_shown(name.this)} holds a NUL character, which engines read as the end of the name; rename it",
-                where=locate(text, name),
-            )
+    if nul is not None:
+        raise SqlError(
+            f"the name {_shown(nul.this)} holds a NUL character, which engines read as the end of the name; rename it",
+            where=locate(text, nul),
+        )
     stmt.meta[SQL_TEXT] = text  # the names of functions as written, for messages
-    deepest = _depth(stmt)
     if deepest > MAX_DEPTH:
         raise SqlError(
             f"the SQL's expressions nest more than {MAX_DEPTH} deep (a long chain of operators or UNION ALLs "
@@ -287,17 +285,25 @@ def _a(word: str) -> str:
     return "an" if word[:1] in "AEIOU" else "a"
 
 
-def _depth(root: exp.Expression) -> int:
+def _look_through(root: exp.Expression) -> tuple[int, exp.Expression | None, exp.Expression | None]:
+    """In one pass over the tree (each pass over a 1,000-feature query costs as much as
+    reading its features): its depth, its first SELECT ... INTO, and its first name
+    holding a NUL character."""
     best = 0
+    into: exp.Expression | None = None
+    nul: exp.Expression | None = None
     stack: list[tuple[exp.Expression, int]] = [(root, 1)]
     while stack:
         node, d = stack.pop()
-        best = max(best, d)
-        if best > MAX_DEPTH:
-            return best
+        if d > best:
+            best = d
+        if into is None and isinstance(node, exp.Into):
+            into = node
+        elif nul is None and isinstance(node, exp.Identifier) and "\x00" in str(node.this):
+            nul = node
         for child in node.iter_expressions():
             stack.append((child, d + 1))
-    return best
+    return best, into, nul
 
 
 def _first_line(e: BaseException) -> str:
