@@ -20,7 +20,7 @@ from relplan.compiler.plan import Plan
 from relplan.compiler.sql.emitted import is_script, sql_script
 from relplan.compiler.sql.expressions import Located
 from relplan.compiler.sql.query import Context, build_query
-from relplan.compiler.sql.reader import check_dialect, locate, parse_query
+from relplan.compiler.sql.reader import check_dialect, locate, read_query
 from relplan.ir.errors import RelplanError, SchemaError, SqlError
 from relplan.ir.nodes import Sink, Source
 
@@ -40,10 +40,8 @@ def sql(query: str, sources: Iterable[Any] = (), *, dialect: str = "duckdb", nam
         raise SqlError(f"name= takes the output's name as a non-empty string, got {name!r}")
     if is_script(query, dialect):  # relplan's own script of several outputs (plan.to_sql): emitted.py
         return sql_script(query, list(by_name.values()), dialect=dialect, name=name)
-    tree = parse_query(query, dialect)
-    ctx = Context(dialect, by_name)
     try:
-        rel = build_query(tree, ctx)
+        rel = read_query(query, dialect, lambda tree: build_query(tree, Context(dialect, by_name)))
     except Located as e:
         raise _relocated(e, query) from None
     except RecursionError:

@@ -52,7 +52,7 @@ from relplan.compiler.sql.query import (
     has_aggregate,
     is_aggregate,
 )
-from relplan.compiler.sql.reader import check_dialect, parse_query
+from relplan.compiler.sql.reader import check_dialect, read_query
 from relplan.compiler.transformation import Feature, Tags, _metadata
 from relplan.compiler.windowspec import WindowSpec
 from relplan.ir import types as T
@@ -88,10 +88,9 @@ def sql_features(
     dialect = check_dialect(dialect)
     classes = _source_classes(sources)
     meta = _metadata({"description": description, "owner": owner, "tags": tags}, where=where)
-    tree = parse_query(query, dialect)
-    ctx = Context(dialect, {name: cls.node() for name, cls in classes.items()})
+    nodes = {name: cls.node() for name, cls in classes.items()}
     try:
-        specs = _read(tree, ctx, classes, _Text(query, dialect))
+        specs = read_query(query, dialect, lambda tree: _read(tree, Context(dialect, nodes), classes, _Text(query, dialect)))
     except Located as e:
         raise _relocated(e, query) from None
     except RecursionError:
@@ -239,7 +238,11 @@ class _Text:
             m = n._meta
             if m and "start" in m and (start is None or m["start"] < start):
                 start = m["start"]
-        end = (node._meta or {}).get("end")
+        end = None  # the item's last token: its name (recorded on identifiers by any parser)
+        for n in node.walk():
+            m = n._meta
+            if m and "end" in m and (end is None or m["end"] > end):
+                end = m["end"]
         if start is None or end is None or end < start:
             return "the query", node.sql(dialect=self.dialect)
         return f"line {self._line(start)}", " ".join(self.text[start : end + 1].split())

@@ -9,7 +9,8 @@ RecursionError.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlglot
 from sqlglot import exp
@@ -17,7 +18,7 @@ from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 import relplan.backends.flink_dialect  # noqa: F401  (registers the "flink" dialect with sqlglot)
-from relplan.compiler.sql.expressions import SQL_TEXT
+from relplan.compiler.sql.expressions import SQL_TEXT, Located
 from relplan.ir.errors import RelplanError, SqlError
 
 #: The dialects whose meaning relplan reads (shared/ENGINE-FACTS.md and docs/sql.md).
@@ -102,15 +103,16 @@ def _start(node: exp.Expression) -> int | None:
     return best
 
 
-_PARSERS: dict[type, type] = {}
+_PARSERS: dict[tuple[type, bool], type] = {}
 
 
-def _parser(dialect: sqlglot.Dialect) -> Any:
-    """The dialect's parser, recording on every node the last token it was made from
-    (sqlglot records positions on a few kinds of node only), so that every error can
-    name its line and column."""
+def _parser(dialect: sqlglot.Dialect, locating: bool = True) -> Any:
+    """The dialect's parser as relplan reads it; ``locating``: also recording on every
+    node the last token it was made from (sqlglot records positions on a few kinds of
+    node only), so that every error can name its line and column. Recording costs a
+    tenth of the parse, so a query is first read without it (``read_query``)."""
     base = dialect.parser_class
-    cls = _PARSERS.get(base)
+    cls = _PARSERS.get((base, locating))
     if cls is None:
 
         def expression(self: Any, instance: Any, token: Token | None = None, comments: Any = None) -> Any:
@@ -137,16 +139,30 @@ def _parser(dialect: sqlglot.Dialect) -> Any:
                 self._advance(0)  # refresh the current token
             return base._parse_group(self, skip_group_by_token=True)
 
-        cls = type(
-            f"Locating{base.__name__}",
-            (base,),
-            {"expression": expression, "_warn_unsupported": warn_unsupported, "_parse_group": parse_group},
-        )
-        _PARSERS[base] = cls
+        methods: dict[str, Any] = {"_warn_unsupported": warn_unsupported, "_parse_group": parse_group}
+        if locating:
+            methods["expression"] = expression
+        cls = type(f"{'Locating' if locating else 'Relplan'}{base.__name__}", (base,), methods)
+        _PARSERS[(base, locating)] = cls
     return cls(dialect=dialect)
 
 
-def parse_query(text: Any, dialect: str) -> exp.Query:
+R = TypeVar("R")
+
+
+def read_query(text: Any, dialect: str, build: Callable[[exp.Query], R]) -> R:
+    """``build`` of the one query of ``text``. The text is parsed without recording
+    where every node is; only when reading it or building from it fails is it parsed
+    again, locating every node, and built again, so that the error (the same one)
+    names its line and column."""
+    try:
+        return build(parse_query(text, dialect, locating=False))
+    except (SqlError, Located):
+        pass
+    return build(parse_query(text, dialect))
+
+
+def parse_query(text: Any, dialect: str, *, locating: bool = True) -> exp.Query:
     """The one query of ``text``; a ``SqlError`` for anything else."""
     if not isinstance(text, str):
         raise SqlError(f"rp.sql takes the query as a string, got {type(text).__name__}")
@@ -160,7 +176,7 @@ def parse_query(text: Any, dialect: str) -> exp.Query:
         raise _token_error(text, tokenizer, e) from None
     _check_nesting(text, tokens)
     try:
-        statements = _parser(d).parse(tokens, text)
+        statements = _parser(d, locating).parse(tokens, text)
     except ParseError as e:
         raise _parse_error(text, dialect, e, tokens) from None
     except RecursionError:
