@@ -40,9 +40,10 @@ from relplan.compiler.dsl import FeatureBody
 from relplan.compiler.location import user_location
 from relplan.compiler.source import Source as SourceClass
 from relplan.compiler.sql import _relocated
-from relplan.compiler.sql.expressions import Located, fail
+from relplan.compiler.sql.expressions import Located, _head, fail
 from relplan.compiler.sql.query import (
     Context,
+    _fname,
     Rel,
     Stage,
     _frame,
@@ -513,14 +514,3 @@ def _per_window(
         raise _refuse("a GROUP BY query without an aggregate", q)
     return out
 
-
-def _fname(n: exp.Expression) -> str:
-    if isinstance(n, exp.Anonymous):
-        return str(n.this).upper()
-    if isinstance(n, exp.Func):
-        return n.sql_name().upper()
-    return type(n).__name__.upper()
-
-
-def _head(sql: str) -> str:
-    return sql if len(sql) <= 60 else sql[:57] + "..."
