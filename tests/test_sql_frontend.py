@@ -47,6 +47,10 @@ QUERIES = [
     "SELECT account_id, time_bucket(INTERVAL '1 day', ts) AS day, count(*) AS c FROM SqlTx GROUP BY account_id, time_bucket(INTERVAL '1 day', ts)",
     "SELECT status, max(amount) AS m FROM (SELECT * FROM SqlTx WHERE n BETWEEN -5 AND 5) t GROUP BY status HAVING count(*) > 1",
     "SELECT status IS NULL AS no_status, n IN (2, 3) AS small, NOT (amount > 2 OR n < 0) AS x FROM SqlTx",
+    # the NULL-padded side of right and full joins
+    "SELECT a.n, b.amount AS bamount FROM SqlTx a RIGHT JOIN (SELECT * FROM SqlTx WHERE n > 0) b ON a.account_id = b.account_id",
+    "SELECT a.n, b.amount AS bamount FROM (SELECT * FROM SqlTx WHERE status = 'ok') a "
+    "FULL JOIN (SELECT * FROM SqlTx WHERE n > 0) b ON a.account_id = b.account_id",
 ]
 
 
