@@ -238,13 +238,6 @@ def _table(t: exp.Expression, ctx: Context) -> Rel:
     table_alias = t.args.get("alias")
     if isinstance(table_alias, exp.TableAlias) and table_alias.columns:
         raise fail(UnsupportedError, "column names after a FROM item's alias (AS t(a, b)) are not supported; alias the columns in a subquery", t)
-    for key, what in (("sample", "TABLESAMPLE"), ("pivots", "PIVOT and UNPIVOT"), ("version", "FOR SYSTEM_TIME AS OF"),
-                      ("hints", "a table hint"), ("laterals", "LATERAL VIEW")):
-        if t.args.get(key):
-            raise fail(UnsupportedError, f"{what} is not supported", t)
-    table_alias = t.args.get("alias")
-    if isinstance(table_alias, exp.TableAlias) and table_alias.columns:
-        raise fail(UnsupportedError, "column names after a FROM item's alias (AS t(a, b)) are not supported; alias the columns in a subquery", t)
     if isinstance(t, exp.Table) and isinstance(t.this, exp.Anonymous):
         return _window_tvf(t, ctx)
     if not isinstance(t, exp.Table) or not isinstance(t.this, exp.Identifier):
