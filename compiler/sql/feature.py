@@ -233,17 +233,23 @@ class _Text:
 
     def item(self, node: exp.Expression, first: exp.Expression) -> tuple[str, str]:
         """(``line L``, the item's text) of a SELECT item ``AGG(...) ... AS name``: from the
-        first token of ``first`` (its aggregate, which comes first) to its last (the name)."""
-        start = None
-        for n in first.walk():
-            m = n._meta
-            if m and "start" in m and (start is None or m["start"] < start):
-                start = m["start"]
-        end = None  # the item's last token: its name (recorded on identifiers by any parser)
-        for n in node.walk():
-            m = n._meta
-            if m and "end" in m and (end is None or m["end"] > end):
-                end = m["end"]
+        first token of ``first`` (its aggregate, which comes first) to its last (the name).
+        Any parser records where a function's name and an identifier are, so the aggregate
+        and the alias say it; the walks over the item are for other shapes."""
+        head = first.this if isinstance(first, exp.Filter) else first
+        start = (head._meta or {}).get("start")
+        if start is None:
+            for n in first.walk():
+                m = n._meta
+                if m and "start" in m and (start is None or m["start"] < start):
+                    start = m["start"]
+        name = node.args.get("alias") if isinstance(node, exp.Alias) else None
+        end = (name._meta or {}).get("end") if isinstance(name, exp.Identifier) else None
+        if end is None:  # the item's last token: its name (recorded on identifiers by any parser)
+            for n in node.walk():
+                m = n._meta
+                if m and "end" in m and (end is None or m["end"] > end):
+                    end = m["end"]
         if start is None or end is None or end < start:
             return "the query", node.sql(dialect=self.dialect)
         return f"line {self._line(start)}", " ".join(self.text[start : end + 1].split())
@@ -311,6 +317,7 @@ def _per_event(
     for w in q.args.get("windows") or []:
         named[w.name] = w
     windows: dict[str, tuple[tuple[tuple[str, Expr], ...], WindowSpec]] = {}
+    calls: dict[Any, tuple[AggCall, Expr | None]] = {}
     stage = Stage(ctx, rel)
     out = []
     from_text = f" FROM {src.name}{where_text}"
@@ -330,7 +337,16 @@ def _per_event(
             raise _refuse("IGNORE/RESPECT NULLS", target)
         if not is_aggregate(inner.this if isinstance(inner, exp.Filter) else inner):
             raise _refuse(f"{_fname(inner)}() OVER (...) (a feature aggregates: COUNT, SUM, AVG, MIN, MAX, VAR_SAMP, STDDEV_SAMP)", target)
-        call, filt = _call(inner, stage, rel, ctx, True)
+        try:
+            shape = _shape(inner)
+            done = calls.get(shape)
+        except TypeError:  # an argument sqlglot keeps as a mutable value: read it every time
+            shape, done = None, None
+        if done is None:  # features repeat a few aggregates over many windows: each is read once
+            done = _call(inner, stage, rel, ctx, True)
+            if shape is not None:
+                calls[shape] = done
+        call, filt = done
         ref = target.args.get("alias")
         own = any(target.args.get(k) for k in ("partition_by", "order", "spec"))
         got = windows.get(ref.name) if ref is not None and not own else None
@@ -348,6 +364,17 @@ def _per_event(
     if not out:
         raise _refuse("a query without an aggregate OVER a window (AGG(x) OVER (PARTITION BY key ORDER BY time) AS name)", q)
     return out
+
+
+def _shape(node: Any) -> Any:
+    """What a sqlglot tree says, as a value: equal for trees that read the same (names, their
+    quoting and literals included), not for where they are. sqlglot's own hash of a tree
+    costs more than reading an aggregate call; this, a quarter of it."""
+    if isinstance(node, exp.Expression):
+        return (node.key, tuple((k, _shape(v)) for k, v in node.args.items() if v is not None))
+    if type(node) is list:
+        return tuple(_shape(v) for v in node)
+    return node
 
 
 def _window_parts(w: exp.Window, named: dict[str, exp.Window], ctx: Context) -> tuple[list[exp.Expression], Any, Any]:
