@@ -14,7 +14,8 @@ type; Spark functions and TRY_ rewrites). Where Flink differs from Hive:
   Hive's NULL), and TRY_CAST exists;
 * Flink has no ``DIV``: IntDiv is ``/`` (BIGINT / BIGINT truncates in Flink), Mod is
   ``MOD(a, b)``, and Div is a plain ``/`` without "safe"/"typed" rewrites;
-* GREATEST/LEAST are NULL when any argument is: ``ignore_nulls`` ones are rewritten;
+* GREATEST/LEAST are NULL when any argument is: ``ignore_nulls`` ones are rewritten,
+  and Flink's own are read as not ignoring NULLs;
 * DDL properties are ``WITH ('k' = 'v')``, not TBLPROPERTIES; an INSERT keeps its
   WITH after ``INSERT INTO t`` (Flink refuses ``WITH ... INSERT``).
 
@@ -159,6 +160,10 @@ class Flink(Hive):
     # Flink identifiers are case-sensitive (Calcite's Lex.JAVA).
     NORMALIZATION_STRATEGY = NormalizationStrategy.CASE_SENSITIVE
     UNESCAPED_SEQUENCES: ClassVar[dict[str, str]] = {}
+    # Flink's GREATEST/LEAST are NULL as soon as one argument is. sqlglot's default reads
+    # them as ignoring NULLs, which the generator then rewrites with COALESCEs: Flink SQL
+    # read back would change meaning (and grow) on each round.
+    LEAST_GREATEST_IGNORES_NULLS = False
 
     class Tokenizer(Hive.Tokenizer):
         QUOTES: ClassVar = ["'"]  # "..." is no string in Flink

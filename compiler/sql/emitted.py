@@ -497,6 +497,279 @@ def _field_name(node: exp.Expression) -> str | None:
     return None
 
 
+# ---- Flink's first / last and var / std ----------------------------------------------------------
+#
+# The Flink backend writes these with its own builders (backends/flink.py, flink_extremes.py).
+# Each is matched against a template those same builders make, with placeholder columns
+# standing for the parts that vary (the value, the time, the filter, the key aggregate), so
+# only the exact shape relplan emits is read; any other text is left to the front end,
+# which refuses what it does not read (FIRST_VALUE, an aggregate over a whole partition).
+
+_HOLE = "__rp_hole_"  # placeholder columns of the templates
+_X, _TS, _FILTER, _KEY, _REF = (_HOLE + n for n in ("x", "ts", "filter", "key", "ref"))
+_WINDOW = _HOLE + "window"  # the window (without its function) every OVER of a template shares
+_TEMPLATES: dict[Any, exp.Expression] = {}
+_EXTREME_TYPES = (T.String, T.Int64, T.Bool, T.Timestamp, T.Date, T.Float64)
+
+
+def _template(key: Any, build: Any) -> exp.Expression:
+    """A template as the front end sees relplan's text: built, written as Flink SQL, parsed."""
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = sqlglot.parse_one(build().sql(dialect="flink", identify=True), read="flink")
+    return _TEMPLATES[key]
+
+
+def _matches(t: Any, n: Any, env: dict[str, exp.Expression]) -> bool:
+    """Whether ``n`` is template ``t`` with its placeholders filled (each the same
+    expression wherever it occurs, parentheses aside: they only group), filling ``env``."""
+    if isinstance(t, exp.Column) and t.name.startswith(_HOLE) and not t.table:
+        return _bind(env, t.name, _unparen(n) if isinstance(n, exp.Expression) else n)
+    if isinstance(t, exp.Window):
+        if not isinstance(n, exp.Window) or not _matches(t.this, n.this, env):
+            return False
+        frame = n.copy()
+        frame.set("this", None)
+        return _bind(env, _WINDOW, frame)
+    if type(t) is not type(n):
+        return False
+    for k in set(t.args) | set(n.args):
+        a, b = t.args.get(k), n.args.get(k)
+        if isinstance(a, list) or isinstance(b, list):
+            if not (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+                    and all(_matches(x, y, env) for x, y in zip(a, b))):
+                return False
+        elif isinstance(a, exp.Expression) or isinstance(b, exp.Expression):
+            if not (isinstance(a, exp.Expression) and isinstance(b, exp.Expression) and _matches(a, b, env)):
+                return False
+        elif (a or None) != (b or None):
+            if not (isinstance(a, str) and isinstance(b, str) and a.upper() == b.upper() and k != "this"):
+                return False
+    return True
+
+
+def _bind(env: dict[str, exp.Expression], name: str, value: Any) -> bool:
+    if name in env:
+        return env[name] == value
+    env[name] = value
+    return True
+
+
+def _flink() -> Any:
+    from relplan.backends.flink import FlinkLowering
+
+    return FlinkLowering()
+
+
+def _hole(name: str) -> exp.Column:
+    return exp.column(name)
+
+
+def _extreme_value(dtype: T.DataType) -> exp.Expression:
+    """What first/last of ``dtype`` is on Flink: the value decoded from the key aggregate."""
+    from relplan.backends import flink_extremes as fx
+
+    return _template(("value", dtype), lambda: fx.value_of(_hole(_KEY), dtype, _flink().from_epoch_us))
+
+
+def _extreme_key(dtype: T.DataType, filtered: bool) -> exp.Expression:
+    """first/last's per-row key on Flink (FlinkLowering.extreme_key): ``CASE WHEN [(filter)
+    AND] (NOT x IS NULL) THEN <time key> || <value key> END``."""
+    from relplan.backends import flink_extremes as fx
+
+    def build() -> exp.Expression:
+        low = _flink()
+        keep: exp.Expression = exp.Not(this=exp.Is(this=_hole(_X), expression=exp.Null()))
+        if filtered:
+            keep = exp.And(this=exp.Paren(this=_hole(_FILTER)), expression=exp.Paren(this=keep))
+        key = exp.DPipe(this=fx.time_key(low.epoch_us(_hole(_TS))), expression=fx.value_key(_hole(_X), dtype, low.epoch_us))
+        return exp.Case().when(keep, key, copy=False)
+
+    return _template(("key", dtype, filtered), build)
+
+
+def flink_extreme(node: exp.Expression) -> exp.Expression | None:
+    """relplan's Flink first()/last() -- the value decoded from ``MIN``/``MAX`` (``OVER w``)
+    of ``CASE WHEN [(filter) AND] (NOT x IS NULL) THEN LPAD(<time>) || <x's key> END``
+    (backends/flink_extremes.py) -- as the ARG_MIN/ARG_MAX idiom that ``arg_extreme`` reads:
+    first (last) is the earliest (latest) non-NULL x, the smallest (largest) among ties, in
+    both. None for anything else."""
+    if not isinstance(node, (exp.Substring, exp.Cast, exp.EQ, exp.Case)):
+        return None  # the root of every type's decoding (a cheap test: this runs on every node)
+    for dtype in _EXTREME_TYPES:
+        env: dict[str, exp.Expression] = {}
+        if not _matches(_extreme_value(dtype), node, env):
+            continue
+        window = env[_KEY] if isinstance(env[_KEY], exp.Window) else None
+        agg = window.this if window is not None else env[_KEY]
+        if not isinstance(agg, (exp.Min, exp.Max)):
+            return None
+        for filtered in (False, True):
+            parts: dict[str, exp.Expression] = {}
+            if _matches(_extreme_key(dtype, filtered), agg.this, parts):
+                x, ts = parts[_X], parts[_TS]
+                keep: exp.Expression = exp.Not(this=exp.Is(this=x.copy(), expression=exp.Null()))
+                if filtered:
+                    keep = exp.And(this=exp.Paren(this=parts[_FILTER].copy()), expression=exp.Paren(this=keep))
+                pair = exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier("f0"), expression=ts.copy()),
+                                               exp.PropertyEQ(this=exp.to_identifier("f1"), expression=x.copy())])
+                call = (exp.ArgMax if isinstance(agg, exp.Max) else exp.ArgMin)(
+                    this=x.copy(), expression=exp.Case().when(keep, pair, copy=False))
+                if window is None:
+                    return call
+                out = window.copy()
+                out.set("this", call)
+                return out
+        return None
+    return None
+
+
+def _shifted_var(func: str) -> exp.Expression:
+    """var/std on Flink (FlinkLowering.shifted_var) of x shifted by the reference column:
+    ``GREATEST((n * S(d * d) - S(d) * S(d)) / NULLIF(n * (n - 1), 0), 0)``, d = x - ref."""
+    from relplan.ir.aggregates import AggCall
+    from relplan.ir.expr import Column
+
+    def build() -> exp.Expression:
+        low = _flink()
+        a = AggCall(func, Column(_X, T.Float64), "a")
+
+        def hole(n: exp.Expression) -> exp.Expression:  # the reference column: a placeholder
+            return _hole(_REF) if isinstance(n, exp.Column) and n.name == low.REF + a.name else n
+
+        # the aggregate's form and the window's (whose frame the matching compares across its OVERs)
+        forms = [low.shifted_var(a), low.shifted_var(a, {"partition_by": [_hole(_TS)]})]
+        return exp.Select(expressions=[f.transform(hole) for f in forms])
+
+    return _template(("var", func), build)
+
+
+def _var_call(node: exp.Expression) -> tuple[exp.Expression, dict[str, exp.Expression]] | None:
+    """``VAR_SAMP(x)`` / ``STDDEV_SAMP(x)`` (``OVER w``) for relplan's Flink var/std of x
+    shifted by a reference column, with the placeholders (x, the reference column)."""
+    if not isinstance(node, (exp.Greatest, exp.Sqrt)):
+        return None
+    for func, cls in (("var", exp.Variance), ("std", exp.StddevSamp)):
+        for over in _shifted_var(func).expressions:
+            env: dict[str, exp.Expression] = {}
+            if _matches(over, node, env) and isinstance(env.get(_REF), exp.Column) and not env[_REF].table:
+                call = cls(this=env[_X].copy())
+                if _WINDOW in env:
+                    out = env[_WINDOW].copy()
+                    out.set("this", call)
+                    call = out
+                return call, env
+    return None
+
+
+def _reference(item: exp.Expression) -> tuple[str, exp.Expression, list[exp.Expression]] | None:
+    """``(name, x, partition)`` of a reference column relplan's Flink var/std shift by
+    (FlinkLowering.with_references): ``MIN(x) OVER (PARTITION BY keys) AS __rp_ref_a``, or
+    ``FIRST_VALUE(x) OVER (PARTITION BY keys ORDER BY <time> RANGE BETWEEN UNBOUNDED
+    PRECEDING AND CURRENT ROW) AS __rp_ref_a``."""
+    from relplan.backends.flink import FlinkLowering
+
+    if not (isinstance(item, exp.Alias) and item.alias.startswith(FlinkLowering.REF) and isinstance(item.this, exp.Window)):
+        return None
+    w = item.this
+    partition = list(w.args.get("partition_by") or [])
+    order, spec = w.args.get("order"), w.args.get("spec")
+    if not partition or w.args.get("alias") is not None:
+        return None
+    if isinstance(w.this, exp.Min) and order is None and spec is None:
+        return item.alias, _unparen(w.this.this), partition
+    if (isinstance(w.this, exp.FirstValue) and order is not None and len(order.expressions) == 1
+            and not order.expressions[0].args.get("desc") and spec is not None
+            and (str(spec.args.get("kind")).upper(), str(spec.args.get("start")).upper(), str(spec.args.get("start_side")).upper(),
+                 str(spec.args.get("end")).upper(), spec.args.get("end_side")) == ("RANGE", "UNBOUNDED", "PRECEDING", "CURRENT ROW", None)):
+        return item.alias, _unparen(w.this.this), partition
+    return None
+
+
+def _source_table(q: exp.Expression) -> str | None:
+    src = q.args.get("from_") or q.args.get("from") if isinstance(q, exp.Select) else None
+    return src.this.name if src is not None and isinstance(src.this, exp.Table) and not src.this.args.get("db") else None
+
+
+def shifted_variances(q: exp.Expression) -> exp.Expression:
+    """``q`` with relplan's Flink var/std read as VAR_SAMP/STDDEV_SAMP: a CTE ``SELECT *,
+    <reference> AS __rp_ref_a, ... FROM t`` (``_reference``) and, in a query reading it
+    (through CTEs of ``SELECT *, ...`` only, which add columns: the window starts), the
+    shifted sums of ``x - __rp_ref_a`` (``_var_call``). The variance does not change under
+    a shift constant over the rows of a group or frame, and a reference is: one partition's
+    over the group's or window's keys (each of the reference's partition keys is one of
+    them). The reference columns go; ``q`` as it is unless every use of them is read so."""
+    original = q
+    with_ = q.args.get("with_") or q.args.get("with")
+    if with_ is None:
+        return q
+    ctes = {c.alias_or_name: c.this for c in with_.expressions}
+    refs: dict[str, tuple[str, exp.Expression, list[exp.Expression]]] = {}  # column -> (its CTE, x, partition)
+    for name, body in ctes.items():
+        if not isinstance(body, exp.Select) or not body.expressions or not isinstance(body.expressions[0], exp.Star):
+            continue
+        found = [_reference(i) for i in body.expressions[1:]]
+        if found and all(f is not None for f in found) and _source_table(body) is not None and not any(
+                body.args.get(k) for k in ("where", "group", "having", "joins", "windows", "qualify")):
+            for ref_name, x, partition in found:  # type: ignore[misc]
+                refs[ref_name] = (name, x, partition)
+    if not refs:
+        return q
+    q = q.copy()
+    with_ = q.args.get("with_") or q.args.get("with")
+
+    def reads(body: exp.Expression, cte: str, x: exp.Expression) -> bool:
+        # through SELECT *, <new columns> CTEs, none of them one x reads
+        used = {c.name for c in x.find_all(exp.Column)}
+        for _ in range(len(ctes) + 1):
+            table = _source_table(body)
+            if table == cte:
+                return True
+            body = ctes.get(table) if table is not None else None
+            if not (isinstance(body, exp.Select) and body.expressions and isinstance(body.expressions[0], exp.Star)
+                    and not body.args.get("group") and not body.args.get("windows")
+                    and not any(i.alias_or_name in used for i in body.expressions[1:])):
+                return False
+            for j in body.args.get("joins") or []:
+                if _hop_values([j]) is None:
+                    return False
+        return False
+
+    def read(body: exp.Expression) -> exp.Expression:
+        if not isinstance(body, exp.Select):
+            return body
+        body = inline_named_windows(body)
+        group = [_unparen(g) for g in (body.args["group"].expressions if body.args.get("group") else [])]
+
+        def rewrite(n: exp.Expression) -> exp.Expression:
+            got = _var_call(n)
+            if got is None:
+                return n
+            call, env = got
+            ref = refs.get(env[_REF].name)
+            if ref is None or _unparen(ref[1]) != env[_X] or not reads(body, ref[0], env[_X]):
+                return n
+            keys = [_unparen(p) for p in (env[_WINDOW].args.get("partition_by") or [])] if _WINDOW in env else group
+            if not all(_unparen(p) in keys for p in ref[2]):
+                return n
+            return call
+
+        return body.transform(rewrite)
+
+    for cte in with_.expressions:
+        cte.set("this", read(cte.this))
+    body = q.copy()
+    body.set("with_", None)
+    body.set("with", None)
+    q = read(body)
+    q.set("with_", with_)
+    for cte in with_.expressions:
+        if any(cte.alias_or_name == r[0] for r in refs.values()):
+            cte.this.set("expressions", [i for i in cte.this.expressions if i.alias_or_name not in refs])
+    if any(c.name in refs for c in q.find_all(exp.Column)):
+        return original  # a use not read: left as written (the front end refuses the references)
+    return q
+
+
 # ---- scripts of several outputs ---------------------------------------------------------------
 
 _OUTPUT = re.compile(r"^--\s*output:\s*(.+?)\s*$", re.MULTILINE)
@@ -523,13 +796,19 @@ def script_queries(text: str, dialect: str) -> list[tuple[str | None, str]]:
 
 def _flink_queries(text: str) -> list[tuple[str | None, str]]:
     # EXECUTE STATEMENT SET BEGIN ... END wraps several INSERTs: its statements are the INSERTs.
-    body = re.sub(r"EXECUTE\s+STATEMENT\s+SET\s+BEGIN", "", text, flags=re.IGNORECASE)
-    body = re.sub(r"(?im)^\s*END\s*;?\s*$", "", body)
+    # Only the set's own END goes, the script's last word: a pretty-printed CASE ends in
+    # END on a line of its own too (as relplan's first()/last() and var/std do).
+    body = text
+    head = re.search(r"EXECUTE\s+STATEMENT\s+SET\s+BEGIN\b", text, flags=re.IGNORECASE)
+    if head is not None:
+        tail = re.search(r"\bEND\s*;?\s*$", text[head.end():], flags=re.IGNORECASE)
+        if tail is None:
+            raise SqlError("EXECUTE STATEMENT SET BEGIN ... has no END closing it at the script's end")
+        body = text[: head.start()] + text[head.end() : head.end() + tail.start()]
     try:
         statements = [s for s in sqlglot.parse(body, read="flink") if s is not None]
     except (ParseError, SqlglotError) as e:
-        # Valid Flink that sqlglot's reading of it does not take (relplan's Flink first()/last()
-        # packs keys with LPAD inside CASE): not read, and said so.
+        # Valid Flink that sqlglot's reading of it does not take: not read, and said so.
         raise UnsupportedError(
             f"this Flink script is not read: sqlglot cannot parse it ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
