@@ -136,6 +136,8 @@ def build_query(q: exp.Expression, ctx: Context) -> Rel:
         return build_query(q.this, ctx)
     with_ = q.args.get("with_") or q.args.get("with")
     if with_ is not None:
+        q = emitted.shifted_variances(q)  # Flink's var/std, as relplan writes them
+        with_ = q.args.get("with_") or q.args.get("with")
         if with_.args.get("recursive"):
             raise fail(UnsupportedError, "WITH RECURSIVE is not supported", with_)
         saved = dict(ctx.ctes)
@@ -683,6 +685,9 @@ class Stage:
         mean = emitted.exact_mean(n)  # Spark's exact AVG of a BIGINT, as relplan writes it
         if mean is not None:
             return self._child(mean)
+        extreme = emitted.flink_extreme(n)  # Flink's first()/last(), as relplan writes it
+        if extreme is not None:
+            return self._child(extreme)
         if self.grouped:
             if is_aggregate(n):
                 return self._aggregate(n)
