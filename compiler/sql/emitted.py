@@ -134,8 +134,12 @@ def micros_offset(node: Any) -> int | None:
 
 
 def size_of_collect_set(node: exp.Expression) -> exp.Window | None:
-    """Spark's ``SIZE(COLLECT_SET(x) OVER w)`` (COUNT(DISTINCT) over a window, which Spark
-    refuses) as the window ``COUNT(DISTINCT x) OVER w``; None for anything else."""
+    """Spark's ``SIZE(COLLECT_SET(x) OVER w)`` and Flink's ``CAST(COALESCE(CARDINALITY(
+    ARRAY_DISTINCT(ARRAY_AGG(x IGNORE NULLS) OVER w)), 0) AS BIGINT)`` (COUNT(DISTINCT)
+    over a window, which both refuse) as the window ``COUNT(DISTINCT x) OVER w``; None
+    for anything else."""
+    if isinstance(node, exp.Cast):
+        return _flink_distinct_count(node)
     if not (isinstance(node, exp.ArraySize) and isinstance(node.this, exp.Window)):
         return None
     w = node.this
@@ -574,15 +578,12 @@ def _extreme_value(dtype: T.DataType) -> exp.Expression:
 def _extreme_key(dtype: T.DataType, filtered: bool) -> exp.Expression:
     """first/last's per-row key on Flink (FlinkLowering.extreme_key): ``CASE WHEN [(filter)
     AND] (NOT x IS NULL) THEN <time key> || <value key> END``."""
-    from relplan.backends import flink_extremes as fx
+    from relplan.ir.aggregates import AggCall
+    from relplan.ir.expr import Column
 
     def build() -> exp.Expression:
-        low = _flink()
-        keep: exp.Expression = exp.Not(this=exp.Is(this=_hole(_X), expression=exp.Null()))
-        if filtered:
-            keep = exp.And(this=exp.Paren(this=_hole(_FILTER)), expression=exp.Paren(this=keep))
-        key = exp.DPipe(this=fx.time_key(low.epoch_us(_hole(_TS))), expression=fx.value_key(_hole(_X), dtype, low.epoch_us))
-        return exp.Case().when(keep, key, copy=False)
+        cond = Column(_FILTER, T.Bool) if filtered else None
+        return _flink().extreme_key(AggCall("first", Column(_X, dtype), "a", cond, Column(_TS, T.Timestamp)))
 
     return _template(("key", dtype, filtered), build)
 
@@ -621,6 +622,37 @@ def flink_extreme(node: exp.Expression) -> exp.Expression | None:
                 return out
         return None
     return None
+
+
+def _flink_distinct_count(node: exp.Cast) -> exp.Window | None:
+    # FlinkLowering.distinct_count_over: no value in the frame is no array, and COALESCE makes it 0
+    from relplan.ir.aggregates import AggCall
+    from relplan.ir.expr import Column
+
+    def build() -> exp.Expression:
+        return _flink().distinct_count_over(AggCall("count_distinct", Column(_X, T.Int64), "a"), {"partition_by": [_hole(_TS)]})
+
+    env: dict[str, exp.Expression] = {}
+    if not _matches(_template("count_distinct", build), node, env):
+        return None
+    out = env[_WINDOW].copy()
+    out.set("this", exp.Count(this=exp.Distinct(expressions=[env[_X].copy()])))
+    return out
+
+
+def flink_date_of(node: exp.Expression) -> exp.Expression | None:
+    """ts of relplan's Flink cast of a timestamp to a DATE (FlinkLowering.expr): ``CASE WHEN
+    CAST(CAST(ts AS DATE) AS TIMESTAMP(6)) > ts THEN CAST(ts AS DATE) - INTERVAL '1' DAY ELSE
+    CAST(ts AS DATE) END`` (Flink's own CAST is a day late before 1970), the IR's
+    ``CAST(ts AS DATE)``, the day holding ts; None for anything else."""
+    if not isinstance(node, exp.Case):
+        return None
+    from relplan.ir.expr import Cast, Column
+
+    env: dict[str, exp.Expression] = {}
+    if not _matches(_template("date", lambda: _flink().expr(Cast(Column(_X, T.Timestamp), T.Date))), node, env):
+        return None
+    return env[_X]
 
 
 def _shifted_var(func: str) -> exp.Expression:
@@ -673,7 +705,7 @@ def _reference(item: exp.Expression) -> tuple[str, exp.Expression, list[exp.Expr
     w = item.this
     partition = list(w.args.get("partition_by") or [])
     order, spec = w.args.get("order"), w.args.get("spec")
-    if not partition or w.args.get("alias") is not None:
+    if w.args.get("alias") is not None:  # no keys: one partition, PARTITION BY nothing
         return None
     if isinstance(w.this, exp.Min) and order is None and spec is None:
         return item.alias, _unparen(w.this.this), partition
