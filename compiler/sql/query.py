@@ -484,6 +484,9 @@ def _convert_or_idiom(n: exp.Expression, child, dialect: str) -> Expr:  # type: 
     instant = emitted.timestamp_of_micros(n)  # Spark's TIMESTAMP_MICROS(1704067200000000): a literal
     if instant is not None:
         return instant
+    day = emitted.flink_date_of(n)  # Flink's CAST(ts AS DATE), corrected before 1970, as relplan writes it
+    if day is not None and (ts := child(day)).dtype == T.Timestamp:
+        return Cast(ts, T.Date)
     why = emitted.unsupported_idiom(n)
     if why is not None:
         raise fail(UnsupportedError, why, n)
