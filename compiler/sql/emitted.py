@@ -588,14 +588,18 @@ def _extreme_key(dtype: T.DataType, filtered: bool) -> exp.Expression:
     return _template(("key", dtype, filtered), build)
 
 
-def flink_extreme(node: exp.Expression) -> exp.Expression | None:
+def flink_extreme(node: exp.Expression, type_of: Any) -> exp.Expression | None:
     """relplan's Flink first()/last() -- the value decoded from ``MIN``/``MAX`` (``OVER w``)
     of ``CASE WHEN [(filter) AND] (NOT x IS NULL) THEN LPAD(<time>) || <x's key> END``
     (backends/flink_extremes.py) -- as the ARG_MIN/ARG_MAX idiom that ``arg_extreme`` reads:
     first (last) is the earliest (latest) non-NULL x, the smallest (largest) among ties, in
-    both. None for anything else."""
+    both. ``type_of(x)``: x's IR type, which must be the type the key encodes (strings of
+    another type's values do not order as the values). None for anything else."""
     if not isinstance(node, (exp.Substring, exp.Cast, exp.EQ, exp.Case)):
         return None  # the root of every type's decoding (a cheap test: this runs on every node)
+    if not any(micros_offset(_unparen(sub.args.get("start"))) == 19 and isinstance(
+            sub.this.this if isinstance(sub.this, exp.Window) else sub.this, (exp.Min, exp.Max)) for sub in node.find_all(exp.Substring)):
+        return None  # no SUBSTR(MIN/MAX(key), 19): the value after the key's 18 time digits
     for dtype in _EXTREME_TYPES:
         env: dict[str, exp.Expression] = {}
         if not _matches(_extreme_value(dtype), node, env):
@@ -608,6 +612,11 @@ def flink_extreme(node: exp.Expression) -> exp.Expression | None:
             parts: dict[str, exp.Expression] = {}
             if _matches(_extreme_key(dtype, filtered), agg.this, parts):
                 x, ts = parts[_X], parts[_TS]
+                try:
+                    if type_of(x) != dtype:
+                        return None
+                except Located:
+                    return None
                 keep: exp.Expression = exp.Not(this=exp.Is(this=x.copy(), expression=exp.Null()))
                 if filtered:
                     keep = exp.And(this=exp.Paren(this=parts[_FILTER].copy()), expression=exp.Paren(this=keep))
