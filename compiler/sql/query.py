@@ -688,7 +688,7 @@ class Stage:
         mean = emitted.exact_mean(n)  # Spark's exact AVG of a BIGINT, as relplan writes it
         if mean is not None:
             return self._child(mean)
-        extreme = emitted.flink_extreme(n)  # Flink's first()/last(), as relplan writes it
+        extreme = emitted.flink_extreme(n, lambda x: _scalar(x, self.rel, ctx).dtype)  # Flink's first()/last(), as relplan writes it
         if extreme is not None:
             return self._child(extreme)
         if self.grouped:
