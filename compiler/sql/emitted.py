@@ -27,12 +27,24 @@ the front end (query.py) reads these idioms as what they mean:
   the TimeWindowAggregate it is (``time_window_ctes``);
 - Spark's and Flink's exact AVG of a BIGINT (a DECIMAL sum over the count), DuckDB's
   ``CAST(TRUNC(x) AS BIGINT)``, ``SIZE(COLLECT_SET(x) OVER w)``, NULLIF, typed literals
-  (``CAST(1.5 AS DOUBLE)``, ``TIMESTAMP_MICROS(n)``).
+  (``CAST(1.5 AS DOUBLE)``, ``TIMESTAMP_MICROS(n)``);
+- Flink's own spellings (it has no ARG_MIN/ARG_MAX, and its VAR_SAMP cancels
+  catastrophically): first/last as the value decoded from ``MIN``/``MAX`` (``OVER w``) of
+  ``CASE WHEN [(f) AND] (NOT x IS NULL) THEN LPAD(<time>, 18, '0') || <x's key> END``, read
+  as the ARG_MIN/ARG_MAX idiom above (``flink_extreme``, x of the type the key encodes);
+  var/std as ``GREATEST((n * S(d * d) - S(d) * S(d)) / NULLIF(n * (n - 1), 0), 0)`` over
+  ``d = x - __rp_ref_a``, a column a CTE before adds (``MIN(x) OVER (PARTITION BY keys)``
+  or ``FIRST_VALUE(x) OVER (... RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)``),
+  read as ``VAR_SAMP(x)``/``STDDEV_SAMP(x)`` and the column dropped
+  (``shifted_variances``); ``COUNT(DISTINCT x) OVER w`` as the size of ``ARRAY_DISTINCT(
+  ARRAY_AGG(x IGNORE NULLS) OVER w)``; the corrected ``CAST(ts AS DATE)``
+  (``flink_date_of``). Each is matched against a template the Flink backend's own
+  builders make, so only the exact text relplan writes is read.
 
-Idioms not read yet raise an UnsupportedError naming them: Flink's
-first/last and var/std (no ARG_MIN/ARG_MAX there: FIRST_VALUE,
-LPAD-packed keys sqlglot cannot parse, partition-wide shifts), interval arithmetic on
-timestamps, and a bare ``EPOCH_US`` elsewhere.
+Idioms not read yet raise an UnsupportedError naming them, as does text that differs from
+an idiom above in any part (it is read as written, and its MIN of strings, FIRST_VALUE or
+DECIMAL casts are refused): interval arithmetic on timestamps, and a bare ``EPOCH_US``
+elsewhere.
 """
 
 from __future__ import annotations
