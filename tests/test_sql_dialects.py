@@ -235,6 +235,18 @@ SPARK_QUERIES = [
     AGGS,
     "SELECT window.start AS b, window.end AS e, k, COUNT(*) AS c, SUM(v) AS s FROM Dx GROUP BY window(ts, '2 hours'), k",
     "SELECT k, window.start, window.end, MAX(x) AS m FROM Dx WHERE v > -7 GROUP BY k, window(ts, '2 hours', 1800000000)",
+    # JOIN ... USING (k)'s unqualified k: the left's, the right's (RIGHT), the one there (FULL)
+    "SELECT k, a.v, b.v AS bv FROM (SELECT * FROM Dx WHERE v > 0) a LEFT JOIN (SELECT * FROM Dx WHERE v < 0) b USING (k)",
+    "SELECT k, a.v, b.v AS bv FROM (SELECT * FROM Dx WHERE v > 0) a RIGHT JOIN (SELECT * FROM Dx WHERE v < 0) b USING (k)",
+    "SELECT k, a.k AS ak, b.k AS bk, a.v, b.v AS bv FROM (SELECT * FROM Dx WHERE v > 6) a "
+    "FULL JOIN (SELECT * FROM Dx WHERE v < 0) b USING (k) WHERE k IS NULL OR k > 0",
+    # ROWS frames that do not depend on the order among tied rows
+    "SELECT k, ts, SUM(x) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS s, "
+    "COUNT(x) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN CURRENT ROW AND CURRENT ROW) AS c, "
+    "AVG(v) OVER (ORDER BY ts ROWS BETWEEN CURRENT ROW AND CURRENT ROW) AS a FROM Dx",
+    # aggregates of a NULL of no type: Spark types SUM(NULL) and AVG(NULL) DOUBLE, COUNT(NULL) is 0
+    "SELECT k, SUM(NULL) AS s, COUNT(NULL) AS c, AVG(NULL) AS a, STDDEV_SAMP(NULL) AS d, "
+    "SUM(NULL) OVER (PARTITION BY k ORDER BY MAX(ts)) AS ws FROM Dx GROUP BY k",
     "SELECT v, w, v / w AS q, v % w AS m, v DIV w AS t, x / CAST(w AS DOUBLE) AS r FROM Dx",  # over ZERO_TABLE
 ]
 
@@ -279,3 +291,69 @@ def test_spark_gives_what_rp_sql_of_its_dialect_gives(spark: Any) -> None:
                     spark.conf.unset(k)
                 else:
                     spark.conf.set(k, v)
+
+
+# ---- NULL of no type ---------------------------------------------------------------------------
+
+NULLS = ("SELECT k, SUM(NULL) AS s, COUNT(NULL) AS c, AVG(NULL) AS a, VAR_SAMP(NULL) AS va, COUNT(DISTINCT NULL) AS d, "
+         "SUM(NULL) OVER (PARTITION BY k ORDER BY MAX(ts)) AS ws FROM Dx GROUP BY k")
+
+
+@pytest.mark.parametrize("clause", ["WHERE NULL", "WHERE NULL AND v > 0", "GROUP BY k HAVING NULL"])
+@pytest.mark.parametrize("dialect", ["duckdb", "flink", "spark"])
+def test_a_null_condition_keeps_no_row(clause: str, dialect: str) -> None:
+    if dialect == "spark" and "WHERE" in clause:
+        pytest.skip("Spark refuses WHERE NULL (below)")
+    q = f"SELECT k, COUNT(*) AS c FROM Dx {clause}" if "GROUP" in clause else f"SELECT k, v FROM Dx {clause}"
+    expected = duckdb_rows(q)
+    assert expected.num_rows == 0  # DuckDB; Flink 2.3 batch and Spark's HAVING NULL keep none either (measured)
+    check(q, dialect, expected)
+
+
+def test_spark_refuses_where_null_as_spark_does() -> None:
+    # Spark 3.5: [DATATYPE_MISMATCH.FILTER_NOT_BOOLEAN] Filter expression "NULL" of type "VOID"
+    # is not a boolean (HAVING NULL it reads: no group)
+    with pytest.raises(rp.UnsupportedError, match="Spark refuses WHERE NULL ") as e:
+        rp.sql("SELECT k FROM Dx WHERE NULL", sources=[Dx], dialect="spark")
+    assert "line 1, column 24" in str(e.value)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark", "flink"])
+def test_a_null_conjunct_of_on_joins_no_row(dialect: str) -> None:
+    q = "SELECT a.k, b.v FROM Dx a JOIN Dx b ON a.k = b.k AND NULL"
+    check(q, dialect, duckdb_rows(q))
+
+
+def test_aggregates_of_a_null_of_no_type_in_duckdb() -> None:
+    # DuckDB: SUM(NULL) is a HUGEINT (read as BIGINT, as its SUM of a BIGINT), AVG and
+    # VAR_SAMP a DOUBLE, COUNT 0
+    check(NULLS, "duckdb", duckdb_rows(NULLS))
+    schema = rp.sql(NULLS, sources=[Dx], dialect="duckdb").outputs[0].schema
+    assert [schema.dtype(c) for c in ("s", "c", "a", "va", "d", "ws")] == [rp.Int64, rp.Int64, rp.Float64, rp.Float64, rp.Int64, rp.Int64]
+    assert rp.sql(NULLS, sources=[Dx], dialect="spark").outputs[0].schema.dtype("s") == rp.Float64  # Spark's DOUBLE
+
+
+@pytest.mark.parametrize("agg", ["MIN(NULL)", "MAX(NULL)"])
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_min_and_max_of_a_null_of_no_type_are_refused_their_type_is_none_of_relplans(agg: str, dialect: str) -> None:
+    with pytest.raises(rp.UnsupportedError, match=rf"{agg[:3]}\(NULL\) has no type relplan has"):
+        rp.sql(f"SELECT {agg} AS m FROM Dx", sources=[Dx], dialect=dialect)
+
+
+def test_flink_refuses_an_aggregate_of_a_null_of_no_type() -> None:
+    # Flink 2.3: "Illegal use of 'NULL'"; a cast NULL is read
+    with pytest.raises(rp.UnsupportedError, match=r"Flink refuses SUM\(NULL\)"):
+        rp.sql("SELECT SUM(NULL) AS s FROM Dx", sources=[Dx], dialect="flink")
+    q = "SELECT SUM(CAST(NULL AS BIGINT)) AS s FROM Dx"
+    check(q, "flink", duckdb_rows(q))
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark", "flink"])
+def test_a_decimal_literal_as_a_case_value_is_the_same_value_typed_double(dialect: str) -> None:
+    # The engines type it DECIMAL(11,1) (measured on DuckDB, Spark 3.5 and Flink 2.3);
+    # relplan's IR has no decimal type: the DOUBLE of the same values (docs/sql.md).
+    q = "SELECT k, CASE WHEN v > 0 THEN 1.5 ELSE 2 END AS d FROM Dx"
+    direct = duckdb_rows(q)
+    assert pa.types.is_decimal(direct.schema.field("d").type)
+    assert rp.sql(q, sources=[Dx], dialect=dialect).outputs[0].schema.dtype("d") == rp.Float64
+    check(q, dialect, direct.set_column(1, "d", direct.column("d").cast(pa.float64())))

@@ -11,8 +11,9 @@ import relplan as rp
 from tests.test_sql_frontend import QUERIES, TABLE, SqlTx, canonical
 
 # Flink runs each query as a job (1.5-2.5 s): a few queries cover its lowerings of what
-# rp.sql builds (NULL-safe keys, inclusive frames, grouping, joins, unions).
-FLINK_QUERIES = [QUERIES[0], QUERIES[1], QUERIES[3], QUERIES[5]]
+# rp.sql builds (NULL-safe keys, inclusive frames, grouping, joins, unions, whole-partition
+# and one-row ROWS frames).
+FLINK_QUERIES = [QUERIES[0], QUERIES[1], QUERIES[3], QUERIES[5], QUERIES[10]]
 
 
 def rows(plan: rp.Plan, engine: str, **options: Any) -> list[str]:

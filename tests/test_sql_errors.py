@@ -150,6 +150,28 @@ def test_a_rows_frame_is_refused_naming_rows() -> None:
     assert e.where is not None and e.where.startswith("line 2, ")
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("frame", [
+    "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW", "ROWS UNBOUNDED PRECEDING", "ROWS 2 PRECEDING",
+    "ROWS BETWEEN 1 PRECEDING AND 1 PRECEDING", "ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING",
+])
+def test_a_rows_frame_whose_rows_depend_on_the_order_among_ties_is_refused_saying_why(dialect: str, frame: str) -> None:
+    query = f"SELECT SUM(amount) OVER (PARTITION BY account_id ORDER BY ts\n    {frame}) AS s\nFROM Payments"
+    e = refused(query, UnsupportedError, dialect)
+    assert e.message.startswith("ROWS frame is not supported")
+    assert "tied on the order" in e.message and "depends on that order" in e.message
+    assert "UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING" in e.message  # what is read
+    assert e.where is not None and e.where.startswith("line 2, ")
+
+
+def test_flink_refuses_a_whole_partition_frame_without_order_by_as_flink_does() -> None:
+    query = "SELECT SUM(amount) OVER (PARTITION BY account_id\n    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS s\nFROM Payments"
+    e = refused(query, SchemaError, "flink")
+    assert "needs ORDER BY" in e.message
+    rp.sql(query, sources=[Payments], dialect="duckdb")  # DuckDB and Spark read it: the whole partition
+    rp.sql(query, sources=[Payments], dialect="spark")
+
+
 # ---- non-deterministic functions ----------------------------------------------------------
 
 
@@ -336,3 +358,56 @@ def test_decimal_arithmetic_that_relplan_would_do_in_double_is_refused(dialect: 
     assert_at(e, query, "n * 1.1")
     for fine in ("n * 1.1e0", "n * CAST(1.1 AS DOUBLE)", "amount * 1.1", "n > 1.5"):
         assert isinstance(rp.sql(f"SELECT {fine} AS x FROM Payments", sources=SOURCES, dialect=dialect), rp.Plan)
+
+
+# ---- db.table -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", ["main.Payments", "memory.main.Payments", "default_database.Payments", "db.Payments"])
+def test_a_table_named_with_a_database_is_refused_naming_what_was_written(dialect: str, name: str) -> None:
+    # The engines read their default database's Payments there (DuckDB's main, Flink's
+    # default_database) or another table; relplan's sources belong to no database.
+    query = f"SELECT account_id\nFROM {name} AS p"
+    e = refused(query, SqlError, dialect)
+    assert e.message.startswith(f"table {name} names a database") and "write Payments" in e.message
+    assert_at(e, query, name)
+
+
+def test_a_column_named_with_a_database_is_refused() -> None:
+    query = "SELECT main.Payments.amount\nFROM Payments"
+    e = refused(query, SqlError)
+    assert e.message.startswith("column main.Payments.amount names a database") and "write Payments.amount" in e.message
+    assert_at(e, query, "main.Payments.amount")
+
+
+def test_sql_features_refuse_a_table_named_with_a_database_too() -> None:
+    with pytest.raises(SqlError, match="table main.Payments names a database"):
+        rp.sql_features("SELECT SUM(amount) OVER (PARTITION BY account_id ORDER BY ts) AS s FROM main.Payments", sources=SOURCES)
+
+
+# ---- window aggregates Spark and Flink refuse -------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["spark", "flink"])
+@pytest.mark.parametrize(("agg", "what"), [
+    ("COUNT(DISTINCT status)", "COUNT(DISTINCT ...) OVER (...)"),
+    ("COUNT(*) FILTER (WHERE status = 'failed')", "COUNT(...) FILTER (WHERE ...) OVER (...)"),
+    ("SUM(amount) FILTER (WHERE status = 'failed')", "SUM(...) FILTER (WHERE ...) OVER (...)"),
+])
+def test_spark_and_flink_refuse_distinct_and_filter_over_a_window_as_their_engines_do(dialect: str, agg: str, what: str) -> None:
+    # Measured (shared ENGINE-FACTS, and again on pyspark 3.5 and Flink 2.3 batch): Spark
+    # says DISTINCT_WINDOW_FUNCTION_UNSUPPORTED and "Window aggregate function with filter
+    # predicate is not supported yet"; Flink "OVER must be applied to aggregate function"
+    # and fails to plan the distinct one.
+    query = f"SELECT account_id,\n       {agg} OVER (PARTITION BY account_id ORDER BY ts) AS c\nFROM Payments"
+    e = refused(query, UnsupportedError, dialect)
+    assert e.message.startswith(f"{dialect.capitalize()} refuses {what}")
+    assert_at(e, query, agg)
+    rp.sql(query, sources=SOURCES, dialect="duckdb")  # DuckDB reads both
+
+
+def test_spark_reads_its_own_way_to_count_distinct_over_a_window() -> None:
+    plan = rp.sql("SELECT SIZE(COLLECT_SET(status) OVER (PARTITION BY account_id ORDER BY ts)) AS c FROM Payments",
+                  sources=SOURCES, dialect="spark")
+    assert "count_distinct(status)" in plan.explain()

@@ -51,6 +51,34 @@ QUERIES = [
     "SELECT a.n, b.amount AS bamount FROM SqlTx a RIGHT JOIN (SELECT * FROM SqlTx WHERE n > 0) b ON a.account_id = b.account_id",
     "SELECT a.n, b.amount AS bamount FROM (SELECT * FROM SqlTx WHERE status = 'ok') a "
     "FULL JOIN (SELECT * FROM SqlTx WHERE n > 0) b ON a.account_id = b.account_id",
+    # ROWS frames whose rows do not depend on the order among tied rows (account 1 has two
+    # rows at T0 + 1 day): the whole partition, and the row alone
+    """SELECT account_id, ts,
+              SUM(amount) OVER (PARTITION BY account_id ORDER BY ts
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS total,
+              COUNT(*) OVER (ORDER BY n DESC ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS everyone,
+              MAX(n) OVER (PARTITION BY status ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS top,
+              SUM(amount) OVER (PARTITION BY account_id ORDER BY ts ROWS BETWEEN CURRENT ROW AND CURRENT ROW) AS own,
+              COUNT(amount) FILTER (WHERE n > 0) OVER (ORDER BY ts ROWS CURRENT ROW) AS own_c,
+              AVG(n) OVER (ORDER BY ts ROWS CURRENT ROW) AS own_avg,
+              MIN(status) OVER (ORDER BY ts ROWS CURRENT ROW) AS own_min,
+              VAR_SAMP(amount) OVER (ORDER BY ts ROWS CURRENT ROW) AS own_var
+       FROM SqlTx""",
+    "SELECT status, COUNT(*) AS c, MAX(COUNT(*)) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS most "
+    "FROM SqlTx GROUP BY status",
+    # JOIN ... USING (k): the unqualified k is the joined column (the left's, the right's
+    # for a RIGHT JOIN, the one that is there for a FULL JOIN); SELECT * shows it once
+    "SELECT account_id, a.n, b.n AS bn FROM SqlTx a JOIN SqlTx b USING (account_id) WHERE account_id > 0",
+    "SELECT account_id, a.n, b.n AS bn FROM (SELECT * FROM SqlTx WHERE n <= 2) a "
+    "LEFT JOIN (SELECT * FROM SqlTx WHERE n >= 3) b USING (account_id)",
+    "SELECT account_id, a.n, b.n AS bn FROM (SELECT * FROM SqlTx WHERE n <= 2) a "
+    "RIGHT JOIN (SELECT * FROM SqlTx WHERE n >= 3) b USING (account_id)",
+    "SELECT account_id, a.account_id AS aid, b.account_id AS bid, a.n, b.n AS bn FROM (SELECT * FROM SqlTx WHERE n <= 2) a "
+    "FULL JOIN (SELECT * FROM SqlTx WHERE n >= 3) b USING (account_id)",
+    "SELECT account_id, COUNT(*) AS c FROM (SELECT account_id, n FROM SqlTx WHERE n <= 2) a "
+    "FULL JOIN (SELECT account_id, amount FROM SqlTx WHERE n >= 3) b USING (account_id) GROUP BY account_id",
+    "SELECT * FROM (SELECT account_id, n FROM SqlTx WHERE n <= 2) a "
+    "FULL JOIN (SELECT amount, account_id FROM SqlTx WHERE n >= 3) b USING (account_id)",
 ]
 
 
@@ -84,3 +112,28 @@ def test_a_sql_range_frame_includes_its_edge_and_the_ir_says_so() -> None:
         sources=[SqlTx], dialect="flink",
     )
     assert "[t-1d, t]" in plan.explain()
+
+
+def test_rows_frames_read_need_no_order_among_ties() -> None:
+    plan = rp.sql(QUERIES[10], sources=[SqlTx], dialect="duckdb")
+    text = plan.explain()
+    assert "own := amount" in text  # the row alone: a value of the row, no frame
+    assert text.count("frame=(-inf, t]") == 3  # the whole partition: every row a peer of the others
+    got = {(r["account_id"], r["ts"].astimezone(UTC)): r["total"] for r in rp.execute(plan, tables={"SqlTx": TABLE}).to_pylist()}
+    assert got[(1, T0)] == 19.0 and got[(None, T0)] == 4.0
+
+
+def test_select_star_shows_a_using_column_once_first_as_duckdb_does() -> None:
+    query = QUERIES[-1]
+    plan = rp.sql(query, sources=[SqlTx], dialect="duckdb")
+    names = plan.outputs[0].schema.names
+    con = duckdb.connect()
+    con.register("SqlTx", TABLE)
+    assert list(names) == [d[0] for d in con.sql(query).description] == ["account_id", "n", "amount"]
+
+
+def test_a_using_column_beside_a_third_sides_column_of_its_name_is_refused_as_ambiguous() -> None:
+    # DuckDB reads it as the USING column; relplan asks for a qualifier rather than pick
+    query = "SELECT account_id FROM SqlTx a JOIN SqlTx b USING (account_id) JOIN SqlTx c ON a.n = c.n"
+    with pytest.raises(rp.SchemaError, match="'account_id' is ambiguous"):
+        rp.sql(query, sources=[SqlTx], dialect="duckdb")

@@ -32,10 +32,10 @@ from difflib import get_close_matches
 from sqlglot import exp
 
 from relplan.compiler.sql import emitted, semantics
-from relplan.compiler.sql.expressions import Located, convert, fail, interval_us
+from relplan.compiler.sql.expressions import Located, _head, _sql, convert, fail, interval_us
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
-from relplan.ir.errors import RelplanError, SchemaError, TypeMismatchError, UnsupportedError
+from relplan.ir.errors import RelplanError, SchemaError, SqlError, TypeMismatchError, UnsupportedError
 from relplan.ir.expr import Case, Cast, Coalesce, Column, Expr, Literal, Unary, and_all
 from relplan.ir.nodes import (
     WINDOW_END,
@@ -78,6 +78,12 @@ class Rel:
     window: tuple[str, TimeWindow] | None = None
     # IR columns known never to be NULL (a source's event time, until an outer join pads it).
     not_null: frozenset[str] = frozenset()
+    # JOIN ... USING (k): the unqualified k is the joined column (``using``, qualifier None:
+    # the left side's k, the right side's for a RIGHT JOIN, COALESCE of both for a FULL
+    # JOIN), which ``SELECT *`` shows once; the sides' own k (``hidden``, their IR names)
+    # are read only qualified (a.k, b.k).
+    using: tuple[Col, ...] = ()
+    hidden: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -245,6 +251,11 @@ def _table(t: exp.Expression, ctx: Context) -> Rel:
     if not isinstance(t, exp.Table) or not isinstance(t.this, exp.Identifier):
         raise fail(UnsupportedError, f"FROM {t.sql()} is not supported: name a source, a CTE or a subquery", t)
     name = t.name
+    if t.args.get("db") or t.args.get("catalog"):
+        # Sources and CTEs belong to no database: the prefix could name any table of any
+        # database, so it is refused rather than dropped.
+        written = ".".join(p.name for p in t.parts)
+        raise fail(SqlError, f"table {written} names a database: relplan's sources belong to none; write {name}", t)
     alias = t.alias_or_name
     for cte_name, rel in ctx.ctes.items():
         if ctx.same_name(cte_name, name):
@@ -322,11 +333,24 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
     residual_parts: list[exp.Expression] = []
     pre_left: list[tuple[str, Expr]] = []
     pre_right: list[tuple[str, Expr]] = []
+    joined: list[tuple[Col, Expr]] = []  # USING's columns, as the unqualified name reads them
     if using:
         for ident in using:
             lcol = _lookup(left, exp.Column(this=ident.copy()), ctx)  # a copy keeps the name's place in the text
             rcol = _lookup(right, exp.Column(this=ident.copy()), ctx)
             pairs.append((lcol.name, rcol.name))
+            # SQL's meaning, the same in DuckDB, Spark and Flink: the left's value (it
+            # equals the right's where both are there), the right's for a RIGHT JOIN,
+            # the one that is there for a FULL JOIN.
+            shown = next((c.name for c in left.cols + list(left.using) if c.ir == lcol.name), ident.name)
+            if how == "full":
+                try:
+                    value: Expr = Coalesce((lcol, rcol))
+                except RelplanError as e:
+                    raise fail(type(e), e.message, ident) from None
+                joined.append((Col(None, shown, ctx.fresh(ident.name + "_")), value))
+            else:
+                joined.append((Col(None, shown, (rcol if how == "right" else lcol).name), lcol))
     elif on is not None:
         for part in _sql_conjuncts(on):
             pair = _key_pair(part, left, right, ctx)
@@ -365,12 +389,18 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
     if pre_left or pre_right:  # drop the computed key columns again
         keep = [c.ir for c in cols]
         node = Project(node, tuple((n, Column(n, node.schema.dtype(n))) for n in keep))
-    both = Rel(node, cols)
-    pred = and_all([_condition(_scalar(p, both, ctx), p, "ON") for p in residual_parts])
+    both = Rel(node, cols, using=left.using, hidden=left.hidden)
+    pred = and_all([_condition(_scalar(p, both, ctx), p, "ON", ctx.dialect) for p in residual_parts])
     if pred is not None:
         node = Filter(node, pred)
     not_null = {"inner": left.not_null | right_not_null, "left": left.not_null, "right": right_not_null}.get(how, frozenset())
-    return Rel(node, cols, not_null=frozenset(not_null))
+    if not joined:
+        return Rel(node, cols, not_null=frozenset(not_null), using=left.using, hidden=left.hidden)
+    node = _extend(node, [(c.ir, value) for c, value in joined if how == "full"])
+    names = {c.name.lower() if ctx.dialect != "flink" else c.name for c, _ in joined}
+    kept = tuple(c for c in left.using if (c.name.lower() if ctx.dialect != "flink" else c.name) not in names)
+    hidden = left.hidden | {lname for lname, _ in pairs} | {rname for _, rname in pairs}
+    return Rel(node, cols, not_null=frozenset(not_null), using=(*[c for c, _ in joined], *kept), hidden=frozenset(hidden))
 
 
 def _known_columns(part: exp.Expression, left: Rel, right: Rel, ctx: Context) -> None:
@@ -378,7 +408,7 @@ def _known_columns(part: exp.Expression, left: Rel, right: Rel, ctx: Context) ->
     for col in part.find_all(exp.Column):
         if isinstance(col.this, exp.Star) or _try_scalar(col, left, ctx) is not None or _try_scalar(col, right, ctx) is not None:
             continue
-        _lookup(Rel(left.node, left.cols + right.cols), col, ctx)  # no such column on either side: raises
+        _lookup(Rel(left.node, left.cols + right.cols, using=left.using, hidden=left.hidden), col, ctx)  # no such column on either side: raises
 
 
 def _extend(node: Node, extra: list[tuple[str, Expr]]) -> Node:
@@ -426,7 +456,14 @@ def _lookup(rel: Rel, col: exp.Expression, ctx: Context) -> Column:
         raise fail(UnsupportedError, f"expected a column, got {col.sql()}", col)
     name = col.name
     qual = col.table or None
-    hits = [c for c in rel.cols if ctx.same_name(c.name, name) and (qual is None or (c.qualifier is not None and ctx.same_name(c.qualifier, qual)))]
+    if col.args.get("db") or col.args.get("catalog"):
+        written = ".".join(p.name for p in col.parts)
+        raise fail(SqlError, f"column {written} names a database: relplan's sources belong to none; write {col.table}.{name}", col)
+    if qual is None:  # JOIN ... USING's k, not the sides' own
+        cands = [c for c in rel.cols if c.ir not in rel.hidden] + list(rel.using)
+        hits = [c for c in cands if ctx.same_name(c.name, name)]
+    else:
+        hits = [c for c in rel.cols if ctx.same_name(c.name, name) and c.qualifier is not None and ctx.same_name(c.qualifier, qual)]
     if len(hits) > 1 and qual is None:
         exact = [c for c in hits if c.name == name]
         hits = exact if len(exact) == 1 else hits
@@ -445,7 +482,15 @@ def _lookup(rel: Rel, col: exp.Expression, ctx: Context) -> Column:
     return Column(c.ir, rel.node.schema.dtype(c.ir))
 
 
-def _condition(pred: Expr, node: exp.Expression, clause: str) -> Expr:
+def _condition(pred: Expr, node: exp.Expression, clause: str, dialect: str) -> Expr:
+    if pred.dtype == T.Null:
+        # A condition of no type (WHERE NULL) is NULL on every row: DuckDB and Flink keep
+        # no row; Spark does for HAVING NULL (and a NULL conjunct of ON), and refuses WHERE
+        # NULL (FILTER_NOT_BOOLEAN: "NULL" of type VOID is not a boolean).
+        if dialect == "spark" and clause == "WHERE":
+            raise fail(UnsupportedError, f"Spark refuses {clause} {_head(_sql(node, dialect))} (a NULL of no type, "
+                       "VOID, is not a boolean); write FALSE to keep no row", node)
+        return Literal(None, T.Bool)
     if pred.dtype != T.Bool:
         text = node.sql()
         raise fail(TypeMismatchError, f"{clause} needs a boolean condition, but {text if len(text) <= 60 else text[:57] + '...'} is {pred.dtype}", node)
@@ -508,8 +553,8 @@ def _select(q: exp.Select, ctx: Context) -> Rel:
     if where is not None:
         if has_aggregate(where.this):
             raise fail(SchemaError, "an aggregate in WHERE: filter groups with HAVING instead", where)
-        pred = _condition(_scalar(where.this, rel, ctx), where.this, "WHERE")
-        rel = Rel(Filter(rel.node, pred), rel.cols, rel.window, rel.not_null)
+        pred = _condition(_scalar(where.this, rel, ctx), where.this, "WHERE", ctx.dialect)
+        rel = Rel(Filter(rel.node, pred), rel.cols, rel.window, rel.not_null, rel.using, rel.hidden)
     items = _expand_star(q, rel, ctx)
     group = q.args.get("group")
     having = q.args.get("having")
@@ -518,7 +563,7 @@ def _select(q: exp.Select, ctx: Context) -> Rel:
     if grouped:
         builder.group(group.expressions if group is not None else [], q)
     outputs = [(name, builder.value(e)) for name, e in items]
-    having_pred = _condition(builder.value(having.this), having.this, "HAVING") if having is not None else None
+    having_pred = _condition(builder.value(having.this), having.this, "HAVING", ctx.dialect) if having is not None else None
     node = builder.finish(having_pred)
     names = _unique_names([n for n, _ in outputs], q)
     exprs = tuple((n, e) for n, e in zip(names, (e for _, e in outputs)))
@@ -540,6 +585,8 @@ def _expand_star(q: exp.Select, rel: Rel, ctx: Context) -> list[tuple[str, exp.E
                 raise fail(UnsupportedError, "SELECT * EXCLUDE/REPLACE/RENAME is not supported; name the columns", e)
             qual = target.table if isinstance(target, exp.Column) else None
             picked = [c for c in rel.cols if not c.ir.startswith("__sql_") or c.name != c.ir]
+            if not qual and rel.using:  # USING's columns once, first (as DuckDB, Spark and Flink do)
+                picked = list(rel.using) + [c for c in picked if c.ir not in rel.hidden]
             if qual:
                 picked = [c for c in picked if c.qualifier is not None and ctx.same_name(c.qualifier, qual)]
                 if not picked:
@@ -684,7 +731,7 @@ class Stage:
             return self._window(n)
         distinct = emitted.size_of_collect_set(n)  # Spark's COUNT(DISTINCT x) OVER w, as relplan writes it
         if distinct is not None:
-            return self._window(distinct)
+            return self._window(distinct, written=False)
         mean = emitted.exact_mean(n)  # Spark's exact AVG of a BIGINT, as relplan writes it
         if mean is not None:
             return self._child(mean)
@@ -756,10 +803,32 @@ class Stage:
                 raise fail(UnsupportedError, f"DISTINCT is supported in COUNT(DISTINCT x) only, not {n.sql()}", n)
             func, arg_node = "count_distinct", arg_node.expressions[0]
         arg = None if arg_node is None or isinstance(arg_node, exp.Star) else conv(arg_node)
+        if arg is not None and arg.dtype == T.Null:
+            arg = self._typed_null(func, n)
         if func != "count" and arg is None:
             raise fail(SchemaError, f"{_fname(n)}(*) is not an aggregate; name a column", n)
         fexpr = conv(filt) if filt is not None else None
         return func, arg, fexpr, None
+
+    def _typed_null(self, func: str, n: exp.Expression) -> Literal:
+        """The argument of an aggregate of a NULL of no type (SUM(NULL)), typed as the
+        dialect's engine types it, where that type is one of the IR's: the aggregate's
+        value is the same (NULL, or 0 for COUNT) and its type the engine's."""
+        dialect = self.ctx.dialect
+        written = _head(n.sql(dialect=dialect))
+        if dialect == "flink":  # measured: "Illegal use of 'NULL'"
+            raise fail(UnsupportedError, f"Flink refuses {written} (an aggregate of a NULL of no type); "
+                       "cast it: CAST(NULL AS <type>)", n)
+        if func in ("count", "count_distinct"):
+            return Literal(None, T.Int64)  # 0, a BIGINT, whatever the argument's type
+        if func in ("mean", "var", "std"):
+            return Literal(None, T.Float64)  # NULL, a DOUBLE in DuckDB and Spark
+        if func == "sum":
+            # DuckDB's SUM(NULL) is a HUGEINT (read as BIGINT, as its SUM of a BIGINT is),
+            # Spark's a DOUBLE
+            return Literal(None, T.Int64 if dialect == "duckdb" else T.Float64)
+        raise fail(UnsupportedError, f"{written} has no type relplan has (DuckDB's and Spark's are NULL and VOID); "
+                   "cast it: CAST(NULL AS <type>)", n)
 
     def _aggregate(self, n: exp.Expression) -> Expr:
         func, arg, filt, by = self._agg_call(n, self.rel)
@@ -785,7 +854,8 @@ class Stage:
 
     # -- window functions --------------------------------------------------------------
 
-    def _window(self, n: exp.Window) -> Expr:
+    def _window(self, n: exp.Window, written: bool = True) -> Expr:
+        """``written``: as the user wrote it, not read back from relplan's own lowering."""
         ctx = self.ctx
         inner = n.this
         if isinstance(inner, _RANKING) or _fname(inner) in ("RANK", "DENSE_RANK", "NTILE", "PERCENT_RANK", "CUME_DIST", "ROW_NUMBER", "LAG", "LEAD", "FIRST_VALUE", "LAST_VALUE"):
@@ -794,11 +864,27 @@ class Stage:
             raise fail(UnsupportedError, "IGNORE/RESPECT NULLS is not supported", n)
         if not is_aggregate(inner if not isinstance(inner, exp.Filter) else inner.this):
             raise fail(UnsupportedError, f"{_fname(inner)}() OVER (...) is not an aggregate relplan reads", n)
+        if written and ctx.dialect in ("spark", "flink"):
+            _refused_over(inner, n, ctx.dialect)
         over = None if self.grouped else self.rel
         func, arg, filt, by = self._agg_call(inner, over)
         keys = tuple(self._child(p) for p in n.args.get("partition_by") or [])
         order = n.args.get("order")
         spec = n.args.get("spec")
+        ordered = order is not None and bool(order.expressions)
+        # Flink's OVER needs an ORDER BY whatever the frame (refused below, as Flink would).
+        whole = _whole_partition(spec) and (ordered or ctx.dialect != "flink")
+        single = _current_row_only(spec) and ordered
+        if whole or single:
+            # Frames whose rows do not depend on the order: read whatever it is ordered by.
+            for o in (order.expressions if order is not None else []):
+                self._child(o.this)
+            if single:
+                return self._one_row(func, arg, filt, n)
+            # The whole partition: every row a peer of every other (one constant order
+            # time, the epoch: any would do) under a frame from the start, so each row
+            # sees the whole partition.
+            return self._window_call(keys, semantics.zero_of(T.Timestamp), True, Frame(None), func, arg, filt, by, n)
         if order is None or not order.expressions:
             if spec is not None:
                 raise fail(SchemaError, "a window frame (ROWS/RANGE) needs ORDER BY a time column", n)
@@ -819,6 +905,11 @@ class Stage:
         if ctx.dialect == "spark":
             _same_interval_units(spec)
         frame = _frame(spec, micros=epoch_of is not None)
+        return self._window_call(keys, order_e, nulls_first, frame, func, arg, filt, by, n)
+
+    def _window_call(self, keys: tuple[Expr, ...], order_e: Expr, nulls_first: bool, frame: Frame, func: str,
+                     arg: Expr | None, filt: Expr | None, by: Column | None, n: exp.Expression) -> Expr:
+        ctx = self.ctx
 
         def call(func: str) -> Column:
             name = ctx.fresh("w")
@@ -833,6 +924,25 @@ class Stage:
             # Flink's AVG of a BIGINT is a BIGINT: the frame's sum divided by its count, truncated.
             return semantics.truncated_div(call("sum"), call("count"))
         return call(func)
+
+    def _one_row(self, func: str, arg: Expr | None, filt: Expr | None, n: exp.Expression) -> Expr:
+        """An aggregate over ``ROWS BETWEEN CURRENT ROW AND CURRENT ROW``: over the row
+        alone, so a value of the row (the IR's frames hold a row's peers too)."""
+        try:
+            dtype = AggCall(func, arg, "?", filt, None).dtype
+        except Exception as e:
+            raise fail(SchemaError, str(e), n) from None
+        if func == "mean" and self.ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
+            dtype = T.Int64  # Flink's AVG of a BIGINT is a BIGINT: of one value, the value
+        conds = ([Unary("IS NOT NULL", arg)] if arg is not None else []) + ([filt] if filt is not None else [])
+        present = and_all(conds)
+        if func in ("count", "count_distinct"):
+            return Literal(1) if present is None else Case(((present, Literal(1)),), Literal(0))
+        if func in ("var", "std"):  # the sample variance of one value is NULL
+            return Literal(None, dtype)
+        assert arg is not None
+        value = arg if arg.dtype == dtype else Cast(arg, dtype)
+        return value if filt is None else Case(((filt, value),), Literal(None, dtype))
 
     # -- the nodes -----------------------------------------------------------------------
 
@@ -890,6 +1000,8 @@ class Stage:
                     value: Expr = Coalesce((e, semantics.zero_of(e.dtype)))
                 elif how == "pknull" or how == "onull":
                     value = Unary("IS NULL", e)
+                elif how == "oconst":
+                    value = e
                 elif how == "ofirst":
                     value = Coalesce((e, Literal(EARLIEST)))
                 else:
@@ -904,6 +1016,8 @@ class Stage:
                 keys += [column_for(k, "pk"), column_for(k, "pknull")]
             if isinstance(w.order, Column) and w.order.name in self.rel.not_null and not self.grouped:
                 order = w.order.name  # never NULL: SQL's order is the IR's
+            elif isinstance(w.order, Literal) and w.order.value is not None:
+                order = column_for(w.order, "oconst")  # the whole partition: every row a peer
             else:
                 if w.frame.lower is not None:  # a bounded start: NULL times only see each other
                     keys.append(column_for(w.order, "onull"))
@@ -916,6 +1030,22 @@ class Stage:
                 by_frame.setdefault(w.frame, []).append(AggCall(w.func, w.arg, w.name, w.filter, w.by))
             node = WindowAggregate(node, keys, order, tuple((f, tuple(a)) for f, a in by_frame.items()))
         return node
+
+
+def _refused_over(inner: exp.Expression, n: exp.Window, dialect: str) -> None:
+    """Spark and Flink refuse a window aggregate with FILTER or DISTINCT (Spark: "Window
+    aggregate function with filter predicate is not supported yet", DISTINCT_WINDOW_
+    FUNCTION_UNSUPPORTED; Flink: "OVER must be applied to aggregate function", and a
+    planner error); so does rp.sql in their dialects, rather than give them a meaning."""
+    engine = dialect.capitalize()
+    agg = inner.this if isinstance(inner, exp.Filter) else inner
+    name = _fname(agg)
+    if isinstance(inner, exp.Filter):
+        raise fail(UnsupportedError, f"{engine} refuses {name}(...) FILTER (WHERE ...) OVER (...) (a window aggregate with "
+                   f"FILTER); move the condition into the argument: {name}(CASE WHEN <condition> THEN <x> END)", n)
+    if isinstance(agg.this, exp.Distinct):
+        way = "; SIZE(COLLECT_SET(x) OVER (...)) counts the distinct values" if dialect == "spark" else ""
+        raise fail(UnsupportedError, f"{engine} refuses {name}(DISTINCT ...) OVER (...) (a distinct window aggregate){way}", n)
 
 
 def _spark_bound(n: exp.Expression) -> str | None:
@@ -956,6 +1086,32 @@ def _same_interval_units(spec: exp.WindowSpec | None) -> None:
         )
 
 
+def _bounds(spec: exp.WindowSpec | None) -> tuple[str, str, str, str, str] | None:
+    """(kind, start, start side, end, end side) of a frame, upper-cased, the numbers and
+    intervals as "n"; None for no frame."""
+    if spec is None:
+        return None
+
+    def word(x: object) -> str:
+        return x.upper() if isinstance(x, str) else "n"
+
+    end = spec.args.get("end")
+    return (str(spec.args.get("kind") or "").upper(), word(spec.args.get("start")), str(spec.args.get("start_side") or "").upper(),
+            word(end) if end is not None else "CURRENT ROW", str(spec.args.get("end_side") or "").upper())
+
+
+def _whole_partition(spec: exp.WindowSpec | None) -> bool:
+    """``ROWS`` or ``RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING``."""
+    b = _bounds(spec)
+    return b is not None and b[1:] == ("UNBOUNDED", "PRECEDING", "UNBOUNDED", "FOLLOWING")
+
+
+def _current_row_only(spec: exp.WindowSpec | None) -> bool:
+    """``ROWS BETWEEN CURRENT ROW AND CURRENT ROW`` (``ROWS CURRENT ROW``): the row alone."""
+    b = _bounds(spec)
+    return b is not None and b[0] == "ROWS" and b[1] == "CURRENT ROW" and b[3] == "CURRENT ROW"
+
+
 def _frame(spec: exp.WindowSpec | None, micros: bool = False) -> Frame:
     """The IR frame of a SQL frame over a timestamp order; None (no frame) is SQL's default,
     RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW. ``micros``: the order is a
@@ -975,8 +1131,10 @@ def _frame(spec: exp.WindowSpec | None, micros: bool = False) -> Frame:
     if kind != "RANGE":
         raise fail(
             UnsupportedError,
-            f"{kind or 'this'} frame is not supported: ROWS counts rows, relplan's frames are time ranges "
-            "(RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT ROW)",
+            f"{kind or 'this'} frame is not supported: a ROWS frame counts rows, and rows tied on the order "
+            "are taken in an order the engine picks, so its result depends on that order; relplan's frames "
+            "are time ranges (RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT ROW), and it reads ROWS only "
+            "BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING or CURRENT ROW AND CURRENT ROW",
             spec,
         )
     start, start_side = spec.args.get("start"), str(spec.args.get("start_side") or "").upper()
