@@ -129,6 +129,20 @@ def test_random_characters_are_declined_or_read_as_sqlglot_reads_them(text: str)
         assert_declines_or_equals(text, d)
 
 
+EDGES = [
+    "USER-DEFINEDX y", "a USER-DEFINED(", "GROUP\x0bBY x", "GROUP \t BY x", "x <== y", "x <=> y", "a<@b", "a->>'$.x'",
+    "ADD JAR x", "x ADD JAR y", "SELECT 1;ADD JAR x", "SELECT 1; EXECUTE x", "FETCH NEXT 1 ROWS ONLY", "e 'x'", "n\t'x'",
+    "SELECT 1 -- c", "SELECT 1 --", "--", "/**/", "a/**/b", "a /* x */\n/* y */ b", "a -- x\r\n-- y\rb", "x ;-- c\n;",
+    "/* c */ ; a", "a\n\n  -- c\n  ; b", "SELECT 'a' 'b'", "''", "SELECT ``", "1.5.2", "t.5", "a.*", "1-1", "--1", "-- é\nx",
+]
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_edges_are_declined_or_read_as_sqlglot_reads_them(text: str) -> None:
+    for d in DIALECTS:
+        assert_declines_or_equals(text, d)
+
+
 # ---- the fast path is taken ------------------------------------------------------------
 
 FEATURE_SQL = [
