@@ -724,9 +724,9 @@ def _reference(item: exp.Expression) -> tuple[str, exp.Expression, list[exp.Expr
     if not (isinstance(item, exp.Alias) and item.alias.startswith(FlinkLowering.REF) and isinstance(item.this, exp.Window)):
         return None
     w = item.this
-    partition = list(w.args.get("partition_by") or [])
+    partition = list(w.args.get("partition_by") or [])  # none without keys: one partition
     order, spec = w.args.get("order"), w.args.get("spec")
-    if w.args.get("alias") is not None:  # no keys: one partition, PARTITION BY nothing
+    if w.args.get("alias") is not None:  # OVER a named window: relplan writes the reference's inline
         return None
     if isinstance(w.this, exp.Min) and order is None and spec is None:
         return item.alias, _unparen(w.this.this), partition
