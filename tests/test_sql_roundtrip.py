@@ -573,3 +573,25 @@ def test_flinks_greatest_reads_as_flink_computes_it() -> None:
     tree = sqlglot.parse_one(text, read="flink")
     assert not tree.find(sqlglot.exp.Greatest).args.get("ignore_nulls")
     assert tree.sql(dialect="flink") == text
+
+
+def test_a_flink_statement_set_of_idioms_reads_back_output_by_output() -> None:
+    import re
+
+    from relplan.compiler.execute import execute_all
+    from relplan.compiler.plan import Plan
+    from relplan.ir.nodes import Sink
+
+    from plan_strategies import EVENTS
+    from test_differential import differences
+
+    plans = _flink_idiom_plans()
+    plan = Plan(outputs=(Sink(plans["aggregate"].outputs[0].input, "a"), Sink(plans["window"].outputs[0].input, "w")))
+    text = plan.to_sql("flink")
+    # pretty CASEs end in END lines of their own; only the statement set's last END closes it
+    assert text.startswith("SET ") and "EXECUTE STATEMENT SET" in text and re.search(r"\n +END\n", text)
+    read = rp.sql(text, sources=[EVENTS], dialect="flink")
+    assert list(read.output_names) == ["a", "w"]
+    tables = {"events": _flink_idiom_rows()}
+    diffs = differences(execute_all(plan, "duckdb", tables), execute_all(read, "duckdb", tables))
+    assert not diffs, "\n".join(diffs)
