@@ -164,12 +164,15 @@ def test_a_rows_frame_whose_rows_depend_on_the_order_among_ties_is_refused_sayin
     assert e.where is not None and e.where.startswith("line 2, ")
 
 
-def test_flink_refuses_a_whole_partition_frame_without_order_by_as_flink_does() -> None:
-    query = "SELECT SUM(amount) OVER (PARTITION BY account_id\n    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS s\nFROM Payments"
-    e = refused(query, SchemaError, "flink")
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_row_alone_needs_an_order_by(dialect: str) -> None:
+    # Without ORDER BY, Flink 2.3 (batch) gives ROWS BETWEEN CURRENT ROW AND CURRENT ROW the
+    # whole partition and DuckDB the row alone (measured): refused rather than read either way.
+    query = "SELECT SUM(amount) OVER (PARTITION BY account_id\n    ROWS BETWEEN CURRENT ROW AND CURRENT ROW) AS s\nFROM Payments"
+    e = refused(query, SchemaError, dialect)
     assert "needs ORDER BY" in e.message
-    rp.sql(query, sources=[Payments], dialect="duckdb")  # DuckDB and Spark read it: the whole partition
-    rp.sql(query, sources=[Payments], dialect="spark")
+    whole = "SELECT SUM(amount) OVER (PARTITION BY account_id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS s FROM Payments"
+    assert "frame=(-inf, t]" in rp.sql(whole, sources=[Payments], dialect=dialect).explain()  # the whole partition
 
 
 # ---- non-deterministic functions ----------------------------------------------------------

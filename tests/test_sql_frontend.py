@@ -66,6 +66,9 @@ QUERIES = [
        FROM SqlTx""",
     "SELECT status, COUNT(*) AS c, MAX(COUNT(*)) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS most "
     "FROM SqlTx GROUP BY status",
+    # no ORDER BY, no frame: the whole partition too
+    "SELECT account_id, n, SUM(amount) OVER (PARTITION BY account_id) AS total, COUNT(*) OVER () AS everyone, "
+    "MIN(n) FILTER (WHERE status = 'failed') OVER (PARTITION BY status) AS least FROM SqlTx",
     # JOIN ... USING (k): the unqualified k is the joined column (the left's, the right's
     # for a RIGHT JOIN, the one that is there for a FULL JOIN); SELECT * shows it once
     "SELECT account_id, a.n, b.n AS bn FROM SqlTx a JOIN SqlTx b USING (account_id) WHERE account_id > 0",

@@ -872,8 +872,10 @@ class Stage:
         order = n.args.get("order")
         spec = n.args.get("spec")
         ordered = order is not None and bool(order.expressions)
-        # Flink's OVER needs an ORDER BY whatever the frame (refused below, as Flink would).
-        whole = _whole_partition(spec) and (ordered or ctx.dialect != "flink")
+        # No ORDER BY and no frame: the whole partition, in all three (Flink in batch).
+        whole = _whole_partition(spec) or (spec is None and not ordered)
+        # The row alone only when ordered: without ORDER BY, Flink 2.3 (batch) gives ROWS
+        # BETWEEN CURRENT ROW AND CURRENT ROW the whole partition (measured), DuckDB the row.
         single = _current_row_only(spec) and ordered
         if whole or single:
             # Frames whose rows do not depend on the order: read whatever it is ordered by.
