@@ -42,9 +42,9 @@ the front end (query.py) reads these idioms as what they mean:
   builders make, so only the exact text relplan writes is read.
 
 Idioms not read yet raise an UnsupportedError naming them, as does text that differs from
-an idiom above in any part (it is read as written, and its MIN of strings, FIRST_VALUE or
-DECIMAL casts are refused): interval arithmetic on timestamps, and a bare ``EPOCH_US``
-elsewhere.
+an idiom above in any part (it is read as written, and what the front end does not read in
+it, SUBSTR, GREATEST, FIRST_VALUE, a DECIMAL cast, is refused): interval arithmetic on
+timestamps, and a bare ``EPOCH_US`` elsewhere.
 """
 
 from __future__ import annotations
@@ -519,7 +519,7 @@ def _field_name(node: exp.Expression) -> str | None:
 # Each is matched against a template those same builders make, with placeholder columns
 # standing for the parts that vary (the value, the time, the filter, the key aggregate), so
 # only the exact shape relplan emits is read; any other text is left to the front end,
-# which refuses what it does not read (FIRST_VALUE, an aggregate over a whole partition).
+# which reads it as written and refuses what it does not read (SUBSTR, GREATEST, FIRST_VALUE).
 
 _HOLE = "__rp_hole_"  # placeholder columns of the templates
 _X, _TS, _FILTER, _KEY, _REF = (_HOLE + n for n in ("x", "ts", "filter", "key", "ref"))
