@@ -102,7 +102,7 @@ def sql_like(draw: st.DrawFn, hostile: bool) -> str:
     return draw(st.sampled_from(["", " ", "\n", "-- lead\n"])) + "".join(out)
 
 
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @SETTINGS
@@ -122,7 +122,7 @@ def test_hostile_texts_are_declined_or_read_as_sqlglot_reads_them(text: str) -> 
 CHARS = "abcNnXxEeRr019_ \t\n\r'\"`()[]{},.;:*=<>+-/%|!@#$?&^~\\é\x00\x0b"
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.text(alphabet=CHARS, max_size=40))
 def test_random_characters_are_declined_or_read_as_sqlglot_reads_them(text: str) -> None:
     for d in DIALECTS:

@@ -111,9 +111,10 @@ class _Scanner:
         def stops(c: str) -> bool:
             return c in single and c not in var_single
 
-        # sqlglot's walk ends a word at a trie key only if the key starts with the whole
-        # word (see _lead): the words that start a multi-character key ("GROUP" of
-        # "GROUP BY", "N" of "N'", "USER" of "USER-DEFINED").
+        # sqlglot's trie walk from a word finds a key only if the key starts with the
+        # whole word and then a non-word character (a key is never a word alone, and no
+        # word character is a single token): the words that start a key, the leads
+        # ("GROUP" of "GROUP BY", "N" of "N'", "USER" of "USER-DEFINED").
         keys = list(_trie_keys(trie))
         leads = {m.group() for k in keys if (m := re.match(r"[A-Za-z0-9_]+", k))}
         # A word's type by its upper case, None for the words read through the trie
@@ -175,18 +176,26 @@ class _Scanner:
             and not any(t in self.commands for t in single.values())
         )
 
+        def group(parts: list[str]) -> str:
+            # a capturing group of the alternatives, or one that never matches: the
+            # group numbers stay those of _WORD ... _TRIE
+            return "(" + ("|".join(parts) if parts else "(?!)") + ")"
+
+        def quoted(q: str) -> str:
+            # q...q on one line, without a backslash, not followed by q (a doubled quote)
+            e = re.escape(q)
+            return rf"{e}[^{e}\\\r\n]*+{e}(?!{e})"
+
         alts = [
             r"([A-Za-z_][A-Za-z0-9_]*+)",  # _WORD
             # _NUMBER: sqlglot's number ends at anything but a digit, '.', 'e'/'E',
             # '_' or a letter (a literal suffix or, in Hive's dialects, a name)
             r"([0-9]++(?:\.[0-9]++)?+)(?![.\w])",
-            "(" + "|".join(["[" + "".join(simple) + "]", *guarded]) + ")" if simple or guarded else "(?!)",  # _PUNCT_G
-            "(" + "|".join(f"{re.escape(q)}[^{re.escape(q)}\\\\\\r\\n]*+{re.escape(q)}(?!{re.escape(q)})" for q in string_q) + ")"
-            if string_q else "(?!)",  # _STRING
-            "(" + "|".join(f"{re.escape(q)}[^{re.escape(q)}\\\\\\r\\n]*+{re.escape(q)}(?!{re.escape(q)})" for q in ident_q) + ")"
-            if ident_q else "(?!)",  # _IDENT
+            group((["[" + "".join(simple) + "]"] if simple else []) + guarded),  # _PUNCT_G
+            group([quoted(q) for q in string_q]),  # _STRING
+            group([quoted(q) for q in ident_q]),  # _IDENT
             r"(\r\n?|\n)",  # _BREAK
-            "([" + "".join(walked) + "])" if walked else "(?!)",  # _TRIE
+            group(["[" + "".join(walked) + "]"] if walked else []),  # _TRIE
         ]
         self.pattern = re.compile(r"[ \t]*+(?:" + "|".join(alts) + ")")
 
