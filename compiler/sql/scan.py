@@ -69,6 +69,8 @@ _WORD, _NUMBER, _PUNCT_G, _STRING, _IDENT, _BREAK, _TRIE = 1, 2, 3, 4, 5, 6, 7
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # line breaks as sqlglot's _advance counts them
 _SPACE_RUN = re.compile(r"\s+")
+_LF = re.compile(r"\n")
+_CR_OR_LF = re.compile(r"[\r\n]")
 
 _VAR = TokenType.VAR
 _NUMBER_T = TokenType.NUMBER
@@ -458,11 +460,8 @@ class _Scanner:
         end_marker = self.comments[start]
         start_line = line
         if start == "--" and end_marker is None:
-            stop = len(sql)
-            for brk in ("\n",) if self.newline_only else ("\n", "\r"):
-                i = sql.find(brk, pos + 2)
-                if i != -1:
-                    stop = min(stop, i)
+            eol = (_LF if self.newline_only else _CR_OR_LF).search(sql, pos + 2)  # the first, not every, line end
+            stop = eol.start() if eol else len(sql)
             text = sql[pos + 2 : stop]
             if "\r" in text:
                 raise _Decline  # sqlglot counts it as a line break inside the comment
