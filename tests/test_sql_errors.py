@@ -414,3 +414,23 @@ def test_spark_reads_its_own_way_to_count_distinct_over_a_window() -> None:
     plan = rp.sql("SELECT SIZE(COLLECT_SET(status) OVER (PARTITION BY account_id ORDER BY ts)) AS c FROM Payments",
                   sources=SOURCES, dialect="spark")
     assert "count_distinct(status)" in plan.explain()
+
+
+# ---- JOIN ... USING ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", ["", "LEFT ", "RIGHT ", "FULL "])
+def test_using_keys_that_do_not_compare_are_named_as_written(side: str) -> None:
+    query = f"SELECT account_id\nFROM Payments p {side}JOIN (SELECT tier AS account_id FROM Accounts) a USING (account_id)"
+    e = refused(query, TypeMismatchError)
+    assert "'p.account_id' (Int64)" in e.message and "'a.account_id' (String)" in e.message
+    assert e.where is not None and e.where.startswith("line 2, ")
+
+
+def test_a_using_column_is_read_unqualified_and_its_sides_qualified() -> None:
+    plan = rp.sql("SELECT account_id, p.account_id AS pid, a.account_id AS aid, tier\n"
+                  "FROM Payments p FULL JOIN Accounts a USING (account_id)", sources=SOURCES)
+    text = plan.explain()
+    assert "COALESCE(account_id, " in text  # FULL: the one that is there
+    with pytest.raises(SchemaError, match="unknown column 'x.account_id'"):
+        rp.sql("SELECT x.account_id FROM Payments p JOIN Accounts a USING (account_id)", sources=SOURCES)

@@ -334,6 +334,7 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
     pre_left: list[tuple[str, Expr]] = []
     pre_right: list[tuple[str, Expr]] = []
     joined: list[tuple[Col, Expr]] = []  # USING's columns, as the unqualified name reads them
+    full_keys: list[tuple[Column, Column]] = []
     if using:
         for ident in using:
             lcol = _lookup(left, exp.Column(this=ident.copy()), ctx)  # a copy keeps the name's place in the text
@@ -343,12 +344,9 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
             # equals the right's where both are there), the right's for a RIGHT JOIN,
             # the one that is there for a FULL JOIN.
             shown = next((c.name for c in left.cols + list(left.using) if c.ir == lcol.name), ident.name)
-            if how == "full":
-                try:
-                    value: Expr = Coalesce((lcol, rcol))
-                except RelplanError as e:
-                    raise fail(type(e), e.message, ident) from None
-                joined.append((Col(None, shown, ctx.fresh(ident.name + "_")), value))
+            if how == "full":  # (built once the join has checked that the keys compare)
+                joined.append((Col(None, shown, ctx.fresh(ident.name + "_")), Literal(None)))
+                full_keys.append((lcol, rcol))
             else:
                 joined.append((Col(None, shown, (rcol if how == "right" else lcol).name), lcol))
     elif on is not None:
@@ -396,7 +394,7 @@ def _join(left: Rel, j: exp.Join, ctx: Context) -> Rel:
     not_null = {"inner": left.not_null | right_not_null, "left": left.not_null, "right": right_not_null}.get(how, frozenset())
     if not joined:
         return Rel(node, cols, not_null=frozenset(not_null), using=left.using, hidden=left.hidden)
-    node = _extend(node, [(c.ir, value) for c, value in joined if how == "full"])
+    node = _extend(node, [(c.ir, Coalesce(pair)) for (c, _), pair in zip(joined, full_keys)])
     names = {c.name.lower() if ctx.dialect != "flink" else c.name for c, _ in joined}
     kept = tuple(c for c in left.using if (c.name.lower() if ctx.dialect != "flink" else c.name) not in names)
     hidden = left.hidden | {lname for lname, _ in pairs} | {rname for _, rname in pairs}
