@@ -239,3 +239,19 @@ def test_rp_sql_reads_through_the_scan_and_errors_through_sqlglot(monkeypatch: p
     calls.clear()
     reader.parse_query("SELECT 'naïve' AS x", "duckdb", locating=False)  # declined: sqlglot's tokenizer
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_comment_after_the_last_semicolon_is_no_second_statement(dialect: str) -> None:
+    # The scan, like sqlglot, gives the comment to the semicolon, which sqlglot's parser
+    # then keeps as a statement of its own (exp.Semicolon); rp.sql reads one query.
+    class Tx(rp.Source):
+        a: rp.Int64 = rp.key()
+        ts: rp.Timestamp = rp.event_time()
+
+    for text in ("SELECT a FROM Tx; -- the end", "SELECT a FROM Tx; /* x */", "SELECT a FROM Tx ;\n-- x\n"):
+        assert isinstance(rp.sql(text, sources=[Tx], dialect=dialect), rp.Plan)
+    with pytest.raises(RelplanError, match="2 statements"):
+        rp.sql("SELECT a FROM Tx; -- x\nSELECT a FROM Tx", sources=[Tx], dialect=dialect)
+    with pytest.raises(RelplanError, match="no statement"):
+        rp.sql("; -- x", sources=[Tx], dialect=dialect)

@@ -189,7 +189,8 @@ def parse_query(text: Any, dialect: str, *, locating: bool = True) -> exp.Query:
         raise SqlError("the SQL is nested too deeply to parse; simplify it or split it into CTEs") from None
     except (SqlglotError, RelplanError) as e:
         raise SqlError(f"cannot parse the SQL ({dialect}): {_first_line(e)}") from None
-    statements = [s for s in statements if s is not None]
+    # sqlglot keeps comments after a semicolon as a statement of their own (Semicolon): no statement
+    statements = [s for s in statements if s is not None and not isinstance(s, exp.Semicolon)]
     if not statements:
         raise SqlError("the SQL has no statement; give rp.sql one SELECT query")
     if len(statements) > 1:
