@@ -434,3 +434,17 @@ def test_a_using_column_is_read_unqualified_and_its_sides_qualified() -> None:
     assert "COALESCE(account_id, " in text  # FULL: the one that is there
     with pytest.raises(SchemaError, match="unknown column 'x.account_id'"):
         rp.sql("SELECT x.account_id FROM Payments p JOIN Accounts a USING (account_id)", sources=SOURCES)
+
+
+@pytest.mark.parametrize(("frame", "what"), [
+    ("ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING", "the whole partition"),
+    ("ROWS BETWEEN CURRENT ROW AND CURRENT ROW", "the row alone"),
+])
+def test_a_rows_frame_rp_sql_reads_is_no_feature_and_the_error_says_so(frame: str, what: str) -> None:
+    query = f"SELECT account_id,\n       SUM(amount) OVER (PARTITION BY account_id ORDER BY ts {frame}) AS s\nFROM Payments"
+    with pytest.raises(UnsupportedError) as info:
+        rp.sql_features(query, sources=SOURCES)
+    assert info.value.message.startswith(f"a ROWS frame of {what} is not a feature's window")
+    assert "rp.sql reads it" in info.value.message
+    assert info.value.where is not None and info.value.where.startswith("line 2, ")
+    rp.sql(query, sources=SOURCES)  # and it does

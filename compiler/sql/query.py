@@ -1128,12 +1128,17 @@ def _frame(spec: exp.WindowSpec | None, micros: bool = False) -> Frame:
     if spec is None:
         return Frame(None, upper=0, upper_inclusive=True)
     kind = str(spec.args.get("kind") or "").upper()
+    if kind == "ROWS" and (_whole_partition(spec) or _current_row_only(spec)):
+        # rp.sql reads these before asking for a frame (Stage._window): here a feature's
+        what = "the whole partition" if _whole_partition(spec) else "the row alone"
+        raise fail(UnsupportedError, f"a ROWS frame of {what} is not a feature's window (a time range ending at "
+                   "its event); rp.sql reads it in a general query", spec)
     if kind != "RANGE":
         raise fail(
             UnsupportedError,
             f"{kind or 'this'} frame is not supported: a ROWS frame counts rows, and rows tied on the order "
             "are taken in an order the engine picks, so its result depends on that order; relplan's frames "
-            "are time ranges (RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT ROW), and it reads ROWS only "
+            "are time ranges (RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT ROW), and rp.sql reads ROWS only "
             "BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING or CURRENT ROW AND CURRENT ROW",
             spec,
         )
