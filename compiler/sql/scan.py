@@ -7,9 +7,9 @@ tokens (bench/test_sql_frontend_bench.py, "per key, named windows"), some 4 us a
 in ``_scan_keywords``, ``_scan_var``, ``_advance`` and ``_add``. The compiled ``sqlglotc``
 build cannot be used (relplan subclasses sqlglot's dialect Parser and Generator
 classes, which sqlglotc forbids). This module reads the same text with one compiled
-regular expression, about three times faster (some 19 ms there, a third of it making
-sqlglot's own ``Token`` objects), which took the benchmark's SQL path from 2.5 to about
-2 times the DSL's.
+regular expression, about three times faster (some 18 ms there, a third of it making
+sqlglot's own ``Token`` objects); measured in one process on CPU time, that took the
+benchmark's SQL path from 2.5 to 1.9 times the DSL's (255 ms to 195 ms, the DSL 102 ms).
 
 What it promises: for a text it accepts, ``scan`` returns exactly the list sqlglot's
 tokenizer of the dialect returns (the same ``token_type``, ``text``, ``line``, ``col``,
