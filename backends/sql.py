@@ -127,7 +127,7 @@ class SqlLowering:
         return exp.Anonymous(this="MAKE_TIMESTAMP", expressions=[e])
 
     def timestamp_literal(self, v: dt.datetime) -> exp.Expression:
-        return exp.Cast(this=exp.Literal.string(v.strftime("%Y-%m-%d %H:%M:%S.%f")), to=self.dtype(T.Timestamp))
+        return exp.Cast(this=exp.Literal.string(f"{v.year:04d}-{v:%m-%d %H:%M:%S.%f}"), to=self.dtype(T.Timestamp))
 
     def arg_extreme(self, largest: bool, value: exp.Expression, key: exp.Expression) -> exp.Expression:
         """The value at the smallest/largest key (rows with a NULL key ignored)."""

@@ -126,7 +126,7 @@ class Literal(Expr):
         if isinstance(v, str):
             return "'" + v.replace("'", "''") + "'"
         if isinstance(v, dt.datetime):
-            return f"TIMESTAMP '{v.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+            return f"TIMESTAMP '{v.year:04d}-{v:%m-%d %H:%M:%S.%f}'"  # %Y leaves years before 1000 unpadded
         if isinstance(v, dt.date):
             return f"DATE '{v.isoformat()}'"
         return repr(v)

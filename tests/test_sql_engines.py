@@ -41,3 +41,16 @@ def test_placement_places_a_sql_plan_and_explain_shows_it() -> None:
     assert "[t-1d, t]" in text and "counts" in text
     assert placed.placement is not None and "placement" in text.lower()
     assert "rows" in plan.explain(statistics=stats)
+
+
+def test_flink_reads_the_sentinel_that_puts_null_times_first() -> None:
+    """In Flink's (and Spark's) ascending window order NULLs come first: rp.sql orders a
+    nullable time by a sentinel of year 1, whose literal Flink must parse (strftime's %Y
+    had written it as '1-01-01', which Flink refused)."""
+    pytest.importorskip("pyflink")
+    query = """WITH t AS (SELECT account_id, amount, CASE WHEN status = 'failed' THEN ts END AS fts FROM SqlTx)
+               SELECT account_id, fts, SUM(amount) OVER (PARTITION BY account_id ORDER BY fts
+                  RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS total FROM t"""
+    plan = rp.sql(query, sources=[SqlTx], dialect="flink")
+    assert "'0001-01-01 00:00:00.000000'" in plan.to_sql("flink")
+    assert rows(plan, "flink") == rows(plan, "duckdb")
