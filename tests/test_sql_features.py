@@ -47,13 +47,13 @@ DAY_SQL = {"duckdb": "'1' DAY", "spark": "'1' DAY", "flink": "'1' DAY"}
 
 QUERY = """
 SELECT account_id, ts,
-       COUNT(*) FILTER (WHERE status = 'failed') OVER ({w}) AS failed_1d,
+       {failed} AS failed_1d,
        SUM(amt) OVER ({w}) AS amt_sum_1d,
        AVG(amt) OVER ({w}) AS amt_mean_1d,
        MIN(qty) OVER ({w}) AS qty_min_1d,
        MAX(amt) OVER ({w}) AS amt_max_1d,
        COUNT(amt) OVER ({w}) AS amt_n_1d,
-       COUNT(DISTINCT merchant) OVER ({w}) AS merchants_1d,
+       {merchants} AS merchants_1d,
        VAR_SAMP(amt) OVER ({w}) AS amt_var_1d,
        STDDEV_SAMP(amt) OVER ({w}) AS amt_std_1d,
        SUM(qty) OVER (PARTITION BY account_id ORDER BY ts) AS qty_lifetime
@@ -61,8 +61,23 @@ FROM SqlTx WHERE merchant <> 'c'
 """
 
 
+#: One aggregate filtered, and a distinct count, over a window, as each dialect writes them:
+#: Spark and Flink refuse FILTER and DISTINCT over a window.
+FAILED = {"duckdb": "COUNT(*) FILTER (WHERE status = 'failed') OVER ({w})",
+          "spark": "COUNT(CASE WHEN status = 'failed' THEN 1 END) OVER ({w})",
+          "flink": "COUNT(CASE WHEN status = 'failed' THEN 1 END) OVER ({w})"}
+MERCHANTS = {"duckdb": "COUNT(DISTINCT merchant) OVER ({w})",
+             "spark": "SIZE(COLLECT_SET(merchant) OVER ({w}))",
+             "flink": "CAST(COALESCE(CARDINALITY(ARRAY_DISTINCT(ARRAY_AGG(merchant IGNORE NULLS) OVER ({w}))), 0) AS BIGINT)"}
+
+
+def query_in(dialect: str) -> str:
+    w = frame(DAY_SQL[dialect])
+    return QUERY.format(w=w, failed=FAILED[dialect].format(w=w), merchants=MERCHANTS[dialect].format(w=w))
+
+
 def sql_feats(dialect: str = "duckdb") -> list[rp.Feature]:
-    return rp.sql_features(QUERY.format(w=frame(DAY_SQL[dialect])), sources=[SqlTx], dialect=dialect)
+    return rp.sql_features(query_in(dialect), sources=[SqlTx], dialect=dialect)
 
 
 @rp.transformation
@@ -170,7 +185,7 @@ def test_a_sql_feature_gives_what_duckdb_gives_for_its_sql() -> None:
     """The query itself, run by DuckDB, agrees with the feature at every row it returns
     (those with a key: SQL makes a group of the NULL key, a feature has no entity there)."""
     tx = events()
-    query = QUERY.format(w=frame(DAY_SQL["duckdb"])).replace("SELECT account_id, ts,", "SELECT account_id, ts, amt, merchant,")
+    query = query_in("duckdb").replace("SELECT account_id, ts,", "SELECT account_id, ts, amt, merchant,")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("SqlTx", tx)
@@ -505,3 +520,26 @@ def test_a_null_key_is_no_entity() -> None:
     null_row = [r["n"] for r in feature.to_pylist() if r["account_id"] is None]
     assert null_row == [None]
     assert [r["n"] for r in general.to_pylist() if r["account_id"] is None] == [1]
+
+
+@pytest.mark.parametrize("dialect", ["spark", "flink"])
+def test_filter_and_distinct_over_a_window_are_refused_where_the_engine_refuses_them(dialect: str) -> None:
+    w = frame(DAY_SQL[dialect])
+    for call, words in ((f"COUNT(*) FILTER (WHERE status = 'failed') OVER ({w})", "FILTER"),
+                        (f"COUNT(DISTINCT merchant) OVER ({w})", "DISTINCT")):
+        with pytest.raises(rp.UnsupportedError, match=f"{dialect.capitalize()} refuses COUNT.*{words}"):
+            rp.sql_features(f"SELECT account_id, ts, {call} AS n FROM SqlTx", sources=[SqlTx], dialect=dialect)
+
+
+def test_an_aggregate_of_case_when_is_a_filtered_aggregate_only_where_it_is_one() -> None:
+    """AGG(CASE WHEN c THEN x END) is AGG(x) over the rows where c holds; with an ELSE
+    that is not NULL it is not (SUM(... ELSE 0) is 0, not NULL, over no such row)."""
+    w = frame(DAY_SQL["duckdb"])
+    filtered, zero = rp.sql_features(
+        f"SELECT account_id, ts, SUM(CASE WHEN status = 'failed' THEN amt END) OVER ({w}) AS a, "
+        f"SUM(CASE WHEN status = 'failed' THEN amt ELSE 0 END) OVER ({w}) AS b FROM SqlTx",
+        sources=[SqlTx],
+    )
+    twin = rp.sql_feature(f"SELECT SUM(amt) FILTER (WHERE status = 'failed') OVER ({w}) AS a FROM SqlTx", sources=[SqlTx])
+    assert (filtered.body.mask, filtered.body.aggs) == (twin.body.mask, twin.body.aggs)
+    assert zero.body.mask is None and "CASE" in str(zero.body.aggs[0][1].arg).upper()

@@ -40,6 +40,7 @@ from relplan.compiler.dsl import FeatureBody
 from relplan.compiler.location import user_location
 from relplan.compiler.source import Source as SourceClass
 from relplan.compiler.sql import _relocated
+from relplan.compiler.sql import emitted
 from relplan.compiler.sql.expressions import Located, _head, fail
 from relplan.compiler.sql.query import (
     Context,
@@ -48,6 +49,7 @@ from relplan.compiler.sql.query import (
     Stage,
     _frame,
     _lookup,
+    _refused_over,
     _scalar,
     _table,
     has_aggregate,
@@ -223,6 +225,9 @@ def _alias(item: exp.Expression) -> tuple[str | None, exp.Expression]:
     return None, item
 
 
+_CAST_BEFORE = re.compile(r"CAST\s*\(\s*$", re.IGNORECASE)
+
+
 class _Text:
     """The query's text: where a SELECT item is, and its own words (sliced, not regenerated:
     sqlglot's generator copies the tree first, which would cost more than all the rest)."""
@@ -252,6 +257,9 @@ class _Text:
                 m = n._meta
                 if m and "start" in m and (start is None or m["start"] < start):
                     start = m["start"]
+            if start is not None and isinstance(head, exp.Cast):  # no parser records where CAST( is
+                cast = _CAST_BEFORE.search(self.text, 0, start)
+                start = cast.start() if cast else start
         name = node.args.get("alias") if isinstance(node, exp.Alias) else None
         end = (name._meta or {}).get("end") if isinstance(name, exp.Identifier) else None
         if end is None:  # the item's last token: its name (recorded on identifiers by any parser)
@@ -332,20 +340,31 @@ def _per_event(
     from_text = f" FROM {src.name}{where_text}"
     for item in q.expressions:
         alias, target = _alias(item)
+        written = True  # as the user wrote it, not Spark's or Flink's way of writing COUNT(DISTINCT x) OVER
+        first = target  # the item's first words, for its text
         if not isinstance(target, exp.Window):
-            if _plain_column(target, rel, ctx, None):
+            distinct = emitted.size_of_collect_set(target)
+            if distinct is not None:
+                target, written = distinct, False
+            elif _plain_column(target, rel, ctx, None):
                 continue
-            raise _refuse(
-                f"the SELECT item {_head(item.sql(dialect=ctx.dialect))} (a feature query selects columns of its "
-                "source and aggregates OVER a window)",
-                item,
-            )
+            else:
+                raise _refuse(
+                    f"the SELECT item {_head(item.sql(dialect=ctx.dialect))} (a feature query selects columns of its "
+                    "source and aggregates OVER a window)",
+                    item,
+                )
         name = _name(alias, target, ctx)
         inner = target.this
         if isinstance(inner, (exp.IgnoreNulls, exp.RespectNulls)):
             raise _refuse("IGNORE/RESPECT NULLS", target)
         if not is_aggregate(inner.this if isinstance(inner, exp.Filter) else inner):
             raise _refuse(f"{_fname(inner)}() OVER (...) (a feature aggregates: COUNT, SUM, AVG, MIN, MAX, VAR_SAMP, STDDEV_SAMP)", target)
+        if written and ctx.dialect in ("spark", "flink"):
+            _refused_over(inner, target, ctx.dialect)  # FILTER or DISTINCT over a window: those engines refuse it
+        if written:
+            first = inner
+        inner = _case_as_filter(inner)
         try:
             shape = _shape(inner)
             done = calls.get(shape)
@@ -366,13 +385,41 @@ def _per_event(
             if ref is not None and not own:
                 windows[ref.name] = got
         keys, window = got
-        position, words = text.item(item, inner)
+        position, words = text.item(item, first)
         out.append(_Spec(
             name, cls, keys, window, and_all([m for m in (mask, filt) if m is not None]), call, position, words + from_text,
         ))
     if not out:
         raise _refuse("a query without an aggregate OVER a window (AGG(x) OVER (PARTITION BY key ORDER BY time) AS name)", q)
     return out
+
+
+#: Aggregates whose one argument's NULLs are skipped: AGG(CASE WHEN c THEN x END) is AGG(x) where c.
+_SKIPPING_NULLS = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.Variance, exp.Stddev, exp.StddevSamp)
+
+
+def _case_as_filter(inner: exp.Expression) -> exp.Expression:
+    """``AGG(CASE WHEN c THEN x END)`` as ``AGG(x) FILTER (WHERE c)``: the same value (x
+    where c holds and NULL elsewhere, which the aggregate skips), and the way Spark and
+    Flink filter one aggregate over a window, where they refuse FILTER. Read so, the
+    feature is its DSL twin's (a filtered frame), not an aggregate of a CASE. COUNT of a
+    literal counts the rows: ``COUNT(*)``."""
+    if not isinstance(inner, _SKIPPING_NULLS) or inner.args.get("expressions"):
+        return inner
+    case = inner.this
+    if not isinstance(case, exp.Case) or case.this is not None or len(case.args.get("ifs") or []) != 1:
+        return inner
+    default = case.args.get("default")
+    if default is not None and not isinstance(default, exp.Null):
+        return inner
+    when = case.args["ifs"][0]
+    value = when.args.get("true")
+    if value is None or isinstance(value, exp.Null):
+        return inner
+    agg = inner.copy()
+    counted_rows = isinstance(inner, exp.Count) and isinstance(value, exp.Literal)
+    agg.set("this", exp.Star() if counted_rows else value.copy())
+    return exp.Filter(this=agg, expression=exp.Where(this=when.this.copy()))
 
 
 def _shape(node: Any) -> Any:
