@@ -448,3 +448,16 @@ def test_a_rows_frame_rp_sql_reads_is_no_feature_and_the_error_says_so(frame: st
     assert "rp.sql reads it" in info.value.message
     assert info.value.where is not None and info.value.where.startswith("line 2, ")
     rp.sql(query, sources=SOURCES)  # and it does
+
+
+def test_flinks_cast_of_a_timestamp_to_a_date_is_refused_and_relplans_own_form_read() -> None:
+    """Flink's CAST(ts AS DATE) truncates days toward zero (a day late before 1970), which
+    the IR cannot say; the form relplan writes for the day holding ts reads back."""
+    with pytest.raises(rp.UnsupportedError, match=r"Flink's CAST\(<timestamp> AS DATE\) is a day late before 1970") as e:
+        rp.sql("SELECT account_id,\n  CAST(ts AS DATE) AS d FROM Payments", sources=[Payments], dialect="flink")
+    assert "line 2" in str(e.value)
+    own = ("SELECT CASE WHEN CAST(CAST(ts AS DATE) AS TIMESTAMP(6)) > ts THEN CAST(ts AS DATE) - INTERVAL '1' DAY "
+           "ELSE CAST(ts AS DATE) END AS d FROM Payments")
+    assert "d := CAST(ts AS Date)" in rp.sql(own, sources=[Payments], dialect="flink").explain()
+    for dialect in ("duckdb", "spark"):  # they cast to the day holding the time: read
+        assert "CAST(ts AS Date)" in rp.sql("SELECT CAST(ts AS DATE) AS d FROM Payments", sources=[Payments], dialect=dialect).explain()

@@ -380,6 +380,16 @@ def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:
                 node,
             )
     value = child(inner)
+    if dialect == "flink" and target == T.Date and value.dtype == T.Timestamp:
+        # Flink truncates the days since 1970 toward zero (1969-12-31 23:59 is 1970-01-01),
+        # and the IR has no arithmetic on days to say so; relplan's own form reads back.
+        raise fail(
+            UnsupportedError,
+            "Flink's CAST(<timestamp> AS DATE) is a day late before 1970 (it truncates days toward zero), which "
+            "relplan does not model; for the day holding ts write CASE WHEN CAST(CAST(ts AS DATE) AS TIMESTAMP(6)) "
+            "> ts THEN CAST(ts AS DATE) - INTERVAL '1' DAY ELSE CAST(ts AS DATE) END, as relplan writes it",
+            node,
+        )
     # Spark's CAST reads as a TryCast (NULL on bad input, without ANSI mode); it is a plain
     # cast where no input can be bad (not from a string). TRY_CAST itself is marked safe.
     if isinstance(node, exp.TryCast) and (node.args.get("safe") or (value.dtype == T.String and target != T.String)):
