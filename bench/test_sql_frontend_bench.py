@@ -85,16 +85,22 @@ def cold() -> None:
     gc.collect()
 
 
+#: The fastest round of each path: on a shared machine the least disturbed one (the
+#: medians go to the ratio table).
+FASTEST: dict[str, float] = {}
+
+
 def test_dsl_build_and_compile(benchmark):
-    plan = benchmark.pedantic(dsl_path, setup=cold, rounds=5, iterations=1)
+    plan = benchmark.pedantic(dsl_path, setup=cold, rounds=9, iterations=1)
     assert len(plan.features) == N
     record(COMPARISON, "baseline", benchmark)
+    FASTEST["dsl"] = benchmark.stats.stats.min if benchmark.stats is not None else float("nan")
 
 
 @pytest.mark.parametrize("form", list(FORMS))
 def test_sql_parse_build_and_compile(benchmark, form):
     queries = FORMS[form]()
-    plan = benchmark.pedantic(lambda: sql_path(queries), setup=cold, rounds=3, iterations=1)
+    plan = benchmark.pedantic(lambda: sql_path(queries), setup=cold, rounds=9 if "named" in form else 3, iterations=1)
     assert len(plan.features) == N
     # The DSL's features but for the window's edge: the same windows but for the frames' lower edge.
     dsl = {ln.strip() for ln in rp.compile(features(N)).explain().replace("(t-", "[t-").splitlines() if "Window" in ln}
@@ -102,7 +108,11 @@ def test_sql_parse_build_and_compile(benchmark, form):
     secs = record(COMPARISON, f"SQL, {form}", benchmark)
     base = RESULTS.get(COMPARISON, {}).get("baseline")
     if base:
-        print(f"\n{form}: SQL {secs * 1000:.0f} ms vs DSL {base * 1000:.0f} ms: {secs / base:.2f}x")
+        print(f"\n{form}: SQL {secs * 1000:.0f} ms vs DSL {base * 1000:.0f} ms: {secs / base:.2f}x (medians)", end="")
+        if benchmark.stats is not None and FASTEST.get("dsl"):
+            fastest = benchmark.stats.stats.min
+            print(f"; {fastest * 1000:.0f} ms vs {FASTEST['dsl'] * 1000:.0f} ms: {fastest / FASTEST['dsl']:.2f}x (fastest rounds)", end="")
+        print()
 
 
 @pytest.mark.parametrize("form", list(FORMS))
