@@ -80,6 +80,9 @@ QUERIES = [
     "FULL JOIN (SELECT * FROM SqlTx WHERE n >= 3) b USING (account_id)",
     "SELECT account_id, COUNT(*) AS c FROM (SELECT account_id, n FROM SqlTx WHERE n <= 2) a "
     "FULL JOIN (SELECT account_id, amount FROM SqlTx WHERE n >= 3) b USING (account_id) GROUP BY account_id",
+    # FILTER on a grouped aggregate (every engine reads it; only over a window do Spark and Flink refuse it)
+    "SELECT account_id, COUNT(*) FILTER (WHERE status = 'failed') AS failed, SUM(amount) FILTER (WHERE n > 0) AS s, "
+    "COUNT(*) AS c FROM SqlTx GROUP BY account_id HAVING COUNT(*) FILTER (WHERE n < 0) >= 0",
     "SELECT * FROM (SELECT account_id, n FROM SqlTx WHERE n <= 2) a "
     "FULL JOIN (SELECT amount, account_id FROM SqlTx WHERE n >= 3) b USING (account_id)",
 ]

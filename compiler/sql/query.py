@@ -737,7 +737,7 @@ class Stage:
         if extreme is not None:
             return self._child(extreme)
         if self.grouped:
-            if is_aggregate(n):
+            if is_aggregate(n) or isinstance(n, exp.Filter) and is_aggregate(n.this):  # AGG(x) [FILTER (WHERE c)]
                 return self._aggregate(n)
             if self.time_window is not None and self._is_window_bound(n):
                 return self._window_bound(n)
