@@ -27,13 +27,14 @@ sets. Importing this module registers the dialect as ``"flink"``:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import NormalizationStrategy
 from sqlglot.dialects.hive import Hive
 from sqlglot.generator import Generator
 from sqlglot.generators.hive import HiveGenerator
+from sqlglot.parser import Parser
 from sqlglot.parsers.hive import HiveParser
 from sqlglot.tokens import TokenType
 
@@ -186,6 +187,11 @@ class Flink(Hive):
                 for name in ("TUMBLE", "HOP", "CUMULATE", "SESSION")
             },
         }
+
+        def _parse_types(self, *args: Any, **kwargs: Any) -> exp.Expr | None:
+            # Hive's parser reads CAST(x AS VARCHAR(n)) as a cast to STRING, as Spark does;
+            # Flink cuts the text to n characters, so its reading keeps the type written.
+            return Parser._parse_types(self, *args, **kwargs)
 
         def _parse_tvf(self, name: str) -> exp.Expression:
             def arg() -> exp.Expression | None:

@@ -8,6 +8,8 @@ an unknown dialect) and per limit of the reader (nesting, size, depth, expansion
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import relplan as rp
@@ -461,3 +463,18 @@ def test_flinks_cast_of_a_timestamp_to_a_date_is_refused_and_relplans_own_form_r
     assert "d := CAST(ts AS Date)" in rp.sql(own, sources=[Payments], dialect="flink").explain()
     for dialect in ("duckdb", "spark"):  # they cast to the day holding the time: read
         assert "CAST(ts AS Date)" in rp.sql("SELECT CAST(ts AS DATE) AS d FROM Payments", sources=[Payments], dialect=dialect).explain()
+
+
+@pytest.mark.parametrize(("cast", "length"), [("VARCHAR(3)", "3 characters"), ("CHAR(3)", "3 characters"),
+                                              ("VARCHAR", "1 character"), ("CHAR", "1 character")])
+def test_flinks_casts_that_cut_the_text_are_refused(cast: str, length: str) -> None:
+    """Flink cuts a cast to VARCHAR(n)/CHAR(n) to n characters (1 without a length); DuckDB
+    and Spark ignore n. Read without its length (sqlglot's Hive reading), the cast would be
+    a plain string cast, silently."""
+    with pytest.raises(rp.UnsupportedError, match=rf"CAST to {re.escape(cast)} cuts the text to {length} in Flink"):
+        rp.sql(f"SELECT CAST(status AS {cast}) AS x FROM Payments", sources=[Payments], dialect="flink")
+    read = "x := CAST(status AS String)"
+    for dialect in ("duckdb", "spark"):  # a string cast there, whatever n
+        assert read in rp.sql(f"SELECT CAST(status AS {cast}) AS x FROM Payments", sources=[Payments], dialect=dialect).explain()
+    for whole in ("STRING", "VARCHAR(2147483647)"):  # Flink's STRING, spelled either way
+        assert read in rp.sql(f"SELECT CAST(status AS {whole}) AS x FROM Payments", sources=[Payments], dialect="flink").explain()

@@ -228,7 +228,7 @@ def test_rp_sql_reads_through_the_scan_and_errors_through_sqlglot(monkeypatch: p
         status: rp.String
         ts: rp.Timestamp = rp.event_time()
 
-    features = rp.sql_features(FEATURE_SQL[0], sources=[Payments], dialect="spark")
+    features = rp.sql_features(FEATURE_SQL[0], sources=[Payments], dialect="duckdb")
     assert [f.name for f in features] == ["failed_1d", "spend_1d", "largest_ever"]
     assert calls == []
     with pytest.raises(RelplanError) as e:

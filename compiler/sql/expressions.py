@@ -347,13 +347,34 @@ def _number(text: str) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text):,} characters)"
 
 
+#: Flink's types of at most n characters.
+_FLINK_CUT = (exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR, exp.DataType.Type.NVARCHAR, exp.DataType.Type.NCHAR)
+
+
+def _whole_string(dtype: exp.DataType) -> bool:
+    """Flink's STRING spelled out: VARCHAR(2147483647)."""
+    n = dtype.expressions
+    return dtype.this == exp.DataType.Type.VARCHAR and len(n) == 1 and n[0].sql() == "2147483647"
+
+
 def sql_type(dtype: exp.DataType, node: exp.Expression, dialect: str | None = None) -> T.DataType:
     t = _TYPES.get(dtype.this)
-    if t is None or (t == T.String and dtype.expressions and dialect == "flink"):
-        # Flink's CHAR(n) and VARCHAR(n) cut (and pad) the text; DuckDB and Spark ignore n.
+    if dialect == "flink" and dtype.this in _FLINK_CUT and not _whole_string(dtype):
+        # Flink's CHAR(n) and VARCHAR(n) cut (CHAR also pads) the text to n characters, and
+        # without a length n is 1; DuckDB and Spark ignore n. relplan's Flink dialect keeps
+        # the length (sqlglot's Hive reading drops it).
+        length = dtype.expressions[0].sql() if dtype.expressions else "1"
         raise fail(
             UnsupportedError,
-            f"CAST to {_head(_sql(dtype, dialect))} is not supported: relplan's types are BIGINT, DOUBLE, VARCHAR/STRING, "
+            f"CAST to {_head(dtype.sql())} cuts the text to {length} character{'' if length == '1' else 's'} in Flink "
+            "(VARCHAR and CHAR without a length hold one); cast to STRING",
+            node,
+        )
+    if t is None:
+        raise fail(
+            UnsupportedError,
+            # the type as SQL: a parser records where its parameters are, not its name
+            f"CAST to {_head(dtype.sql(dialect=dialect))} is not supported: relplan's types are BIGINT, DOUBLE, VARCHAR/STRING, "
             "BOOLEAN, TIMESTAMP and DATE (a narrower or decimal type would overflow or round differently)",
             node,
         )
@@ -368,17 +389,6 @@ def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:
         if target == T.Timestamp:  # an offset means something else per dialect
             text = semantics.timestamp_text(text, node.to.this == exp.DataType.Type.TIMESTAMPTZ, dialect)
         return time_literal(text, target, node)
-    if dialect == "flink" and target == T.String:
-        # sqlglot reads Flink's VARCHAR and CHAR as STRING, but without a length they hold
-        # one character (VARCHAR(1)): the cast would cut the text where the IR does not.
-        m = re.search(r"\bAS\s+((?:VARCHAR|CHAR|CHARACTER)\b[^)]*\)?)\s*\)?\s*$", _sql(node, dialect), re.I)
-        if m and "2147483647" not in m.group(1):
-            raise fail(
-                UnsupportedError,
-                f"CAST to {m.group(1).strip()} cuts the text in Flink (VARCHAR and CHAR without a length hold "
-                "one character); cast to STRING",
-                node,
-            )
     value = child(inner)
     if dialect == "flink" and target == T.Date and value.dtype == T.Timestamp:
         # Flink truncates the days since 1970 toward zero (1969-12-31 23:59 is 1970-01-01),
