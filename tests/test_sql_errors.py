@@ -478,3 +478,11 @@ def test_flinks_casts_that_cut_the_text_are_refused(cast: str, length: str) -> N
         assert read in rp.sql(f"SELECT CAST(status AS {cast}) AS x FROM Payments", sources=[Payments], dialect=dialect).explain()
     for whole in ("STRING", "VARCHAR(2147483647)"):  # Flink's STRING, spelled either way
         assert read in rp.sql(f"SELECT CAST(status AS {whole}) AS x FROM Payments", sources=[Payments], dialect="flink").explain()
+
+
+def test_each_engines_distinct_count_over_a_window_is_read_in_its_own_dialect_only() -> None:
+    """Spark's SIZE(COLLECT_SET(x) OVER w) is not Flink SQL (no SIZE, no COLLECT_SET there)."""
+    spark = "SELECT SIZE(COLLECT_SET(status) OVER (PARTITION BY account_id)) AS x FROM Payments"
+    assert "count_distinct" in rp.sql(spark, sources=[Payments], dialect="spark").explain()
+    with pytest.raises(rp.UnsupportedError, match=r"SIZE\(\) is not supported"):
+        rp.sql(spark, sources=[Payments], dialect="flink")

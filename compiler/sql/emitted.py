@@ -145,14 +145,14 @@ def micros_offset(node: Any) -> int | None:
     return None
 
 
-def size_of_collect_set(node: exp.Expression) -> exp.Window | None:
+def size_of_collect_set(node: exp.Expression, dialect: str) -> exp.Window | None:
     """Spark's ``SIZE(COLLECT_SET(x) OVER w)`` and Flink's ``CAST(COALESCE(CARDINALITY(
     ARRAY_DISTINCT(ARRAY_AGG(x IGNORE NULLS) OVER w)), 0) AS BIGINT)`` (COUNT(DISTINCT)
     over a window, which both refuse) as the window ``COUNT(DISTINCT x) OVER w``; None
-    for anything else."""
+    for anything else, and in another dialect (neither engine has the other's functions)."""
     if isinstance(node, exp.Cast):
-        return _flink_distinct_count(node)
-    if not (isinstance(node, exp.ArraySize) and isinstance(node.this, exp.Window)):
+        return _flink_distinct_count(node) if dialect == "flink" else None
+    if dialect != "spark" or not (isinstance(node, exp.ArraySize) and isinstance(node.this, exp.Window)):
         return None
     w = node.this
     inner = w.this

@@ -343,7 +343,7 @@ def _per_event(
         written = True  # as the user wrote it, not Spark's or Flink's way of writing COUNT(DISTINCT x) OVER
         first = target  # the item's first words, for its text
         if not isinstance(target, exp.Window):
-            distinct = emitted.size_of_collect_set(target)
+            distinct = emitted.size_of_collect_set(target, ctx.dialect)
             if distinct is not None:
                 target, written = distinct, False
             elif _plain_column(target, rel, ctx, None):

@@ -727,7 +727,7 @@ class Stage:
         ctx = self.ctx
         if isinstance(n, exp.Window):
             return self._window(n)
-        distinct = emitted.size_of_collect_set(n)  # Spark's COUNT(DISTINCT x) OVER w, as relplan writes it
+        distinct = emitted.size_of_collect_set(n, ctx.dialect)  # Spark's COUNT(DISTINCT x) OVER w, as relplan writes it
         if distinct is not None:
             return self._window(distinct, written=False)
         mean = emitted.exact_mean(n)  # Spark's exact AVG of a BIGINT, as relplan writes it
