@@ -183,17 +183,21 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
     if op is not None:
         a, b = child(node.this), child(node.expression)
         _no_decimal_arithmetic(node, a, b, dialect)
+        _typed_in_flink(node, (a, b), dialect)
         return Binary(op, a, b)
     if isinstance(node, exp.Div):
         a, b = child(node.this), child(node.expression)
         _no_decimal_arithmetic(node, a, b, dialect)
+        _typed_in_flink(node, (a, b), dialect)
         return semantics.divide(a, b, dialect)
     if isinstance(node, exp.IntDiv):
         a, b = child(node.this), child(node.expression)
+        _typed_in_flink(node, (a, b), dialect)
         _need_int(a, b, "integer division", node)
         return semantics.truncated_div(a, b)
     if isinstance(node, exp.Mod):
         a, b = child(node.this), child(node.expression)
+        _typed_in_flink(node, (a, b), dialect)
         _need_int(a, b, "%", node)
         return semantics.truncated_mod(a, b)
     if isinstance(node, exp.Neg):
@@ -208,16 +212,19 @@ def _convert(node: exp.Expression, child: Child, dialect: str) -> Expr:
             if value.value == -(2**63) and value.dtype == T.Int64:
                 raise fail(TypeMismatchError, f"{_head(_sql(node, dialect))} does not fit BIGINT", node)
             return Literal(-value.value, value.dtype)
+        _typed_in_flink(node, (value,), dialect)
         return Unary("NEG", value)
     if isinstance(node, exp.Not):
         inner = node.this
         if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null):
             return Unary("IS NOT NULL", child(inner.this))
-        return Unary("NOT", child(inner))
-    if isinstance(node, exp.And):
-        return Binary("AND", child(node.this), child(node.expression))
-    if isinstance(node, exp.Or):
-        return Binary("OR", child(node.this), child(node.expression))
+        value = child(inner)
+        _typed_in_flink(node, (value,), dialect)
+        return Unary("NOT", value)
+    if isinstance(node, (exp.And, exp.Or)):
+        a, b = child(node.this), child(node.expression)
+        _typed_in_flink(node, (a, b), dialect)
+        return Binary("AND" if isinstance(node, exp.And) else "OR", a, b)
     if isinstance(node, exp.Is):
         if isinstance(node.expression, exp.Null):
             return Unary("IS NULL", child(node.this))
@@ -379,6 +386,18 @@ def sql_type(dtype: exp.DataType, node: exp.Expression, dialect: str | None = No
             node,
         )
     return t
+
+
+def _typed_in_flink(node: exp.Expression, operands: tuple[Expr, ...], dialect: str) -> None:
+    """Flink refuses a NULL of no type as an operand of arithmetic, AND, OR, NOT and
+    negation ("Illegal use of 'NULL'"), where DuckDB and Spark take it: so does rp.sql in
+    its dialect, rather than give the query a meaning Flink does not."""
+    if dialect == "flink" and any(o.dtype == T.Null for o in operands):
+        raise fail(
+            UnsupportedError,
+            f"Flink refuses a NULL of no type in {_head(node.sql(dialect=dialect))}; give it one: CAST(NULL AS BIGINT)",
+            node,
+        )
 
 
 def _cast(node: exp.Cast, child: Child, dialect: str) -> Expr:

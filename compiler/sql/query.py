@@ -561,6 +561,11 @@ def _select(q: exp.Select, ctx: Context) -> Rel:
     if grouped:
         builder.group(group.expressions if group is not None else [], q)
     outputs = [(name, builder.value(e)) for name, e in items]
+    if ctx.dialect == "flink":  # a column must have a type there ("Illegal use of 'NULL'")
+        for (name, e), (_, value) in zip(items, outputs):
+            if value.dtype == T.Null:
+                raise fail(UnsupportedError, f"Flink refuses a column of no type, {name} := {_head(e.sql(dialect='flink'))}; "
+                           "give it one: CAST(NULL AS BIGINT)", e)
     having_pred = _condition(builder.value(having.this), having.this, "HAVING", ctx.dialect) if having is not None else None
     node = builder.finish(having_pred)
     names = _unique_names([n for n, _ in outputs], q)
