@@ -54,3 +54,14 @@ def test_flink_reads_the_sentinel_that_puts_null_times_first() -> None:
     plan = rp.sql(query, sources=[SqlTx], dialect="flink")
     assert "'0001-01-01 00:00:00.000000'" in plan.to_sql("flink")
     assert rows(plan, "flink") == rows(plan, "duckdb")
+
+
+def test_select_star_over_using_puts_the_using_columns_first_as_spark_does(spark: Any) -> None:
+    from tests.test_sql_frontend import UsA, UsB
+
+    for cls in (UsA, UsB):
+        spark.createDataFrame([], schema=", ".join(f"{f.name} {'bigint' if f.name != 'ts' else 'timestamp'}"
+                                                   for f in cls.to_arrow_schema())).createOrReplaceTempView(cls.__name__)
+    for query in ("SELECT * FROM UsA JOIN UsB USING (k, ts)", "SELECT * FROM UsB LEFT JOIN UsA USING (ts, k)"):
+        got = [f.name for f in rp.sql(query, sources=[UsA, UsB], dialect="spark").outputs[0].schema]
+        assert got == spark.sql(query).columns

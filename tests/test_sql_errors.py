@@ -486,3 +486,16 @@ def test_each_engines_distinct_count_over_a_window_is_read_in_its_own_dialect_on
     assert "count_distinct" in rp.sql(spark, sources=[Payments], dialect="spark").explain()
     with pytest.raises(rp.UnsupportedError, match=r"SIZE\(\) is not supported"):
         rp.sql(spark, sources=[Payments], dialect="flink")
+
+
+@pytest.mark.parametrize("exclude", ["CURRENT ROW", "GROUP", "TIES"])
+@pytest.mark.parametrize("frame", ["ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING",
+                                   "RANGE BETWEEN INTERVAL '1' DAY PRECEDING AND CURRENT ROW"])
+def test_a_frame_that_excludes_rows_is_refused(frame: str, exclude: str) -> None:
+    """EXCLUDE takes rows out of a frame (DuckDB gives 2, 1 and NULL where the frame without
+    it gives 3, 3, 3): no IR frame does, so it is refused, never dropped."""
+    query = f"SELECT SUM(amount) OVER (PARTITION BY account_id ORDER BY ts {frame} EXCLUDE {exclude}) AS s FROM Payments"
+    for read in (rp.sql, rp.sql_features):
+        with pytest.raises(rp.UnsupportedError, match=f"EXCLUDE {exclude} in a window frame is not supported"):
+            read(query, sources=[Payments])
+    assert "frame=" in rp.sql(query.replace(f"EXCLUDE {exclude}", "EXCLUDE NO OTHERS"), sources=[Payments]).explain()

@@ -80,6 +80,9 @@ QUERIES = [
     "FULL JOIN (SELECT * FROM SqlTx WHERE n >= 3) b USING (account_id)",
     "SELECT account_id, COUNT(*) AS c FROM (SELECT account_id, n FROM SqlTx WHERE n <= 2) a "
     "FULL JOIN (SELECT account_id, amount FROM SqlTx WHERE n >= 3) b USING (account_id) GROUP BY account_id",
+    # relplan's first() (ARG_MIN of a time-first key) over the row alone: the row's value
+    "SELECT account_id, ts, n, ARG_MIN(n, CASE WHEN NOT n IS NULL THEN {'f0': ts, 'f1': n} END) OVER "
+    "(PARTITION BY account_id ORDER BY ts ROWS BETWEEN CURRENT ROW AND CURRENT ROW) AS f FROM SqlTx",
     # FILTER on a grouped aggregate (every engine reads it; only over a window do Spark and Flink refuse it)
     "SELECT account_id, COUNT(*) FILTER (WHERE status = 'failed') AS failed, SUM(amount) FILTER (WHERE n > 0) AS s, "
     "COUNT(*) AS c FROM SqlTx GROUP BY account_id HAVING COUNT(*) FILTER (WHERE n < 0) >= 0",
@@ -143,3 +146,29 @@ def test_a_using_column_beside_a_third_sides_column_of_its_name_is_refused_as_am
     query = "SELECT account_id FROM SqlTx a JOIN SqlTx b USING (account_id) JOIN SqlTx c ON a.n = c.n"
     with pytest.raises(rp.SchemaError, match="'account_id' is ambiguous"):
         rp.sql(query, sources=[SqlTx], dialect="duckdb")
+
+
+class UsA(rp.Source):
+    v: rp.Int64
+    k: rp.Int64 = rp.key()
+    ts: rp.Timestamp = rp.event_time()
+
+
+class UsB(rp.Source):
+    w: rp.Int64
+    ts: rp.Timestamp = rp.event_time()
+    k: rp.Int64 = rp.key()
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM UsA JOIN UsB USING (k, ts)", "SELECT * FROM UsA RIGHT JOIN UsB USING (ts, k)",
+    "SELECT * FROM UsB LEFT JOIN UsA USING (ts, k)", "SELECT * FROM UsA FULL JOIN UsB USING (k, ts)",
+])
+def test_select_star_over_using_orders_columns_as_duckdb_does(query: str) -> None:
+    """DuckDB keeps a USING column where the left side has it (v, k, ts, w); Spark and
+    Flink put the USING columns first (tests/test_sql_engines checks Spark's)."""
+    con = duckdb.connect()
+    for cls in (UsA, UsB):
+        con.register(cls.__name__, pa.Table.from_pylist([], schema=cls.to_arrow_schema()))
+    want = [d[0] for d in con.execute(query).description]
+    assert [f.name for f in rp.sql(query, sources=[UsA, UsB]).outputs[0].schema] == want

@@ -578,6 +578,25 @@ def _select(q: exp.Select, ctx: Context) -> Rel:
     return Rel(out, [Col(None, n, n) for n in names], not_null=not_null)
 
 
+def _using_columns_once(picked: list[Col], rel: Rel, ctx: Context) -> list[Col]:
+    """``SELECT *`` over ``JOIN ... USING``: each USING column once. Spark and Flink put them
+    first; DuckDB where the left side had it (measured on DuckDB 2.0: A(v, k) JOIN B(w, k)
+    USING (k) is v, k, w)."""
+    if ctx.dialect != "duckdb":
+        return list(rel.using) + [c for c in picked if c.ir not in rel.hidden]
+    out: list[Col] = []
+    placed: set[str] = set()
+    for c in picked:
+        if c.ir not in rel.hidden:
+            out.append(c)
+            continue
+        u = next((u for u in rel.using if ctx.same_name(u.name, c.name)), None)
+        if u is not None and u.name not in placed:  # the first side's own k: the joined k, there
+            out.append(u)
+            placed.add(u.name)
+    return out + [u for u in rel.using if u.name not in placed]
+
+
 def _expand_star(q: exp.Select, rel: Rel, ctx: Context) -> list[tuple[str, exp.Expression]]:
     items: list[tuple[str, exp.Expression]] = []
     for e in q.expressions:
@@ -588,8 +607,8 @@ def _expand_star(q: exp.Select, rel: Rel, ctx: Context) -> list[tuple[str, exp.E
                 raise fail(UnsupportedError, "SELECT * EXCLUDE/REPLACE/RENAME is not supported; name the columns", e)
             qual = target.table if isinstance(target, exp.Column) else None
             picked = [c for c in rel.cols if not c.ir.startswith("__sql_") or c.name != c.ir]
-            if not qual and rel.using:  # USING's columns once, first (as DuckDB, Spark and Flink do)
-                picked = list(rel.using) + [c for c in picked if c.ir not in rel.hidden]
+            if not qual and rel.using:
+                picked = _using_columns_once(picked, rel, ctx)
             if qual:
                 picked = [c for c in picked if c.qualifier is not None and ctx.same_name(c.qualifier, qual)]
                 if not picked:
@@ -885,7 +904,7 @@ class Stage:
             for o in (order.expressions if order is not None else []):
                 self._child(o.this)
             if single:
-                return self._one_row(func, arg, filt, n)
+                return self._one_row(func, arg, filt, by, n)
             # The whole partition: every row a peer of every other (one constant order
             # time, the epoch: any would do) under a frame from the start, so each row
             # sees the whole partition.
@@ -930,12 +949,13 @@ class Stage:
             return semantics.truncated_div(call("sum"), call("count"))
         return call(func)
 
-    def _one_row(self, func: str, arg: Expr | None, filt: Expr | None, n: exp.Expression) -> Expr:
+    def _one_row(self, func: str, arg: Expr | None, filt: Expr | None, by: Column | None, n: exp.Expression) -> Expr:
         """An aggregate over ``ROWS BETWEEN CURRENT ROW AND CURRENT ROW``: over the row
-        alone, so a value of the row (the IR's frames hold a row's peers too)."""
+        alone, so a value of the row (the IR's frames hold a row's peers too; first/last
+        of one row is its value)."""
         try:
-            dtype = AggCall(func, arg, "?", filt, None).dtype
-        except Exception as e:
+            dtype = AggCall(func, arg, "?", filt, by).dtype
+        except RelplanError as e:
             raise fail(SchemaError, str(e), n) from None
         if func == "mean" and self.ctx.dialect == "flink" and arg is not None and arg.dtype == T.Int64:
             dtype = T.Int64  # Flink's AVG of a BIGINT is a BIGINT: of one value, the value
@@ -1096,6 +1116,7 @@ def _bounds(spec: exp.WindowSpec | None) -> tuple[str, str, str, str, str] | Non
     intervals as "n"; None for no frame."""
     if spec is None:
         return None
+    _no_exclusion(spec)
 
     def word(x: object) -> str:
         return x.upper() if isinstance(x, str) else "n"
@@ -1103,6 +1124,15 @@ def _bounds(spec: exp.WindowSpec | None) -> tuple[str, str, str, str, str] | Non
     end = spec.args.get("end")
     return (str(spec.args.get("kind") or "").upper(), word(spec.args.get("start")), str(spec.args.get("start_side") or "").upper(),
             word(end) if end is not None else "CURRENT ROW", str(spec.args.get("end_side") or "").upper())
+
+
+def _no_exclusion(spec: exp.WindowSpec) -> None:
+    """A frame's ``EXCLUDE CURRENT ROW | GROUP | TIES`` takes rows out of it, which no IR
+    frame does: refused (``EXCLUDE NO OTHERS`` excludes nothing)."""
+    exclude = spec.args.get("exclude")
+    if exclude is not None and " ".join(exclude.name.upper().split()) != "NO OTHERS":
+        raise fail(UnsupportedError, f"EXCLUDE {exclude.name.upper()} in a window frame is not supported: "
+                   "an IR frame holds every row of its range", spec)
 
 
 def _whole_partition(spec: exp.WindowSpec | None) -> bool:
@@ -1132,6 +1162,7 @@ def _frame(spec: exp.WindowSpec | None, micros: bool = False) -> Frame:
 
     if spec is None:
         return Frame(None, upper=0, upper_inclusive=True)
+    _no_exclusion(spec)
     kind = str(spec.args.get("kind") or "").upper()
     if kind == "ROWS" and (_whole_partition(spec) or _current_row_only(spec)):
         # rp.sql reads these before asking for a frame (Stage._window): here a feature's
