@@ -25,7 +25,7 @@ from sqlglot.dialects.dialect import Dialect
 from relplan.ir import types as T
 from relplan.ir.aggregates import AggCall
 from relplan.ir.errors import UnsupportedError
-from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, PythonUDF, Unary
+from relplan.ir.expr import Binary, Case, Cast, Coalesce, Column, Expr, InList, Literal, PythonUDF, Unary, timestamp_text
 from relplan.ir.graph import walk
 from relplan.ir.nodes import (
     WINDOW_END,
@@ -127,7 +127,7 @@ class SqlLowering:
         return exp.Anonymous(this="MAKE_TIMESTAMP", expressions=[e])
 
     def timestamp_literal(self, v: dt.datetime) -> exp.Expression:
-        return exp.Cast(this=exp.Literal.string(f"{v.year:04d}-{v:%m-%d %H:%M:%S.%f}"), to=self.dtype(T.Timestamp))
+        return exp.Cast(this=exp.Literal.string(timestamp_text(v)), to=self.dtype(T.Timestamp))
 
     def arg_extreme(self, largest: bool, value: exp.Expression, key: exp.Expression) -> exp.Expression:
         """The value at the smallest/largest key (rows with a NULL key ignored)."""

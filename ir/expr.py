@@ -126,7 +126,7 @@ class Literal(Expr):
         if isinstance(v, str):
             return "'" + v.replace("'", "''") + "'"
         if isinstance(v, dt.datetime):
-            return f"TIMESTAMP '{v.year:04d}-{v:%m-%d %H:%M:%S.%f}'"  # %Y leaves years before 1000 unpadded
+            return f"TIMESTAMP '{timestamp_text(v)}'"
         if isinstance(v, dt.date):
             return f"DATE '{v.isoformat()}'"
         return repr(v)
@@ -157,6 +157,12 @@ class Binary(Expr):
 
     def sql(self) -> str:
         return f"{_paren(self.left)} {self.op} {_paren(self.right)}"
+
+
+def timestamp_text(v: dt.datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS.ffffff``, the year in four digits (``%Y`` leaves years before
+    1000 unpadded, which Flink does not read)."""
+    return f"{v.year:04d}-{v:%m-%d %H:%M:%S.%f}"
 
 
 def _paren(e: Expr) -> str:

@@ -543,3 +543,10 @@ def test_an_aggregate_of_case_when_is_a_filtered_aggregate_only_where_it_is_one(
     twin = rp.sql_feature(f"SELECT SUM(amt) FILTER (WHERE status = 'failed') OVER ({w}) AS a FROM SqlTx", sources=[SqlTx])
     assert (filtered.body.mask, filtered.body.aggs) == (twin.body.mask, twin.body.aggs)
     assert zero.body.mask is None and "CASE" in str(zero.body.aggs[0][1].arg).upper()
+
+
+@pytest.mark.parametrize("dialect", ["spark", "flink"])
+def test_a_feature_written_as_its_engines_distinct_count_keeps_its_own_words(dialect: str) -> None:
+    merchants = next(f for f in sql_feats(dialect) if f.name == "merchants_1d")
+    written = MERCHANTS[dialect].format(w=frame(DAY_SQL[dialect]))
+    assert merchants.description == f"{written} AS merchants_1d FROM SqlTx WHERE merchant <> 'c' ({dialect} SQL)"

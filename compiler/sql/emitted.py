@@ -720,6 +720,7 @@ def _reference(item: exp.Expression) -> tuple[str, exp.Expression, list[exp.Expr
     ``FIRST_VALUE(x) OVER (PARTITION BY keys ORDER BY <time> RANGE BETWEEN UNBOUNDED
     PRECEDING AND CURRENT ROW) AS __rp_ref_a``."""
     from relplan.backends.flink import FlinkLowering
+    from relplan.compiler.sql.query import _bounds
 
     if not (isinstance(item, exp.Alias) and item.alias.startswith(FlinkLowering.REF) and isinstance(item.this, exp.Window)):
         return None
@@ -731,9 +732,8 @@ def _reference(item: exp.Expression) -> tuple[str, exp.Expression, list[exp.Expr
     if isinstance(w.this, exp.Min) and order is None and spec is None:
         return item.alias, _unparen(w.this.this), partition
     if (isinstance(w.this, exp.FirstValue) and order is not None and len(order.expressions) == 1
-            and not order.expressions[0].args.get("desc") and spec is not None
-            and (str(spec.args.get("kind")).upper(), str(spec.args.get("start")).upper(), str(spec.args.get("start_side")).upper(),
-                 str(spec.args.get("end")).upper(), spec.args.get("end_side")) == ("RANGE", "UNBOUNDED", "PRECEDING", "CURRENT ROW", None)):
+            and not order.expressions[0].args.get("desc")
+            and _bounds(spec) == ("RANGE", "UNBOUNDED", "PRECEDING", "CURRENT ROW", "")):
         return item.alias, _unparen(w.this.this), partition
     return None
 

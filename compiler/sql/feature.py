@@ -251,15 +251,16 @@ class _Text:
         Any parser records where a function's name and an identifier are, so the aggregate
         and the alias say it; the walks over the item are for other shapes."""
         head = first.this if isinstance(first, exp.Filter) else first
-        start = (head._meta or {}).get("start")
+        cast = isinstance(head, exp.Cast)  # where CAST( is no parser records (the locating one: its type)
+        start = None if cast else (head._meta or {}).get("start")
         if start is None:
             for n in first.walk():
                 m = n._meta
                 if m and "start" in m and (start is None or m["start"] < start):
                     start = m["start"]
-            if start is not None and isinstance(head, exp.Cast):  # no parser records where CAST( is
-                cast = _CAST_BEFORE.search(self.text, 0, start)
-                start = cast.start() if cast else start
+            if start is not None and cast:
+                before = _CAST_BEFORE.search(self.text, max(0, start - 100), start)
+                start = before.start() if before else start
         name = node.args.get("alias") if isinstance(node, exp.Alias) else None
         end = (name._meta or {}).get("end") if isinstance(name, exp.Identifier) else None
         if end is None:  # the item's last token: its name (recorded on identifiers by any parser)
@@ -479,13 +480,18 @@ def _check_order(order: Any, src: Source, rel: Rel, ctx: Context, w: exp.Express
         )
 
 
+_FRAME_PARTS = ("kind", "start", "start_side", "end", "end_side")
+
+
 def _frame_key(spec: Any) -> tuple[Any, ...] | None:
     """What a frame clause says, as a value (None if it holds anything but bounds and
     INTERVAL literals): equal clauses are read once per query."""
     if spec is None:
         return ()
+    if any(v is not None and k not in _FRAME_PARTS for k, v in spec.args.items()):
+        return None  # anything else (EXCLUDE ...): read, and refused, each time
     key: list[Any] = []
-    for k in ("kind", "start", "start_side", "end", "end_side"):
+    for k in _FRAME_PARTS:
         v = spec.args.get(k)
         if v is None or isinstance(v, str):
             key.append(v)

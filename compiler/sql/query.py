@@ -142,7 +142,8 @@ def build_query(q: exp.Expression, ctx: Context) -> Rel:
         return build_query(q.this, ctx)
     with_ = q.args.get("with_") or q.args.get("with")
     if with_ is not None:
-        q = emitted.shifted_variances(q)  # Flink's var/std, as relplan writes them
+        if ctx.dialect == "flink":
+            q = emitted.shifted_variances(q)  # Flink's var/std, as relplan writes them
         with_ = q.args.get("with_") or q.args.get("with")
         if with_.args.get("recursive"):
             raise fail(UnsupportedError, "WITH RECURSIVE is not supported", with_)
@@ -527,7 +528,7 @@ def _convert_or_idiom(n: exp.Expression, child, dialect: str) -> Expr:  # type: 
     instant = emitted.timestamp_of_micros(n)  # Spark's TIMESTAMP_MICROS(1704067200000000): a literal
     if instant is not None:
         return instant
-    day = emitted.flink_date_of(n)  # Flink's CAST(ts AS DATE), corrected before 1970, as relplan writes it
+    day = emitted.flink_date_of(n) if dialect == "flink" else None  # Flink's CAST(ts AS DATE), corrected before 1970, as relplan writes it
     if day is not None and (ts := child(day)).dtype == T.Timestamp:
         return Cast(ts, T.Date)
     why = emitted.unsupported_idiom(n)
@@ -757,7 +758,8 @@ class Stage:
         mean = emitted.exact_mean(n)  # Spark's exact AVG of a BIGINT, as relplan writes it
         if mean is not None:
             return self._child(mean)
-        extreme = emitted.flink_extreme(n, lambda x: _scalar(x, self.rel, ctx).dtype)  # Flink's first()/last(), as relplan writes it
+        # Flink's first()/last(), as relplan writes it
+        extreme = emitted.flink_extreme(n, lambda x: _scalar(x, self.rel, ctx).dtype) if ctx.dialect == "flink" else None
         if extreme is not None:
             return self._child(extreme)
         if self.grouped:
