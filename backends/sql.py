@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import functools
 import gc
 import math
 import threading
@@ -536,9 +535,9 @@ class SqlLowering:
         named: dict[Frame, str] = {}
         if self.rendering_pretty is not None:  # while rendering: one block per frame (see block())
             for frame, aggs in n.windows if windows is None else windows:
-                window = None if _holds_no_time(frame) else named.setdefault(_by_range(frame), f"w{len(named)}")
+                window = None if _holds_no_time(frame) else named.setdefault(frame, f"w{len(named)}")
                 stand_in = None if window is None else _WINDOW_STAND_IN * len(window)
-                own = {} if window is None else {_by_range(frame): window}
+                own = {} if window is None else {frame: window}
                 part = self.block(
                     ("over", aggs, stand_in, n.keys),
                     lambda frame=frame, aggs=aggs, own=own: self.window_items(n, [(frame, a) for a in aggs], dict(own), True),
@@ -565,7 +564,7 @@ class SqlLowering:
         cols: list[exp.Expression] = []
         for frame, a in calls:
             # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its end.
-            window = None if _holds_no_time(frame) else named.setdefault(_by_range(frame), f"w{len(named)}")
+            window = None if _holds_no_time(frame) else named.setdefault(frame, f"w{len(named)}")
             if window is None or self.rendering_pretty is None:
                 cols.append(self.item(("over", a, window, n.keys), lambda a=a, w=window: self.window_item(a, w, n.keys)))
                 continue
@@ -867,18 +866,6 @@ _WINDOW_STAND_IN = "\x00"  # no user's SQL text holds a NUL
 _ITEMS_STAND_IN = "\x01"  # nor this
 _JOINED_ITEMS_MIN = 8  # fewer select items are rendered by sqlglot whole
 _BLOCK = 64  # a projection's items per block (see SqlLowering.block)
-
-
-@functools.lru_cache(maxsize=4096)
-def _by_range(f: Frame) -> Frame:
-    """The frame of the microseconds ``f`` holds, written one way: ``(t-1h, t)`` and
-    ``(t-1h, t-1us]`` are one RANGE clause, so one named window (Flink refuses a WINDOW
-    clause that defines a window twice). Its RANGE text is ``f``'s (see frame())."""
-    last = f.upper if f.upper_inclusive else f.upper + 1
-    if f.lower is None:
-        return Frame(None, upper=last)
-    first = f.lower if f.lower_inclusive else f.lower - 1
-    return Frame(first + 1, upper=last)  # (t-(first+1), t-last]: exclusive below, inclusive above
 
 
 def _holds_no_time(f: Frame) -> bool:
