@@ -535,7 +535,7 @@ class SqlLowering:
         named: dict[Frame, str] = {}
         if self.rendering_pretty is not None:  # while rendering: one block per frame (see block())
             for frame, aggs in n.windows if windows is None else windows:
-                window = None if _holds_no_time(frame) else named.setdefault(frame, f"w{len(named)}")
+                window = None if _holds_no_time(frame) else _window_name(named, frame)
                 stand_in = None if window is None else _WINDOW_STAND_IN * len(window)
                 own = {} if window is None else {frame: window}
                 part = self.block(
@@ -564,7 +564,7 @@ class SqlLowering:
         cols: list[exp.Expression] = []
         for frame, a in calls:
             # e.g. (t-1us, t): Spark refuses a RANGE frame whose start is after its end.
-            window = None if _holds_no_time(frame) else named.setdefault(frame, f"w{len(named)}")
+            window = None if _holds_no_time(frame) else _window_name(named, frame)
             if window is None or self.rendering_pretty is None:
                 cols.append(self.item(("over", a, window, n.keys), lambda a=a, w=window: self.window_item(a, w, n.keys)))
                 continue
@@ -866,6 +866,26 @@ _WINDOW_STAND_IN = "\x00"  # no user's SQL text holds a NUL
 _ITEMS_STAND_IN = "\x01"  # nor this
 _JOINED_ITEMS_MIN = 8  # fewer select items are rendered by sqlglot whole
 _BLOCK = 64  # a projection's items per block (see SqlLowering.block)
+
+
+def _window_name(named: dict[Frame, str], frame: Frame) -> str:
+    """The named window of ``frame``. A frame holding the same microseconds as one named
+    before (``(t-1h, t)`` and ``(t-1h, t-1us]``) takes its window: their RANGE clauses are
+    one text, and Flink refuses a WINDOW clause that defines a window twice. The frame
+    first named, as written, defines it."""
+    name = named.get(frame)
+    if name is None:
+        held = _held(frame)
+        name = next((w for f, w in named.items() if _held(f) == held), None)
+        if name is None:
+            name = named[frame] = f"w{len(named)}"
+    return name
+
+
+def _held(f: Frame) -> tuple[int | None, int]:
+    """The first and last offsets of the microseconds ``f`` holds (the RANGE clause's)."""
+    return (None if f.lower is None else f.lower if f.lower_inclusive else f.lower - 1,
+            f.upper if f.upper_inclusive else f.upper + 1)
 
 
 def _holds_no_time(f: Frame) -> bool:
